@@ -1,0 +1,5 @@
+"""Packaging: metadata lives in setup.cfg."""
+
+from setuptools import setup
+
+setup()

@@ -1,0 +1,230 @@
+"""Real components for tests: private Redis servers, server processes, clients.
+
+Nothing here touches the shared Redis on 6379: every Redis is private, on a
+free port, and every process is ended by the PID it was started with.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Coroutine
+from pathlib import Path
+from typing import Any, TypeVar
+
+from tornado.httpclient import AsyncHTTPClient, HTTPResponse
+from tornado.websocket import WebSocketClientConnection, websocket_connect
+
+T = TypeVar("T")
+
+#: Default bound on any single wait in the tests.
+WAIT = 10.0
+#: How long silence must last to count as "not delivered".
+SILENCE = 0.5
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for_port(port: int, timeout: float = WAIT) -> None:
+    """Block until something accepts TCP connections on ``port``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.02)
+    raise AssertionError(f"nothing listening on port {port} after {timeout}s")
+
+
+def _end(process: subprocess.Popen[bytes], sig: int = signal.SIGTERM, timeout: float = WAIT) -> int:
+    if process.poll() is None:
+        process.send_signal(sig)
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout)
+    return process.returncode
+
+
+class RedisServer:
+    """A private ``redis-server`` that a test may kill, freeze and restart."""
+
+    def __init__(self, port: int | None = None) -> None:
+        self.port = port or free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+        self.dir = tempfile.mkdtemp(prefix="tc-redis-")
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> RedisServer:
+        binary = shutil.which("redis-server")
+        assert binary, "redis-server is not installed"
+        self.process = subprocess.Popen(
+            [
+                binary,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                self.dir,
+                "--loglevel",
+                "warning",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        wait_for_port(self.port)
+        return self
+
+    def kill(self) -> None:
+        """``kill -9``: no goodbye to its clients."""
+        assert self.process is not None
+        _end(self.process, signal.SIGKILL)
+        self.process = None
+
+    def stop(self) -> None:
+        if self.process is not None:
+            _end(self.process)
+            self.process = None
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def cli(self, *args: str) -> str:
+        """Run ``redis-cli`` against this server and return its output."""
+        binary = shutil.which("redis-cli")
+        assert binary, "redis-cli is not installed"
+        result = subprocess.run(
+            [binary, "-p", str(self.port), *args], capture_output=True, timeout=WAIT, check=True
+        )
+        return result.stdout.decode()
+
+
+class ServerProcess:
+    """One real ``tornado-channels`` process on a free port."""
+
+    def __init__(
+        self,
+        *args: str,
+        env: dict[str, str] | None = None,
+        port: int | None = None,
+        command: list[str] | None = None,
+    ) -> None:
+        self.port = port or free_port()
+        self.args = args
+        self.env = {**os.environ, **(env or {})}
+        self.command = command or [sys.executable, "-m", "tornado_channels"]
+        self.log = Path(tempfile.mkstemp(prefix="tc-server-", suffix=".log")[1])
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}"
+
+    def start(self) -> ServerProcess:
+        with self.log.open("wb") as out:
+            self.process = subprocess.Popen(
+                [*self.command, "--port", str(self.port), *self.args],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=self.env,
+            )
+        wait_for_port(self.port)
+        return self
+
+    def terminate(self, sig: int = signal.SIGTERM) -> int:
+        """Signal the process and return its exit status."""
+        assert self.process is not None
+        return _end(self.process, sig)
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+def run(coro: Coroutine[Any, Any, T], timeout: float = 60.0) -> T:
+    """Run ``coro`` on a fresh event loop, failing it after ``timeout`` seconds."""
+    return asyncio.run(asyncio.wait_for(coro, timeout))
+
+
+async def connect(url: str, timeout: float = WAIT) -> WebSocketClientConnection:
+    """Open a WebSocket; fail after ``timeout``."""
+    return await asyncio.wait_for(websocket_connect(url), timeout)
+
+
+async def receive(ws: WebSocketClientConnection, timeout: float = WAIT) -> str | bytes:
+    """The next message on ``ws``; fails on timeout or on close."""
+    message = await asyncio.wait_for(ws.read_message(), timeout)
+    assert message is not None, f"closed ({ws.close_code} {ws.close_reason}) instead of a message"
+    return message
+
+
+async def closed(
+    ws: WebSocketClientConnection, timeout: float = WAIT
+) -> tuple[int | None, str | None]:
+    """Wait for the server to close ``ws``; return its close code and reason."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        remaining = deadline - asyncio.get_running_loop().time()
+        message = await asyncio.wait_for(ws.read_message(), max(remaining, 0.01))
+        if message is None:
+            return ws.close_code, ws.close_reason
+
+
+async def silent(ws: WebSocketClientConnection, wait: float = SILENCE) -> None:
+    """Assert that nothing arrives on ``ws`` for ``wait`` seconds."""
+    try:
+        message = await asyncio.wait_for(ws.read_message(), wait)
+    except asyncio.TimeoutError:
+        return
+    raise AssertionError(f"expected no message, got {message!r}")
+
+
+async def post(url: str, body: bytes | str, **kwargs: Any) -> HTTPResponse:
+    """POST ``body`` to ``url``; any status is returned, not raised."""
+    client = AsyncHTTPClient()
+    return await client.fetch(
+        url, method="POST", body=body, raise_error=False, request_timeout=WAIT, **kwargs
+    )
+
+
+async def get(url: str, **kwargs: Any) -> HTTPResponse:
+    """GET ``url``; any status is returned, not raised."""
+    client = AsyncHTTPClient()
+    return await client.fetch(url, raise_error=False, request_timeout=WAIT, **kwargs)
+
+
+async def until(predicate: Any, timeout: float = WAIT, what: str = "condition") -> None:
+    """Poll an (async or plain) predicate until it is true; fail after ``timeout``."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        value = predicate()
+        if asyncio.iscoroutine(value):
+            value = await value
+        if value:
+            return
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"{what} not reached within {timeout}s")
+        await asyncio.sleep(0.05)

@@ -1,0 +1,87 @@
+"""The Broker interface: the transport every publish goes through.
+
+A broker carries :class:`~tornado_channels.envelope.Publication` objects to
+every process that shares it, the publishing one included, and hands each one
+it receives to its :class:`BrokerEvents` (the node).  Delivery always comes
+back from the broker, so one code path serves one process and many.
+"""
+
+from __future__ import annotations
+
+import abc
+from typing import Protocol
+
+from .channels import Channel
+from .envelope import Publication
+
+
+class PublishError(Exception):
+    """A publish that the broker did not accept."""
+
+
+class BrokerUnavailable(PublishError):
+    """The broker is not connected: nothing was published."""
+
+
+class PublishOutcomeUnknown(PublishError):
+    """The broker did not answer in time: the message may or may not be published.
+
+    Retrying could deliver it twice, so it is not retried.
+    """
+
+
+class BrokerEvents(Protocol):
+    """What a broker reports to the node that owns it."""
+
+    def deliver(self, publication: Publication) -> None:
+        """A publication arrived for this process's subscribers."""
+
+    def broker_state_changed(self, connected: bool) -> None:
+        """The broker connected (again) or lost its connection."""
+
+
+class Broker(abc.ABC):
+    """Cross-process transport with per-channel interest.
+
+    ``subscribe``/``unsubscribe`` are called once per local subscriber; a broker
+    that filters by channel keeps its own reference counts.
+    """
+
+    #: Short name shown by health checks and logs.
+    kind: str = "broker"
+
+    @abc.abstractmethod
+    async def start(self, events: BrokerEvents) -> None:
+        """Begin delivering to ``events``.
+
+        Returns without waiting for a connection: a broker that cannot connect
+        yet keeps trying.
+        """
+
+    @abc.abstractmethod
+    async def stop(self) -> None:
+        """Stop delivering and release every connection."""
+
+    @property
+    @abc.abstractmethod
+    def connected(self) -> bool:
+        """Whether publishes can be accepted and deliveries received now."""
+
+    @abc.abstractmethod
+    async def publish(self, publication: Publication) -> None:
+        """Publish; return once accepted.
+
+        Raise :class:`BrokerUnavailable` or :class:`PublishOutcomeUnknown` otherwise.
+        """
+
+    @abc.abstractmethod
+    async def subscribe(self, channel: Channel) -> None:
+        """Receive publications for ``channel`` and the subtrees containing it.
+
+        Returns once that is in effect; raises :class:`BrokerUnavailable` if it
+        cannot be.
+        """
+
+    @abc.abstractmethod
+    def unsubscribe(self, channel: Channel) -> None:
+        """Undo one :meth:`subscribe` of ``channel``."""

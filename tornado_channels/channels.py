@@ -1,0 +1,126 @@
+"""Channel names: parsing and validation of URL paths (pure, no I/O).
+
+A channel is named by a URL path without its leading slash: ``/users/1`` is
+channel ``users/1``.  A path ending in ``/`` names a *subtree*: every channel
+strictly below it (``/users/`` reaches ``users/1`` and ``users/1/a`` but not
+``users``; ``/`` reaches every channel).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from urllib.parse import unquote_to_bytes
+
+#: Longest channel name, in bytes of its percent-decoded UTF-8 form.
+MAX_NAME_BYTES = 255
+
+# C0 controls, DEL and C1 controls: Unicode category Cc.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+
+
+class InvalidChannel(ValueError):
+    """A path or name that breaks the channel naming rules; ``str()`` says which."""
+
+
+@dataclass(frozen=True, slots=True)
+class Channel:
+    """One channel, e.g. ``users/1``."""
+
+    name: str
+
+    def ancestors(self) -> tuple[str, ...]:
+        """Prefixes of the subtrees that contain this channel, root (``""``) first.
+
+        ``users/1/a`` lies in the subtrees ``""``, ``users`` and ``users/1``.
+        """
+        segments = self.name.split("/")
+        return tuple("/".join(segments[:depth]) for depth in range(len(segments)))
+
+    def __str__(self) -> str:
+        return self.name
+
+
+@dataclass(frozen=True, slots=True)
+class Subtree:
+    """Every channel strictly below ``prefix``; the empty prefix is the root."""
+
+    prefix: str
+
+    def contains(self, channel: Channel) -> bool:
+        """Whether ``channel`` lies strictly below this subtree."""
+        if not self.prefix:
+            return True
+        return channel.name.startswith(self.prefix + "/")
+
+    def __str__(self) -> str:
+        return self.prefix + "/" if self.prefix else "/"
+
+
+#: What a publish is addressed to.
+Target = Channel | Subtree
+
+
+def validate_name(name: str) -> str:
+    """Return ``name`` if it is a valid (decoded) channel name, else raise.
+
+    Rules: at least one segment; segments separated by ``/`` are non-empty and
+    are not ``.`` or ``..``; no control characters; at most
+    :data:`MAX_NAME_BYTES` bytes of UTF-8.
+    """
+    if not name:
+        raise InvalidChannel("channel name is empty")
+    match = _CONTROL.search(name)
+    if match:
+        raise InvalidChannel(f"channel name contains control character U+{ord(match.group()):04X}")
+    try:
+        size = len(name.encode("utf-8"))
+    except UnicodeEncodeError:
+        # Lone surrogates cannot come from a decoded URL, but may from library callers.
+        raise InvalidChannel("channel name is not valid Unicode") from None
+    if size > MAX_NAME_BYTES:
+        raise InvalidChannel(f"channel name is {size} bytes; the maximum is {MAX_NAME_BYTES}")
+    for segment in name.split("/"):
+        if not segment:
+            raise InvalidChannel("channel name has an empty segment ('//' or a leading '/')")
+        if segment in (".", ".."):
+            raise InvalidChannel(f"channel name has a '{segment}' segment")
+    return name
+
+
+def _decode_segment(raw: str) -> str:
+    data = unquote_to_bytes(raw)
+    if b"/" in data:
+        # An encoded slash would make two different paths name one channel.
+        raise InvalidChannel("channel name contains an encoded '/' (%2F)")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InvalidChannel("channel name is not valid UTF-8 once percent-decoded") from None
+
+
+def parse_target(path: str) -> Target:
+    """Parse a percent-encoded path into the :class:`Channel` or :class:`Subtree` it names.
+
+    ``path`` is relative to the mount point, without its leading ``/``:
+    ``"users/1"`` is ``Channel("users/1")``, ``"users/"`` is ``Subtree("users")``
+    and ``""`` is the root ``Subtree("")``.
+    """
+    if path == "":
+        return Subtree("")
+    subtree = path.endswith("/")
+    raw = path[:-1] if subtree else path
+    name = "/".join(_decode_segment(segment) for segment in raw.split("/"))
+    validate_name(name)
+    return Subtree(name) if subtree else Channel(name)
+
+
+def parse_channel(path: str) -> Channel:
+    """Like :func:`parse_target`, but only a single channel is acceptable."""
+    target = parse_target(path)
+    if isinstance(target, Subtree):
+        raise InvalidChannel(
+            f"'{target}' ends with '/' and names a subtree: subtrees can be "
+            "published to, not subscribed to"
+        )
+    return target

@@ -1,0 +1,36 @@
+"""Settings shared by the channel handlers of one mount point."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+#: Default maximum size of a published message (POST body or WebSocket message).
+DEFAULT_MAX_MESSAGE_SIZE = 1 << 20
+
+
+@dataclass(frozen=True)
+class ChannelConfig:
+    """What the handlers of one mount point need to know.
+
+    :param prefix: URL path the channels are mounted under, with trailing ``/``.
+    :param max_message_size: largest POST body (413 beyond) or WebSocket
+        message (closed with 1009 beyond), in bytes.
+    :param ping_interval: seconds between server WebSocket pings (0: none).
+    :param ping_timeout: seconds without a pong before a peer is dropped.
+    """
+
+    prefix: str = "/"
+    max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE
+    ping_interval: float = 20.0
+    ping_timeout: float = 20.0
+
+    def __post_init__(self) -> None:
+        if not self.prefix.startswith("/") or not self.prefix.endswith("/"):
+            raise ValueError(f"prefix must start and end with '/': {self.prefix!r}")
+        if self.max_message_size < 1:
+            raise ValueError("max_message_size must be positive")
+
+    @property
+    def static_prefix(self) -> str:
+        """URL path of the bundled page assets."""
+        return self.prefix + "_/static/"

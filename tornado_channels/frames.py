@@ -1,0 +1,55 @@
+"""WebSocket frames built once per message, and the close codes we send (pure).
+
+Server-to-client frames are never masked (RFC 6455, section 5.1), so the same
+frame bytes can be written to every subscriber of a channel: a message is
+framed once per process, not once per connection.
+"""
+
+from __future__ import annotations
+
+import struct
+
+OPCODE_TEXT = 0x1
+OPCODE_BINARY = 0x2
+
+# Close codes this server sends (README, "Close codes").
+#: The server is shutting down or restarting; reconnect (to another process).
+CLOSE_GOING_AWAY = 1001
+#: A hook rejected the client's message or subscription.
+CLOSE_POLICY_VIOLATION = 1008
+#: A client frame or message exceeded the maximum message size.
+CLOSE_MESSAGE_TOO_BIG = 1009
+#: An unexpected error on our side while serving this connection.
+CLOSE_INTERNAL_ERROR = 1011
+#: The broker connection was lost: messages may have been missed; reconnect.
+CLOSE_TRY_AGAIN_LATER = 1013
+#: The client read too slowly and its outgoing buffer passed the bound; reconnect.
+CLOSE_SLOW_CONSUMER = 4008
+
+
+def is_text(payload: bytes) -> bool:
+    """Whether ``payload`` is valid UTF-8, and so travels as a text frame."""
+    try:
+        payload.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def encode_frame(payload: bytes, opcode: int | None = None) -> bytes:
+    """One unmasked, unfragmented frame carrying ``payload``.
+
+    Without an explicit ``opcode``, valid UTF-8 is sent as text and anything
+    else as binary, so subscribers receive exactly the published bytes.
+    """
+    if opcode is None:
+        opcode = OPCODE_TEXT if is_text(payload) else OPCODE_BINARY
+    length = len(payload)
+    first = 0x80 | opcode  # FIN set: never fragmented.
+    if length < 126:
+        header = struct.pack("!BB", first, length)
+    elif length <= 0xFFFF:
+        header = struct.pack("!BBH", first, 126, length)
+    else:
+        header = struct.pack("!BBQ", first, 127, length)
+    return header + payload

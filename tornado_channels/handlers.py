@@ -1,0 +1,201 @@
+"""HTTP edges: publish by POST, the live pages, and the health check.
+
+Handlers are thin: they parse, authorize, and hand over to the node.
+Dependencies arrive through ``initialize`` from the route table.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import tornado.template
+import tornado.web
+
+from .broker import BrokerUnavailable, PublishOutcomeUnknown
+from .channels import Channel, InvalidChannel, Subtree, Target, parse_target
+from .config import ChannelConfig
+from .hooks import ChannelHooks, Reject, resolve
+from .node import Node
+
+# Pages run only our own script and style, and nothing can frame them.
+CONTENT_SECURITY_POLICY = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
+    "img-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+)
+
+
+class ApiError(tornado.web.HTTPError):
+    """An HTTP error answered with ``{"error": code, "message": text}``."""
+
+    def __init__(self, status: int, error: str, message: str) -> None:
+        # HTTPError formats log_message with %; keep user text out of the format.
+        super().__init__(status, "%s", message)
+        self.error = error
+        self.message = message
+
+
+def invalid_channel(exc: InvalidChannel) -> ApiError:
+    """The 400 for a path that is not a valid channel name."""
+    return ApiError(400, "invalid_channel", str(exc))
+
+
+class JSONErrorsMixin(tornado.web.RequestHandler):
+    """Every error this handler sends is a JSON body naming the problem."""
+
+    def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
+        """Log server errors only."""
+        # A client error is already in the access log (at WARNING); logging
+        # it again here would double every line a bad client causes.
+        if isinstance(value, ApiError) and value.status_code < 500:
+            return
+        super().log_exception(typ, value, tb)
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        """Answer ``{"error": code, "message": text}``."""
+        exc = kwargs.get("exc_info", (None, None, None))[1]
+        if isinstance(exc, ApiError):
+            error, message = exc.error, exc.message
+        else:
+            error = self._reason.lower().replace(" ", "_")
+            message = self._reason
+        self.set_header("Content-Type", "application/json; charset=UTF-8")
+        self.finish(json.dumps({"error": error, "message": message}))
+
+
+@tornado.web.stream_request_body
+class ChannelHandler(JSONErrorsMixin):
+    """``POST /<channel>`` publishes; ``GET /<channel>`` is the channel's live page.
+
+    The body is streamed so an oversized one is refused (413) without being
+    held in memory, and without Tornado's own limit answering a bare 400 first.
+    """
+
+    SUPPORTED_METHODS = ("GET", "POST")
+
+    def initialize(
+        self,
+        node: Node,
+        hooks: ChannelHooks,
+        config: ChannelConfig,
+        templates: tornado.template.Loader,
+    ) -> None:
+        """Take the shared node, hooks, config and templates from the route table."""
+        self.node = node
+        self.hooks = hooks
+        self.config = config
+        self.templates = templates
+        self._body = bytearray()
+        self._too_large = False
+
+    def prepare(self) -> None:
+        """Parse the channel from the path; refuse a declared oversize body early."""
+        try:
+            self.target: Target = parse_target(self.path_kwargs["path"])
+        except InvalidChannel as exc:
+            raise invalid_channel(exc) from None
+        if self.request.method == "POST":
+            length = self.request.headers.get("Content-Length")
+            limit = self.config.max_message_size
+            if length is not None and length.isdigit() and int(length) > limit:
+                raise self._too_large_error()
+
+    def data_received(self, chunk: bytes) -> None:
+        """Collect the body, keeping nothing once it passes the maximum."""
+        # A chunked body has no Content-Length to refuse up front: count, and
+        # stop keeping bytes once past the maximum.
+        if self._too_large:
+            return
+        if len(self._body) + len(chunk) > self.config.max_message_size:
+            self._too_large = True
+            self._body = bytearray()
+        else:
+            self._body += chunk
+
+    async def post(self, path: str) -> None:
+        """Publish the body; 202 once the broker accepted it."""
+        if self._too_large:
+            raise self._too_large_error()
+        target = self.target
+        try:
+            allowed = await resolve(self.hooks.authorize_publish(self.request, target))
+        except Reject as exc:
+            raise ApiError(403, "forbidden", exc.reason) from None
+        if not allowed:
+            raise ApiError(403, "forbidden", f"publishing to '{target}' is not allowed")
+        payload = bytes(self._body)
+        try:
+            await self.node.publish(target, payload)
+        except PublishOutcomeUnknown as exc:
+            # Not retried: a retry could deliver the message twice.
+            raise ApiError(504, "publish_outcome_unknown", str(exc)) from None
+        except BrokerUnavailable as exc:
+            self.set_header("Retry-After", "1")
+            raise ApiError(503, "broker_unavailable", str(exc)) from None
+        key = "channel" if isinstance(target, Channel) else "subtree"
+        self.set_status(202)
+        self.finish({"published": True, key: str(target), "bytes": len(payload)})
+
+    def get(self, path: str) -> None:
+        """The channel's live page, or the home page for the root."""
+        target = self.target
+        if isinstance(target, Subtree) and target.prefix:
+            raise ApiError(
+                400,
+                "invalid_channel",
+                f"'{target}' ends with '/' and names a subtree: subtrees can be "
+                "published to, not viewed",
+            )
+        self.set_header("Content-Security-Policy", CONTENT_SECURITY_POLICY)
+        self.set_header("X-Content-Type-Options", "nosniff")
+        self.set_header("Referrer-Policy", "same-origin")
+        namespace = {"static": self.config.static_prefix, "home": self.config.prefix}
+        if isinstance(target, Channel):
+            page = self.templates.load("channel.html").generate(
+                channel=target.name, publish_url=self.request.full_url(), **namespace
+            )
+        else:
+            channels = sorted(
+                self.node.hub.channels().items(), key=lambda item: (-item[1], item[0])
+            )
+            page = self.templates.load("home.html").generate(
+                channels=channels[:50], base_url=self.request.full_url(), **namespace
+            )
+        self.finish(page)
+
+    def _too_large_error(self) -> ApiError:
+        return ApiError(
+            413,
+            "message_too_large",
+            f"the body exceeds the maximum message size of {self.config.max_message_size} bytes",
+        )
+
+
+class NotFoundHandler(JSONErrorsMixin):
+    """Any path no rule matched (e.g. an unknown ``/_/`` endpoint): a JSON 404."""
+
+    def prepare(self) -> None:
+        """Refuse: nothing lives here."""
+        raise ApiError(404, "not_found", f"no endpoint at {self.request.path}")
+
+
+class HealthHandler(JSONErrorsMixin):
+    """``GET /_/health``: 200 while the broker is connected, 503 otherwise."""
+
+    def initialize(self, node: Node) -> None:
+        """Take the node from the route table."""
+        self.node = node
+
+    def get(self) -> None:
+        """Report whether the broker is connected."""
+        connected = self.node.connected
+        self.set_status(200 if connected else 503)
+        self.set_header("Cache-Control", "no-store")
+        self.finish(
+            {
+                "status": "ok" if connected else "unavailable",
+                "broker": self.node.broker.kind,
+                "connected": connected,
+                "subscriptions": len(self.node.hub),
+            }
+        )

@@ -1,0 +1,117 @@
+"""The hub: this process's subscribers, and broadcast to them."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from typing import Protocol
+
+from .channels import Channel, Subtree
+from .envelope import Publication
+from .frames import CLOSE_INTERNAL_ERROR, CLOSE_SLOW_CONSUMER, encode_frame
+from .trie import SubscriberTrie
+
+log = logging.getLogger("tornado_channels.hub")
+
+
+class Subscriber(Protocol):
+    """One local connection that receives frames (a WebSocket, in practice).
+
+    Implementations are compared by identity, as ordinary objects are.
+    """
+
+    def __hash__(self) -> int: ...
+
+    def send_frame(self, frame: bytes) -> None:
+        """Queue an already-encoded WebSocket frame; never blocks, never awaits."""
+
+    def buffered_bytes(self) -> int:
+        """Bytes queued for this subscriber that the peer has not yet taken."""
+
+    def close(self, code: int | None = None, reason: str | None = None) -> None:
+        """Close the connection with a WebSocket close code."""
+
+
+class Hub:
+    """Local subscribers by channel, and the broadcast that feeds them.
+
+    ``max_buffered_bytes`` bounds what one subscriber may leave unread: past it
+    the subscriber is closed as a slow consumer instead of growing memory.
+    """
+
+    def __init__(self, max_buffered_bytes: int = 1 << 20) -> None:
+        self.max_buffered_bytes = max_buffered_bytes
+        self._trie: SubscriberTrie[Subscriber] = SubscriberTrie()
+        #: Messages written to subscribers (one per subscriber per message).
+        self.delivered = 0
+        #: Subscribers closed for passing ``max_buffered_bytes``.
+        self.slow_disconnects = 0
+        #: Subscribers closed because writing to them failed.
+        self.error_disconnects = 0
+
+    def __len__(self) -> int:
+        return len(self._trie)
+
+    def add(self, channel: Channel, subscriber: Subscriber) -> bool:
+        """Add a subscriber; False if it was already on ``channel``."""
+        return self._trie.add(channel.name, subscriber)
+
+    def discard(self, channel: Channel, subscriber: Subscriber) -> bool:
+        """Remove a subscriber; False if it was not on ``channel``."""
+        return self._trie.discard(channel.name, subscriber)
+
+    def count(self, channel: Channel) -> int:
+        """Subscribers of ``channel`` in this process."""
+        return self._trie.count(channel.name)
+
+    def channels(self) -> dict[str, int]:
+        """Channels with subscribers in this process, and how many each has."""
+        return dict(self._trie.channels())
+
+    def subscribers(self) -> list[Subscriber]:
+        """Every local subscriber, once per subscription."""
+        return self._trie.below("")
+
+    def deliver(self, publication: Publication) -> int:
+        """Send ``publication`` to the local subscribers it targets; return how many."""
+        target = publication.target
+        if isinstance(target, Subtree):
+            targets = self._trie.below(target.prefix)
+        else:
+            targets = self._trie.subscribers(target.name)
+        if not targets:
+            return 0
+        return self.broadcast(targets, encode_frame(publication.payload))
+
+    def broadcast(self, subscribers: Iterable[Subscriber], frame: bytes) -> int:
+        """Write one encoded ``frame`` to each subscriber.
+
+        Never awaits.  A subscriber whose write fails, or that has more than
+        ``max_buffered_bytes`` unread, is closed; the others are unaffected.
+        """
+        sent = 0
+        limit = self.max_buffered_bytes
+        for subscriber in subscribers:
+            try:
+                # Checked before writing, so a single large message still
+                # reaches an idle subscriber; the bound is limit + one message.
+                if subscriber.buffered_bytes() <= limit:
+                    subscriber.send_frame(frame)
+                    sent += 1
+                    continue
+            except Exception:
+                self.error_disconnects += 1
+                log.exception("closing a subscriber whose write failed")
+                _close_quietly(subscriber, CLOSE_INTERNAL_ERROR, "write failed")
+                continue
+            self.slow_disconnects += 1
+            _close_quietly(subscriber, CLOSE_SLOW_CONSUMER, "slow consumer")
+        self.delivered += sent
+        return sent
+
+
+def _close_quietly(subscriber: Subscriber, code: int, reason: str) -> None:
+    try:
+        subscriber.close(code, reason)
+    except Exception:
+        log.debug("closing a subscriber failed", exc_info=True)

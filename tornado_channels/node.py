@@ -1,0 +1,136 @@
+"""The node: wires the hub (local subscribers) to a broker (transport).
+
+Publish always goes through the broker and delivery always comes back from it,
+so a single process on the memory broker and many processes on Redis take the
+same path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from .broker import Broker
+from .channels import Channel, Target
+from .envelope import Publication
+from .frames import CLOSE_GOING_AWAY, CLOSE_TRY_AGAIN_LATER
+from .hub import Hub, Subscriber
+from .memory import MemoryBroker
+
+log = logging.getLogger("tornado_channels.node")
+
+
+class Node:
+    """One process's view of the channels: its subscribers and its broker.
+
+    A host application creates one node, starts it, and shares it between
+    every handler that serves channels (see :func:`tornado_channels.channel_routes`).
+    """
+
+    def __init__(self, broker: Broker | None = None, *, max_buffered_bytes: int = 1 << 20) -> None:
+        self.broker: Broker = broker if broker is not None else MemoryBroker()
+        self.hub = Hub(max_buffered_bytes=max_buffered_bytes)
+        #: Publications accepted by the broker from this process.
+        self.published = 0
+        self._was_connected = False
+        self._stopping = False
+        # Set whenever the last local subscriber leaves; drain() waits on it.
+        self._emptied = asyncio.Event()
+
+    @property
+    def connected(self) -> bool:
+        """Whether this node can publish and deliver now."""
+        return self.broker.connected
+
+    async def start(self) -> None:
+        """Connect the broker (in the background if it cannot connect yet)."""
+        await self.broker.start(self)
+
+    async def stop(
+        self, code: int = CLOSE_GOING_AWAY, reason: str = "server shutting down"
+    ) -> None:
+        """Close every subscriber with ``code`` and stop the broker."""
+        self._stopping = True
+        self.close_subscribers(code, reason)
+        await self.broker.stop()
+
+    async def publish(self, target: Target, payload: bytes) -> None:
+        """Publish ``payload`` to a channel or subtree on every process.
+
+        Returns once the broker accepted it; raises
+        :class:`~tornado_channels.broker.PublishError` otherwise.
+        """
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("Publishing message to channel %s: %d bytes", target, len(payload))
+        await self.broker.publish(Publication(target, payload))
+        self.published += 1
+
+    async def subscribe(self, channel: Channel, subscriber: Subscriber) -> None:
+        """Add ``subscriber`` to ``channel``; return once the broker delivers it.
+
+        Raises :class:`~tornado_channels.broker.BrokerUnavailable` (and leaves
+        nothing subscribed) when the broker cannot take the subscription.
+        """
+        if not self.hub.add(channel, subscriber):
+            return
+        try:
+            await self.broker.subscribe(channel)
+        except BaseException:
+            self.hub.discard(channel, subscriber)
+            raise
+
+    def unsubscribe(self, channel: Channel, subscriber: Subscriber) -> None:
+        """Remove ``subscriber`` from ``channel``; safe to call more than once."""
+        if self.hub.discard(channel, subscriber):
+            self.broker.unsubscribe(channel)
+            if not len(self.hub):
+                self._emptied.set()
+
+    async def drain(
+        self, timeout: float, code: int = CLOSE_GOING_AWAY, reason: str = "server shutting down"
+    ) -> bool:
+        """Close every subscriber and wait up to ``timeout`` seconds for them to go.
+
+        Returns whether all of them went.  Used on shutdown, before :meth:`stop`,
+        so clients get a close frame and can reconnect elsewhere.
+        """
+        if not len(self.hub):
+            return True
+        self._emptied.clear()
+        self.close_subscribers(code, reason)
+        try:
+            await asyncio.wait_for(self._emptied.wait(), timeout)
+        except asyncio.TimeoutError:
+            return False
+        return True
+
+    def close_subscribers(self, code: int, reason: str) -> None:
+        """Close every local subscriber (each unsubscribes as it goes)."""
+        for subscriber in self.hub.subscribers():
+            try:
+                subscriber.close(code, reason)
+            except Exception:
+                log.debug("closing a subscriber failed", exc_info=True)
+
+    # BrokerEvents
+
+    def deliver(self, publication: Publication) -> None:
+        """Hand a publication from the broker to the local subscribers."""
+        sent = self.hub.deliver(publication)
+        if sent and log.isEnabledFor(logging.DEBUG):
+            log.debug("Sending message to %d clients on channel %s", sent, publication.target)
+
+    def broker_state_changed(self, connected: bool) -> None:
+        """Log the change; on loss, tell subscribers they may have missed messages."""
+        if connected:
+            log.info("%s broker connected", self.broker.kind)
+        elif self._stopping:
+            log.info("%s broker stopped", self.broker.kind)
+        elif self._was_connected:
+            log.warning("%s broker connection lost", self.broker.kind)
+            # Publications sent while we are disconnected never reach us: close
+            # with a retryable code rather than leave clients silently deaf.
+            self.close_subscribers(
+                CLOSE_TRY_AGAIN_LATER, "broker unavailable: messages may have been missed"
+            )
+        self._was_connected = connected

@@ -1,0 +1,104 @@
+"""The route table: channels at any path below a prefix, endpoints under ``_/``.
+
+A WebSocket handshake and a plain request for the same path go to different
+handlers; a custom :class:`~tornado.routing.Matcher` tells them apart.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import tornado.template
+import tornado.web
+from tornado.httputil import HTTPServerRequest
+from tornado.routing import Matcher, PathMatches, Rule
+
+from .config import DEFAULT_MAX_MESSAGE_SIZE, ChannelConfig
+from .handlers import ChannelHandler, HealthHandler
+from .hooks import ChannelHooks
+from .node import Node
+from .websocket import ChannelSocketHandler
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+def is_websocket_upgrade(request: HTTPServerRequest) -> bool:
+    """Whether ``request`` asks to upgrade to a WebSocket."""
+    return request.headers.get("Upgrade", "").lower() == "websocket"
+
+
+class ChannelMatcher(Matcher):
+    """Matches any path below ``prefix`` except the reserved ``<prefix>_/``.
+
+    With ``websocket=True`` it matches only WebSocket upgrades, otherwise only
+    plain requests.  The handler receives the rest of the path, still
+    percent-encoded, as the ``path`` keyword argument.
+    """
+
+    def __init__(self, prefix: str, *, websocket: bool) -> None:
+        self.prefix = prefix
+        self.websocket = websocket
+        # "/live" (no slash) is the mount point itself, like "/live/".
+        self._bare = prefix.rstrip("/")
+
+    def match(self, request: HTTPServerRequest) -> dict[str, Any] | None:
+        """The handler's ``path`` argument, or None when this rule does not apply."""
+        path = request.path
+        if path.startswith(self.prefix):
+            rest = path[len(self.prefix) :]
+        elif path == self._bare and self._bare:
+            rest = ""
+        else:
+            return None
+        if rest == "_" or rest.startswith("_/"):
+            return None
+        if is_websocket_upgrade(request) != self.websocket:
+            return None
+        return {"path_args": [], "path_kwargs": {"path": rest}}
+
+    def reverse(self, *args: Any) -> str | None:
+        """Not reversible: any path below the prefix matches."""
+        return None
+
+
+def channel_routes(
+    node: Node,
+    *,
+    prefix: str = "/",
+    hooks: ChannelHooks | None = None,
+    max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
+    ping_interval: float = 20.0,
+    ping_timeout: float = 20.0,
+) -> list[Rule]:
+    """Rules that serve the channels of ``node`` below ``prefix``.
+
+    Put them after a host application's own rules: they match every path below
+    ``prefix``.  ``node`` must be started (``await node.start()``) before the
+    server accepts connections.
+    """
+    if not prefix.endswith("/"):
+        prefix += "/"
+    config = ChannelConfig(
+        prefix=prefix,
+        max_message_size=max_message_size,
+        ping_interval=ping_interval,
+        ping_timeout=ping_timeout,
+    )
+    hooks = hooks if hooks is not None else ChannelHooks()
+    templates = tornado.template.Loader(str(PACKAGE_DIR / "templates"))
+    shared = {"node": node, "hooks": hooks, "config": config}
+    return [
+        Rule(PathMatches(prefix + "_/health"), HealthHandler, {"node": node}),
+        Rule(
+            PathMatches(prefix + r"_/static/(.*)"),
+            tornado.web.StaticFileHandler,
+            {"path": str(PACKAGE_DIR / "static")},
+        ),
+        Rule(ChannelMatcher(prefix, websocket=True), ChannelSocketHandler, shared),
+        Rule(
+            ChannelMatcher(prefix, websocket=False),
+            ChannelHandler,
+            {**shared, "templates": templates},
+        ),
+    ]

@@ -1,0 +1,154 @@
+"""The ``tornado-channels`` command: one server process.
+
+Every flag can also be set in the environment as ``TORNADO_CHANNELS_<FLAG>``
+(``--redis-url`` is ``TORNADO_CHANNELS_REDIS_URL``); a flag on the command
+line wins.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+from collections.abc import Sequence
+
+from tornado.httpserver import HTTPServer
+
+from . import __version__
+from .app import make_app
+from .broker import Broker
+from .config import DEFAULT_MAX_MESSAGE_SIZE
+from .memory import MemoryBroker
+from .node import Node
+from .redis_broker import RedisBroker, redact_url
+
+log = logging.getLogger("tornado_channels")
+
+ENV_PREFIX = "TORNADO_CHANNELS_"
+
+
+def _env_default(flag: str, default: object) -> object:
+    return os.environ.get(ENV_PREFIX + flag.lstrip("-").replace("-", "_").upper(), default)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command-line parser; defaults come from the environment when set."""
+    parser = argparse.ArgumentParser(
+        prog="tornado-channels",
+        description="WebSocket channels: subscribe at ws://host/<channel>, "
+        "publish with POST /<channel> (or POST /<prefix>/ for every channel below it).",
+        epilog=f"Every flag can be set in the environment as {ENV_PREFIX}<FLAG>, "
+        f"e.g. {ENV_PREFIX}REDIS_URL.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+
+    def flag(name: str, default: object, help: str, **kwargs: object) -> None:
+        parser.add_argument(name, default=_env_default(name, default), help=help, **kwargs)  # type: ignore[arg-type]
+
+    flag("--port", 5000, "TCP port to listen on", type=int)
+    flag("--address", "127.0.0.1", "address to listen on")
+    flag(
+        "--redis-url",
+        None,
+        "Redis to relay messages through, e.g. redis://127.0.0.1:6379/0; "
+        "without it the process uses its embedded in-memory broker (single process)",
+    )
+    flag("--redis-prefix", "tornado_channels:", "namespace for the Redis pub/sub channels used")
+    flag(
+        "--max-message-size",
+        DEFAULT_MAX_MESSAGE_SIZE,
+        "largest message in bytes: POST bodies over it get 413, WebSocket messages 1009",
+        type=int,
+    )
+    flag(
+        "--max-buffered-bytes",
+        1 << 20,
+        "unread bytes a WebSocket client may fall behind before it is closed as a slow consumer",
+        type=int,
+    )
+    flag("--ping-interval", 20.0, "seconds between WebSocket pings (0 disables them)", type=float)
+    flag(
+        "--ping-timeout",
+        20.0,
+        "seconds without a pong before a WebSocket peer is dropped (at most --ping-interval)",
+        type=float,
+    )
+    flag("--drain-timeout", 5.0, "seconds to wait for clients to close on shutdown", type=float)
+    flag(
+        "--log-level",
+        "info",
+        "debug logs every message published and delivered",
+        choices=["debug", "info", "warning", "error"],
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    return parser
+
+
+def configure_logging(level: str) -> None:
+    """Lifecycle events at INFO; per-message lines and access logs at DEBUG."""
+    logging.basicConfig(
+        level=getattr(logging, level.upper()),
+        format="%(asctime)s [%(process)d] %(levelname)s %(name)s: %(message)s",
+    )
+    # One access-log line per publish would be a per-message log at INFO.
+    access = logging.DEBUG if level == "debug" else logging.WARNING
+    logging.getLogger("tornado.access").setLevel(access)
+
+
+def make_broker(args: argparse.Namespace) -> Broker:
+    """The broker the flags ask for."""
+    if args.redis_url:
+        return RedisBroker(args.redis_url, prefix=args.redis_prefix)
+    return MemoryBroker()
+
+
+async def serve(args: argparse.Namespace) -> int:
+    """Run one server until SIGTERM or SIGINT, then shut down gracefully."""
+    node = Node(make_broker(args), max_buffered_bytes=args.max_buffered_bytes)
+    app = make_app(
+        node,
+        max_message_size=args.max_message_size,
+        ping_interval=args.ping_interval,
+        ping_timeout=args.ping_timeout,
+    )
+    server = HTTPServer(app)
+    try:
+        server.listen(args.port, args.address)
+    except OSError as exc:
+        log.error("cannot listen on %s:%d: %s", args.address, args.port, exc)
+        return 1
+    await node.start()
+    where = redact_url(args.redis_url) if args.redis_url else "embedded, single process"
+    log.info(
+        "listening on http://%s:%d (broker: %s, %s)",
+        args.address,
+        args.port,
+        node.broker.kind,
+        where,
+    )
+
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stopping.set)
+    await stopping.wait()
+
+    log.info("shutting down: closing %d subscriptions", len(node.hub))
+    server.stop()
+    await node.drain(args.drain_timeout)
+    try:
+        await asyncio.wait_for(server.close_all_connections(), args.drain_timeout)
+    except asyncio.TimeoutError:
+        log.warning("connections still open after %.1fs; closing anyway", args.drain_timeout)
+    await node.stop()
+    log.info("stopped")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``tornado-channels`` console script."""
+    args = build_parser().parse_args(argv)
+    configure_logging(args.log_level)
+    return asyncio.run(serve(args))
