@@ -21,13 +21,17 @@ def redis_server() -> Iterator[RedisServer]:
 
 @pytest.fixture
 def servers() -> Iterator[Callable[..., ServerProcess]]:
-    """Start real ``tornado-channels`` processes; each is terminated afterwards."""
+    """Start real ``tornado-channels`` processes; each is terminated afterwards.
+
+    By default ``start(...)`` returns once the process reports itself healthy.
+    """
     started: list[ServerProcess] = []
 
-    def start(*args: str, **kwargs: object) -> ServerProcess:
+    def start(*args: str, ready: bool = True, **kwargs: object) -> ServerProcess:
         process = ServerProcess(*args, **kwargs)  # type: ignore[arg-type]
         started.append(process)
-        return process.start()
+        process.start()
+        return process.wait_healthy() if ready else process
 
     try:
         yield start

@@ -15,6 +15,8 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
@@ -154,6 +156,24 @@ class ServerProcess:
             )
         wait_for_port(self.port)
         return self
+
+    def wait_healthy(self, timeout: float = WAIT) -> ServerProcess:
+        """Block until ``/_/health`` answers 200 (its broker is connected)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(self.url + "/_/health", timeout=1) as response:
+                    if response.status == 200:
+                        return self
+            except (urllib.error.URLError, OSError):
+                pass
+            time.sleep(0.05)
+        raise AssertionError(f"{self.url} not healthy after {timeout}s:\n{self.output()}")
+
+    def send_signal(self, sig: int) -> None:
+        """Send ``sig`` to the process."""
+        assert self.process is not None
+        self.process.send_signal(sig)
 
     def terminate(self, sig: int = signal.SIGTERM) -> int:
         """Signal the process and return its exit status."""

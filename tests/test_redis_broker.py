@@ -1,0 +1,254 @@
+"""The Redis broker against a private, real Redis that the tests kill, freeze and restart."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+
+import pytest
+
+from tornado_channels import (
+    BrokerUnavailable,
+    Channel,
+    Node,
+    PublishOutcomeUnknown,
+    RedisBroker,
+    Subtree,
+)
+from tornado_channels.frames import CLOSE_TRY_AGAIN_LATER, encode_frame
+
+from .support import RedisServer, run, until
+
+
+class Inbox:
+    """A purpose-built subscriber that records what it is sent and how it was closed."""
+
+    def __init__(self) -> None:
+        self.frames: list[bytes] = []
+        self.closes: list[tuple[int | None, str | None]] = []
+        self.arrived = asyncio.Event()
+
+    def send_frame(self, frame: bytes) -> None:
+        self.frames.append(frame)
+        self.arrived.set()
+
+    def buffered_bytes(self) -> int:
+        return 0
+
+    def close(self, code: int | None = None, reason: str | None = None) -> None:
+        self.closes.append((code, reason))
+
+    async def next(self, timeout: float = 5.0) -> bytes:
+        """The payload of the next frame (frames here are small, 2-byte headers)."""
+        if not self.frames:
+            self.arrived.clear()
+            await asyncio.wait_for(self.arrived.wait(), timeout)
+        return self.frames.pop(0)[2:]
+
+    async def nothing(self, wait: float = 0.5) -> None:
+        await asyncio.sleep(wait)
+        assert self.frames == [], f"expected nothing, got {self.frames!r}"
+
+
+def fast_broker(url: str, **options: float) -> RedisBroker:
+    """A Redis broker with test-sized timeouts and backoff."""
+    settings = {"backoff_base": 0.05, "backoff_cap": 0.3, "connect_timeout": 0.5, **options}
+    return RedisBroker(url, **settings)  # type: ignore[arg-type]
+
+
+async def started(url: str, **options: float) -> Node:
+    node = Node(fast_broker(url, **options))
+    await node.start()
+    await until(lambda: node.connected, what="broker connected")
+    return node
+
+
+def test_publication_reaches_subscribers_on_another_node(redis_server: RedisServer) -> None:
+    """A publish on one node is delivered to a subscriber on another node sharing the Redis."""
+
+    async def scenario() -> None:
+        a, b = await started(redis_server.url), await started(redis_server.url)
+        inbox = Inbox()
+        await b.subscribe(Channel("users/1"), inbox)
+        await a.publish(Channel("users/1"), b"Hi there!")
+        assert await inbox.next() == b"Hi there!"
+        await a.publish(Subtree("users"), b"below")
+        assert await inbox.next() == b"below"
+        await a.publish(Subtree(""), b"root")
+        assert await inbox.next() == b"root"
+        await a.publish(Channel("users"), b"not below")
+        await a.publish(Subtree("users/1"), b"strictly below only")
+        await inbox.nothing()
+        await a.stop()
+        await b.stop()
+
+    run(scenario())
+
+
+def test_subscribes_only_to_what_local_subscribers_need(redis_server: RedisServer) -> None:
+    """Redis holds one SUBSCRIBE per needed channel and subtree key, and none after leaving."""
+
+    async def scenario() -> None:
+        node = await started(redis_server.url)
+        inbox = Inbox()
+        await node.subscribe(Channel("users/1"), inbox)
+        names = set(redis_server.cli("PUBSUB", "CHANNELS", "tornado_channels:[ct]:*").split())
+        assert names == {
+            "tornado_channels:c:users/1",
+            "tornado_channels:t:users",
+            "tornado_channels:t:",
+        }
+        assert redis_server.cli("PUBSUB", "NUMPAT").strip() == "0"
+        node.unsubscribe(Channel("users/1"), inbox)
+        await until(
+            lambda: not redis_server.cli("PUBSUB", "CHANNELS", "tornado_channels:[ct]:*").strip(),
+            what="unsubscribed in Redis",
+        )
+        await node.stop()
+
+    run(scenario())
+
+
+def test_glob_characters_in_names_are_literal(redis_server: RedisServer) -> None:
+    """Channels named with *, ? and [ ] are plain names in Redis: they match nothing else."""
+
+    async def scenario() -> None:
+        node = await started(redis_server.url)
+        star, plain = Inbox(), Inbox()
+        await node.subscribe(Channel("a*"), star)
+        await node.subscribe(Channel("ab"), plain)
+        await node.publish(Channel("a*"), b"star")
+        await node.publish(Channel("a?"), b"question")
+        await node.publish(Channel("[ab]"), b"class")
+        assert await star.next() == b"star"
+        await star.nothing()
+        await plain.nothing()
+        assert redis_server.cli("PUBSUB", "NUMPAT").strip() == "0"
+        await node.stop()
+
+    run(scenario())
+
+
+def test_survives_redis_kill_and_resubscribes(redis_server: RedisServer) -> None:
+    """After kill -9 of Redis: publishes fail, subscribers are told, and all resumes on restart."""
+
+    async def scenario() -> None:
+        node = await started(redis_server.url)
+        inbox = Inbox()
+        await node.subscribe(Channel("room"), inbox)
+        redis_server.kill()
+        await until(lambda: not node.connected, what="disconnect noticed")
+        assert inbox.closes == [
+            (CLOSE_TRY_AGAIN_LATER, "broker unavailable: messages may have been missed")
+        ]
+        with pytest.raises(BrokerUnavailable):
+            await node.publish(Channel("room"), b"lost")
+        with pytest.raises(BrokerUnavailable):
+            await node.subscribe(Channel("other"), Inbox())
+        redis_server.start()
+        loop = asyncio.get_running_loop()
+        back = loop.time()
+        await until(lambda: node.connected, what="reconnected")
+        assert loop.time() - back < 2.0
+        # The subscription held before the outage was renewed with the connection.
+        await node.publish(Channel("room"), b"after")
+        assert await inbox.next() == b"after"
+        assert node.broker.reconnects == 1  # type: ignore[attr-defined]
+        await node.stop()
+
+    run(scenario())
+
+
+def test_starts_while_redis_is_down_and_connects_when_it_appears() -> None:
+    """A node started before its Redis reports unavailable, then connects by itself."""
+    redis = RedisServer()
+
+    async def scenario() -> None:
+        node = Node(fast_broker(redis.url))
+        await node.start()
+        await asyncio.sleep(0.5)
+        assert not node.connected
+        with pytest.raises(BrokerUnavailable):
+            await node.publish(Channel("a"), b"x")
+        redis.start()
+        await until(lambda: node.connected, what="connected once Redis appeared")
+        inbox = Inbox()
+        await node.subscribe(Channel("a"), inbox)
+        await node.publish(Channel("a"), b"x")
+        assert await inbox.next() == b"x"
+        await node.stop()
+
+    try:
+        run(scenario())
+    finally:
+        redis.stop()
+
+
+def test_foreign_messages_do_not_break_the_listener(redis_server: RedisServer) -> None:
+    """A malformed message on our Redis channel is logged and skipped; delivery goes on."""
+
+    async def scenario() -> None:
+        node = await started(redis_server.url)
+        inbox = Inbox()
+        await node.subscribe(Channel("a"), inbox)
+        redis_server.cli("PUBLISH", "tornado_channels:c:a", "not an envelope")
+        await node.publish(Channel("a"), b"real")
+        assert await inbox.next() == b"real"
+        await inbox.nothing(0.2)
+        await node.stop()
+
+    run(scenario())
+
+
+def test_frozen_redis_is_detected_by_the_probe(redis_server: RedisServer) -> None:
+    """A Redis that stops answering (SIGSTOP) is noticed by the liveness probe, not left deaf."""
+
+    async def scenario() -> None:
+        node = await started(redis_server.url, probe_interval=0.3, probe_timeout=0.3)
+        inbox = Inbox()
+        await node.subscribe(Channel("a"), inbox)
+        assert redis_server.process is not None
+        redis_server.process.send_signal(signal.SIGSTOP)
+        try:
+            await until(lambda: not node.connected, timeout=5, what="freeze detected")
+            assert inbox.closes, "subscribers were not told"
+        finally:
+            redis_server.process.send_signal(signal.SIGCONT)
+        await until(lambda: node.connected, what="reconnected after thaw")
+        await node.stop()
+
+    run(scenario())
+
+
+def test_publish_timeout_is_reported_as_unknown_not_retried(redis_server: RedisServer) -> None:
+    """A PUBLISH that Redis does not answer in time raises PublishOutcomeUnknown (no retry)."""
+
+    async def scenario() -> None:
+        node = await started(redis_server.url, command_timeout=0.3, probe_interval=60)
+        assert redis_server.process is not None
+        redis_server.process.send_signal(signal.SIGSTOP)
+        try:
+            with pytest.raises(PublishOutcomeUnknown):
+                await node.publish(Channel("a"), b"maybe")
+        finally:
+            redis_server.process.send_signal(signal.SIGCONT)
+        await node.stop()
+
+    run(scenario())
+
+
+def test_frames_are_encoded_once_per_publication(redis_server: RedisServer) -> None:
+    """Every local subscriber of a channel is handed the very same frame object."""
+
+    async def scenario() -> None:
+        node = await started(redis_server.url)
+        first, second = Inbox(), Inbox()
+        await node.subscribe(Channel("a"), first)
+        await node.subscribe(Channel("a"), second)
+        await node.publish(Channel("a"), b"once")
+        await until(lambda: first.frames and second.frames, what="both deliveries")
+        assert first.frames[0] == encode_frame(b"once")
+        assert first.frames[0] is second.frames[0]
+        await node.stop()
+
+    run(scenario())
