@@ -35,7 +35,7 @@ system-deps:
 	  fi; }
 
 run: install
-	$(BIN)/tornado-channels --port $(PORT) $(if $(REDIS_URL),--redis-url $(REDIS_URL))
+	$(BIN)/tornado-channels --port $(PORT) --list-channels $(if $(REDIS_URL),--redis-url $(REDIS_URL))
 
 test: install system-deps
 	$(BIN)/python -m pytest -W error $(PYTEST_ARGS)

@@ -175,6 +175,11 @@ class ServerProcess:
         assert self.process is not None
         self.process.send_signal(sig)
 
+    def wait_exit(self, timeout: float = WAIT) -> int:
+        """Wait for the process to exit by itself; return its status."""
+        assert self.process is not None
+        return self.process.wait(timeout)
+
     def terminate(self, sig: int = signal.SIGTERM) -> int:
         """Signal the process and return its exit status."""
         assert self.process is not None

@@ -312,12 +312,27 @@ class PagesTest(ChannelsTestCase):
         self.assertIn("&lt;img src=x onerror=alert(1)&gt;", page)
 
     @gen_test
-    async def test_home_page_lists_active_channels(self) -> None:
-        """GET / is the home page and lists the channels that have subscribers here."""
-        await self.ws("/lobby/1")
+    async def test_home_page_keeps_channel_names_private_by_default(self) -> None:
+        """GET / is the home page, and by default it names no active channel."""
+        await self.ws("/lobby/secret-42")
         response = await self.http_client.fetch(self.get_url("/"))
         self.assertEqual(response.code, 200)
-        self.assertIn("lobby/1", response.body.decode())
+        self.assertIn('id="go"', response.body.decode())
+        self.assertNotIn("secret-42", response.body.decode())
+
+
+class ChannelListTest(ChannelsTestCase):
+    def get_app(self) -> Application:
+        self.node = Node(MemoryBroker())
+        self.io_loop.run_sync(self.node.start)
+        return make_app(self.node, list_channels=True)
+
+    @gen_test
+    async def test_home_page_lists_active_channels_when_asked(self) -> None:
+        """With list_channels, the home page links each channel that has subscribers here."""
+        await self.ws("/lobby/1")
+        response = await self.http_client.fetch(self.get_url("/"))
+        self.assertIn('href="/lobby/1"', response.body.decode())
 
     @gen_test
     async def test_static_assets_are_served_by_the_server(self) -> None:

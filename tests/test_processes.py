@@ -125,7 +125,7 @@ def test_sigterm_closes_clients_with_1001_and_exits_cleanly(
         ws.close()
 
     run(scenario())
-    assert server.terminate() == 0
+    assert server.wait_exit() == 0
     assert "stopped" in server.output()
 
 

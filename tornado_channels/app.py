@@ -20,6 +20,7 @@ def make_app(
     max_message_size: int | None = None,
     ping_interval: float = 20.0,
     ping_timeout: float = 20.0,
+    list_channels: bool = False,
     **settings: Any,
 ) -> tornado.web.Application:
     """An :class:`~tornado.web.Application` serving ``node``'s channels.
@@ -28,7 +29,11 @@ def make_app(
     paths get a JSON 404 like every other error.
     """
     settings.setdefault("default_handler_class", NotFoundHandler)
-    options: dict[str, Any] = {"ping_interval": ping_interval, "ping_timeout": ping_timeout}
+    options: dict[str, Any] = {
+        "ping_interval": ping_interval,
+        "ping_timeout": ping_timeout,
+        "list_channels": list_channels,
+    }
     if max_message_size is not None:
         options["max_message_size"] = max_message_size
     rules = channel_routes(node, prefix=prefix, hooks=hooks, **options)

@@ -17,12 +17,15 @@ class ChannelConfig:
         message (closed with 1009 beyond), in bytes.
     :param ping_interval: seconds between server WebSocket pings (0: none).
     :param ping_timeout: seconds without a pong before a peer is dropped.
+    :param list_channels: whether the home page lists the channels that have
+        subscribers.  Off by default: channel names can be private.
     """
 
     prefix: str = "/"
     max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE
     ping_interval: float = 20.0
     ping_timeout: float = 20.0
+    list_channels: bool = False
 
     def __post_init__(self) -> None:
         if not self.prefix.startswith("/") or not self.prefix.endswith("/"):

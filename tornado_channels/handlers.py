@@ -7,6 +7,7 @@ Dependencies arrive through ``initialize`` from the route table.
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable
 from typing import Any
 
 import tornado.template
@@ -38,6 +39,19 @@ class ApiError(tornado.web.HTTPError):
 def invalid_channel(exc: InvalidChannel) -> ApiError:
     """The 400 for a path that is not a valid channel name."""
     return ApiError(400, "invalid_channel", str(exc))
+
+
+async def authorize(decision: bool | Awaitable[bool], refusal: str) -> None:
+    """Raise a 403 unless an ``authorize_*`` hook's decision allows the request.
+
+    ``refusal`` is the message for a plain False; a :class:`Reject` gives its own.
+    """
+    try:
+        allowed = await resolve(decision)
+    except Reject as exc:
+        raise ApiError(403, "forbidden", exc.reason) from None
+    if not allowed:
+        raise ApiError(403, "forbidden", refusal)
 
 
 class JSONErrorsMixin(tornado.web.RequestHandler):
@@ -117,12 +131,10 @@ class ChannelHandler(JSONErrorsMixin):
         if self._too_large:
             raise self._too_large_error()
         target = self.target
-        try:
-            allowed = await resolve(self.hooks.authorize_publish(self.request, target))
-        except Reject as exc:
-            raise ApiError(403, "forbidden", exc.reason) from None
-        if not allowed:
-            raise ApiError(403, "forbidden", f"publishing to '{target}' is not allowed")
+        await authorize(
+            self.hooks.authorize_publish(self.request, target),
+            f"publishing to '{target}' is not allowed",
+        )
         payload = bytes(self._body)
         try:
             await self.node.publish(target, payload)
@@ -155,11 +167,14 @@ class ChannelHandler(JSONErrorsMixin):
                 channel=target.name, publish_url=self.request.full_url(), **namespace
             )
         else:
-            channels = sorted(
-                self.node.hub.channels().items(), key=lambda item: (-item[1], item[0])
-            )
+            channels = None
+            if self.config.list_channels:
+                by_size = sorted(
+                    self.node.hub.channels().items(), key=lambda item: (-item[1], item[0])
+                )
+                channels = by_size[:50]
             page = self.templates.load("home.html").generate(
-                channels=channels[:50], base_url=self.request.full_url(), **namespace
+                channels=channels, base_url=self.request.full_url(), **namespace
             )
         self.finish(page)
 

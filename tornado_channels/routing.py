@@ -70,6 +70,7 @@ def channel_routes(
     max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
     ping_interval: float = 20.0,
     ping_timeout: float = 20.0,
+    list_channels: bool = False,
 ) -> list[Rule]:
     """Rules that serve the channels of ``node`` below ``prefix``.
 
@@ -84,6 +85,7 @@ def channel_routes(
         max_message_size=max_message_size,
         ping_interval=ping_interval,
         ping_timeout=ping_timeout,
+        list_channels=list_channels,
     )
     hooks = hooks if hooks is not None else ChannelHooks()
     templates = tornado.template.Loader(str(PACKAGE_DIR / "templates"))

@@ -33,6 +33,11 @@ def _env_default(flag: str, default: object) -> object:
     return os.environ.get(ENV_PREFIX + flag.lstrip("-").replace("-", "_").upper(), default)
 
 
+def _env_switch(flag: str) -> bool:
+    value = str(_env_default(flag, "")).strip().lower()
+    return value in ("1", "true", "yes", "on")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The command-line parser; defaults come from the environment when set."""
     parser = argparse.ArgumentParser(
@@ -75,6 +80,12 @@ def build_parser() -> argparse.ArgumentParser:
         "seconds without a pong before a WebSocket peer is dropped (at most --ping-interval)",
         type=float,
     )
+    parser.add_argument(
+        "--list-channels",
+        action="store_true",
+        default=_env_switch("--list-channels"),
+        help="list the active channels on the home page (off: channel names can be private)",
+    )
     flag("--drain-timeout", 5.0, "seconds to wait for clients to close on shutdown", type=float)
     flag(
         "--log-level",
@@ -112,6 +123,7 @@ async def serve(args: argparse.Namespace) -> int:
         max_message_size=args.max_message_size,
         ping_interval=args.ping_interval,
         ping_timeout=args.ping_timeout,
+        list_channels=args.list_channels,
     )
     server = HTTPServer(app)
     try:

@@ -10,7 +10,7 @@ from .broker import BrokerUnavailable, PublishError
 from .channels import Channel, InvalidChannel, parse_channel
 from .config import ChannelConfig
 from .frames import CLOSE_POLICY_VIOLATION, CLOSE_TRY_AGAIN_LATER
-from .handlers import ApiError, JSONErrorsMixin, invalid_channel
+from .handlers import ApiError, JSONErrorsMixin, authorize, invalid_channel
 from .hooks import ChannelHooks, Reject, resolve
 from .node import Node
 
@@ -37,12 +37,10 @@ class ChannelSocketHandler(JSONErrorsMixin, WebSocketHandler):
             channel = parse_channel(kwargs["path"])
         except InvalidChannel as exc:
             raise invalid_channel(exc) from None
-        try:
-            allowed = await resolve(self.hooks.authorize_subscribe(self.request, channel))
-        except Reject as exc:
-            raise ApiError(403, "forbidden", exc.reason) from None
-        if not allowed:
-            raise ApiError(403, "forbidden", f"subscribing to '{channel}' is not allowed")
+        await authorize(
+            self.hooks.authorize_subscribe(self.request, channel),
+            f"subscribing to '{channel}' is not allowed",
+        )
         self.channel: Channel = channel
         try:
             await self.node.subscribe(channel, self)
