@@ -24,15 +24,22 @@ $(STAMP): setup.cfg setup.py pyproject.toml
 
 install: $(STAMP)
 
-# Debian packages the tests start for real: redis-server (private instances).
+# Debian packages the tests run for real: redis-server (private instances) and
+# chromium (the pages in a headless browser). command=package pairs.
+SYSTEM_DEPS := redis-server=redis-server chromium=chromium
+
 system-deps:
-	@command -v redis-server >/dev/null 2>&1 || { \
+	@missing=""; for pair in $(SYSTEM_DEPS); do \
+	  command -v "$${pair%%=*}" >/dev/null 2>&1 || missing="$$missing $${pair#*=}"; \
+	done; \
+	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	    echo "installing redis-server from Debian"; \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; \
+	    echo "installing from Debian:$$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	  else \
-	    echo "redis-server is required: install it (Debian: apt-get install redis-server)" >&2; exit 1; \
-	  fi; }
+	    echo "missing system packages:$$missing (Debian: apt-get install$$missing)" >&2; exit 1; \
+	  fi; \
+	fi
 
 run: install
 	$(BIN)/tornado-channels --port $(PORT) --list-channels $(if $(REDIS_URL),--redis-url $(REDIS_URL))
