@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import shutil
 import subprocess
 import tempfile
+import time
 from typing import Any
 
 from tornado.websocket import WebSocketClientConnection, websocket_connect
@@ -24,7 +26,7 @@ class Browser:
 
     def __init__(self) -> None:
         self.port = free_port()
-        self.profile = tempfile.TemporaryDirectory(prefix="tc-chromium-")
+        self.profile = tempfile.mkdtemp(prefix="tc-chromium-")
         self.process: asyncio.subprocess.Process | None = None
         self.devtools: WebSocketClientConnection | None = None
         self.events: list[dict[str, Any]] = []
@@ -46,7 +48,7 @@ class Browser:
             "--disable-background-networking",
             "--disable-component-update",
             "--disable-sync",
-            f"--user-data-dir={self.profile.name}",
+            f"--user-data-dir={self.profile}",
             f"--remote-debugging-port={self.port}",
             "about:blank",
             stdout=subprocess.DEVNULL,
@@ -164,4 +166,14 @@ class Browser:
             except asyncio.TimeoutError:
                 self.process.kill()
                 await self.process.wait()
-        self.profile.cleanup()
+        await asyncio.to_thread(_remove_profile, self.profile)
+
+
+def _remove_profile(path: str) -> None:
+    # Chromium's helper processes may still be writing the profile for a
+    # moment after the browser exits: retry, within a bound.
+    for _ in range(50):
+        shutil.rmtree(path, ignore_errors=True)
+        if not os.path.exists(path):
+            return
+        time.sleep(0.1)

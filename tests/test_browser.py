@@ -53,16 +53,20 @@ def test_send_box_publishes_to_the_channel(servers: Start) -> None:
 
     async def scenario() -> None:
         listener = await connect(server.ws_url + "/room")
-        async with Browser() as browser:
-            await browser.goto(server.url + "/room")
-            await browser.until("document.getElementById('status').classList.contains('live')")
-            await browser.evaluate(
-                "document.getElementById('message').value = 'typed in the page';"
-                "document.getElementById('send').requestSubmit(); true"
-            )
-            assert await receive(listener) == "typed in the page"
-            await browser.until("document.querySelectorAll('#messages li.message').length === 1")
-        listener.close()
+        try:
+            async with Browser() as browser:
+                await browser.goto(server.url + "/room")
+                await browser.until("document.getElementById('status').classList.contains('live')")
+                await browser.evaluate(
+                    "document.getElementById('message').value = 'typed in the page';"
+                    "document.getElementById('send').requestSubmit(); true"
+                )
+                assert await receive(listener) == "typed in the page"
+                await browser.until(
+                    "document.querySelectorAll('#messages li.message').length === 1"
+                )
+        finally:
+            listener.close()
 
     run(scenario())
 
