@@ -7,10 +7,12 @@ STAMP  := $(VENV)/.installed
 PORT   ?= 5000
 PYTEST_ARGS ?=
 
-.PHONY: help install system-deps run test lint format clean
+.PHONY: help install run-deps test-deps run stop status serve test lint format clean
 
 help:
-	@echo "make run    - serve on http://127.0.0.1:$(PORT) (embedded broker; REDIS_URL=redis://... to relay through Redis)"
+	@echo "make run    - one worker per core under supervisord, nginx in front on http://127.0.0.1:$(PORT), Redis"
+	@echo "make stop   - stop everything make run started;  make status - show it"
+	@echo "make serve  - one process in the foreground on the embedded broker (no Redis, no nginx)"
 	@echo "make test   - install what the tests need and run the whole suite"
 	@echo "make lint   - ruff and mypy"
 	@echo "make clean  - remove the virtualenv and build leftovers"
@@ -19,32 +21,61 @@ help:
 $(STAMP): setup.cfg setup.py pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test,lint]'
+	$(BIN)/python -m pip install --quiet -e '.[test,lint,deploy]'
 	touch $@
 
 install: $(STAMP)
 
-# Debian packages the tests run for real: redis-server (private instances) and
-# chromium (the pages in a headless browser). command=package pairs.
-SYSTEM_DEPS := redis-server=redis-server chromium=chromium
+# Debian packages, as command=package pairs: what `make run` runs (nginx in
+# front, redis-server when no Redis answers) and what the tests run for real
+# (private Redis servers, nginx, chromium for the pages).
+RUN_DEPS  := nginx=nginx redis-server=redis-server
+TEST_DEPS := $(RUN_DEPS) chromium=chromium
 
-system-deps:
-	@missing=""; for pair in $(SYSTEM_DEPS); do \
-	  command -v "$${pair%%=*}" >/dev/null 2>&1 || missing="$$missing $${pair#*=}"; \
+# Install the missing ones with apt-get as root; otherwise say what to install.
+define install_missing
+	@missing=""; for pair in $(1); do \
+	  command -v "$${pair%%=*}" >/dev/null 2>&1 || [ -x "/usr/sbin/$${pair%%=*}" ] \
+	    || missing="$$missing $${pair#*=}"; \
 	done; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 	    echo "installing from Debian:$$missing"; \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	  else \
-	    echo "missing system packages:$$missing (Debian: apt-get install$$missing)" >&2; exit 1; \
+	    echo "missing system packages:$$missing (Debian: sudo apt-get install$$missing)" >&2; exit 1; \
 	  fi; \
 	fi
+endef
 
-run: install
+run-deps:
+	$(call install_missing,$(RUN_DEPS))
+
+test-deps:
+	$(call install_missing,$(TEST_DEPS))
+
+# Everything up in the background: workers under supervisord, nginx on $(PORT).
+run: install run-deps
+	TC_PORT=$(PORT) $(if $(REDIS_URL),TORNADO_CHANNELS_REDIS_URL=$(REDIS_URL)) deploy/up.sh
+
+# Returns once supervisord and everything under it have exited (workers drain first).
+stop:
+	@if [ -S .run/supervisor.sock ] && pid=$$(deploy/supervisorctl pid 2>/dev/null); then \
+	  deploy/supervisorctl shutdown; \
+	  for _ in $$(seq 1 300); do kill -0 "$$pid" 2>/dev/null || exit 0; sleep 0.1; done; \
+	  echo "supervisord ($$pid) still running after 30 s" >&2; exit 1; \
+	else echo "not running"; fi
+
+# Exit status 0 even when a program is STOPPED (the private Redis is, when an
+# existing Redis answered).
+status:
+	@deploy/supervisorctl status || true
+
+# One process in the foreground on the embedded broker: no Redis, no nginx.
+serve: install
 	$(BIN)/tornado-channels --port $(PORT) --list-channels $(if $(REDIS_URL),--redis-url $(REDIS_URL))
 
-test: install system-deps
+test: install test-deps
 	$(BIN)/python -m pytest -W error $(PYTEST_ARGS)
 
 lint: install

@@ -6,6 +6,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
+from .deployment import Deployment
 from .support import RedisServer, ServerProcess
 
 
@@ -40,3 +41,20 @@ def servers() -> Iterator[Callable[..., ServerProcess]]:
             if process.process is not None and process.process.poll() is None:
                 process.terminate()
             process.log.unlink(missing_ok=True)
+
+
+@pytest.fixture
+def deployment() -> Iterator[Callable[..., Deployment]]:
+    """Start whole deployments (supervisord, workers, nginx, Redis); each is stopped afterwards."""
+    started: list[Deployment] = []
+
+    def start(workers: int = 2, **env: str) -> Deployment:
+        deployed = Deployment(workers, **env)
+        started.append(deployed)
+        return deployed.start()
+
+    try:
+        yield start
+    finally:
+        for deployed in started:
+            deployed.stop()

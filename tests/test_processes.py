@@ -88,7 +88,7 @@ def test_two_processes_share_one_redis(servers: Start, redis_server: RedisServer
 def test_process_reports_unready_until_redis_appears(servers: Start) -> None:
     """Started before its Redis, a process answers 503 and then serves once Redis is up."""
     redis = RedisServer()
-    server = servers("--redis-url", redis.url, ready=False)
+    server = servers("--redis-url", redis.url, "--ready-timeout", "0.5", ready=False)
 
     async def scenario() -> None:
         health = await get(server.url + "/_/health")

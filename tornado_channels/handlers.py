@@ -101,6 +101,7 @@ class ChannelHandler(JSONErrorsMixin):
         self.templates = templates
         self._body = bytearray()
         self._too_large = False
+        self._in_flight = False
 
     def prepare(self) -> None:
         """Parse the channel from the path; refuse a declared oversize body early."""
@@ -109,6 +110,9 @@ class ChannelHandler(JSONErrorsMixin):
         except InvalidChannel as exc:
             raise invalid_channel(exc) from None
         if self.request.method == "POST":
+            # Counted from here, so a shutdown waits for bodies still arriving.
+            self._in_flight = True
+            self.node.request_started()
             length = self.request.headers.get("Content-Length")
             limit = self.config.max_message_size
             if length is not None and length.isdigit() and int(length) > limit:
@@ -177,6 +181,20 @@ class ChannelHandler(JSONErrorsMixin):
                 channels=channels, base_url=self.request.full_url(), **namespace
             )
         self.finish(page)
+
+    def on_finish(self) -> None:
+        """The answer is sent: this publish is no longer in flight."""
+        self._end_flight()
+
+    def on_connection_close(self) -> None:
+        """The client went away before its answer: no longer in flight either."""
+        self._end_flight()
+        super().on_connection_close()
+
+    def _end_flight(self) -> None:
+        if self._in_flight:
+            self._in_flight = False
+            self.node.request_finished()
 
     def _too_large_error(self) -> ApiError:
         return ApiError(

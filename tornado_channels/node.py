@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 
-from .broker import Broker
+from .broker import Broker, BrokerUnavailable, PublishOutcomeUnknown
 from .channels import Channel, Target
 from .envelope import Publication
 from .frames import CLOSE_GOING_AWAY, CLOSE_TRY_AGAIN_LATER
 from .hub import Hub, Subscriber
 from .memory import MemoryBroker
+from .metrics import NodeMetrics
 
 log = logging.getLogger("tornado_channels.node")
 
@@ -32,10 +34,20 @@ class Node:
         self.hub = Hub(max_buffered_bytes=max_buffered_bytes)
         #: Publications accepted by the broker from this process.
         self.published = 0
+        #: Publishes the broker refused, by reason (the ``reason`` metric label).
+        self.publish_failures = {"unavailable": 0, "outcome_unknown": 0}
         self._was_connected = False
         self._stopping = False
         # Set whenever the last local subscriber leaves; drain() waits on it.
         self._emptied = asyncio.Event()
+        # Set while the broker is connected; wait_connected() waits on it.
+        self._connected = asyncio.Event()
+        # HTTP publishes in progress, so a shutdown can let them finish.
+        self._requests = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+        # Last: the collector reads the attributes above.
+        self.metrics = NodeMetrics(self)
 
     @property
     def connected(self) -> bool:
@@ -62,8 +74,18 @@ class Node:
         """
         if log.isEnabledFor(logging.DEBUG):
             log.debug("Publishing message to channel %s: %d bytes", target, len(payload))
-        await self.broker.publish(Publication(target, payload))
+        started = time.perf_counter()
+        try:
+            await self.broker.publish(Publication(target, payload))
+        except BrokerUnavailable:
+            self.publish_failures["unavailable"] += 1
+            raise
+        except PublishOutcomeUnknown:
+            self.publish_failures["outcome_unknown"] += 1
+            raise
         self.published += 1
+        # Successful publishes only: a refusal is fast and would skew latency.
+        self.metrics.publish_seconds.observe(time.perf_counter() - started)
 
     async def subscribe(self, channel: Channel, subscriber: Subscriber) -> None:
         """Add ``subscriber`` to ``channel``; return once the broker delivers it.
@@ -104,6 +126,33 @@ class Node:
             return False
         return True
 
+    async def wait_connected(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds for the broker to connect; return whether it did."""
+        try:
+            await asyncio.wait_for(self._connected.wait(), timeout)
+        except asyncio.TimeoutError:
+            return False
+        return True
+
+    def request_started(self) -> None:
+        """An HTTP publish began; :meth:`wait_idle` waits for it."""
+        self._requests += 1
+        self._idle.clear()
+
+    def request_finished(self) -> None:
+        """An HTTP publish ended (answered, or its client went away)."""
+        self._requests -= 1
+        if not self._requests:
+            self._idle.set()
+
+    async def wait_idle(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds for HTTP publishes in progress to end."""
+        try:
+            await asyncio.wait_for(self._idle.wait(), timeout)
+        except asyncio.TimeoutError:
+            return False
+        return True
+
     def close_subscribers(self, code: int, reason: str) -> None:
         """Close every local subscriber (each unsubscribes as it goes)."""
         for subscriber in self.hub.subscribers():
@@ -122,6 +171,10 @@ class Node:
 
     def broker_state_changed(self, connected: bool) -> None:
         """Log the change; on loss, tell subscribers they may have missed messages."""
+        if connected:
+            self._connected.set()
+        else:
+            self._connected.clear()
         if connected:
             log.info("%s broker connected", self.broker.kind)
         elif self._stopping:

@@ -15,6 +15,7 @@ from tornado.httputil import HTTPServerRequest
 from tornado.routing import Matcher, PathMatches, Rule
 
 from .config import DEFAULT_MAX_MESSAGE_SIZE, ChannelConfig
+from .endpoints import MetricsHandler, StatsHandler
 from .handlers import ChannelHandler, HealthHandler
 from .hooks import ChannelHooks
 from .node import Node
@@ -92,6 +93,8 @@ def channel_routes(
     shared = {"node": node, "hooks": hooks, "config": config}
     return [
         Rule(PathMatches(prefix + "_/health"), HealthHandler, {"node": node}),
+        Rule(PathMatches(prefix + "_/metrics"), MetricsHandler, {"node": node}),
+        Rule(PathMatches(prefix + "_/stats"), StatsHandler, {"node": node}),
         Rule(
             PathMatches(prefix + r"_/static/(.*)"),
             tornado.web.StaticFileHandler,

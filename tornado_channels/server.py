@@ -15,6 +15,7 @@ import signal
 from collections.abc import Sequence
 
 from tornado.httpserver import HTTPServer
+from tornado.netutil import bind_sockets
 
 from . import __version__
 from .app import make_app
@@ -81,10 +82,23 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
     )
     parser.add_argument(
+        "--xheaders",
+        action="store_true",
+        default=_env_switch("--xheaders"),
+        help="trust X-Real-IP/X-Forwarded-For/X-Forwarded-Proto (set it behind nginx only)",
+    )
+    parser.add_argument(
         "--list-channels",
         action="store_true",
         default=_env_switch("--list-channels"),
         help="list the active channels on the home page (off: channel names can be private)",
+    )
+    flag(
+        "--ready-timeout",
+        5.0,
+        "seconds to wait for the broker before listening anyway (and reporting unready), "
+        "so a proxy never sends a starting process traffic it must refuse",
+        type=float,
     )
     flag("--drain-timeout", 5.0, "seconds to wait for clients to close on shutdown", type=float)
     flag(
@@ -125,13 +139,22 @@ async def serve(args: argparse.Namespace) -> int:
         ping_timeout=args.ping_timeout,
         list_channels=args.list_channels,
     )
-    server = HTTPServer(app)
+    server = HTTPServer(app, xheaders=args.xheaders)
     try:
-        server.listen(args.port, args.address)
+        # Bind first: a taken port is an error now, not after the broker wait.
+        sockets = bind_sockets(args.port, args.address)
     except OSError as exc:
         log.error("cannot listen on %s:%d: %s", args.address, args.port, exc)
         return 1
     await node.start()
+    if not await node.wait_connected(args.ready_timeout):
+        log.warning(
+            "broker not connected after %.1fs: listening anyway, unready (health answers 503)",
+            args.ready_timeout,
+        )
+    # Accept only now: behind nginx, a worker that is still connecting to Redis
+    # refuses connections (nginx moves on) instead of answering 503.
+    server.add_sockets(sockets)
     where = redact_url(args.redis_url) if args.redis_url else "embedded, single process"
     log.info(
         "listening on http://%s:%d (broker: %s, %s)",
@@ -148,8 +171,12 @@ async def serve(args: argparse.Namespace) -> int:
     await stopping.wait()
 
     log.info("shutting down: closing %d subscriptions", len(node.hub))
+    # Stop accepting; close WebSockets with 1001 so clients reconnect elsewhere;
+    # let POSTs already in progress finish; only then drop idle connections.
     server.stop()
     await node.drain(args.drain_timeout)
+    if not await node.wait_idle(args.drain_timeout):
+        log.warning("publishes still in progress after %.1fs; closing anyway", args.drain_timeout)
     try:
         await asyncio.wait_for(server.close_all_connections(), args.drain_timeout)
     except asyncio.TimeoutError:

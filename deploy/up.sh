@@ -1,0 +1,94 @@
+#!/usr/bin/env bash
+# Bring tornado_channels up on this machine: one worker per core under
+# supervisord, nginx in front on $TC_PORT (default 5000), relaying through the
+# Redis at $TORNADO_CHANNELS_REDIS_URL, or through a private one when none answers.
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(dirname "$here")
+export TC_RUN_DIR=${TC_RUN_DIR:-$root/.run}
+export TC_BIN=${TC_BIN:-$root/.venv/bin}
+export TC_PORT=${TC_PORT:-5000}
+export TC_ADDRESS=${TC_ADDRESS:-127.0.0.1}
+export TC_WORKERS=${TC_WORKERS:-$(nproc)}
+export TC_BASE_PORT=${TC_BASE_PORT:-$((TC_PORT + 1))}
+export TC_READ_TIMEOUT=${TC_READ_TIMEOUT:-60s}
+export TORNADO_CHANNELS_REDIS_URL=${TORNADO_CHANNELS_REDIS_URL:-redis://127.0.0.1:6379/0}
+export TORNADO_CHANNELS_MAX_MESSAGE_SIZE=${TORNADO_CHANNELS_MAX_MESSAGE_SIZE:-1048576}
+export TORNADO_CHANNELS_LIST_CHANNELS=${TORNADO_CHANNELS_LIST_CHANNELS:-1}
+hard_fds=$(ulimit -Hn)
+if [ "$hard_fds" = unlimited ] || [ "$hard_fds" -ge 65536 ]; then hard_fds=65536; fi
+export TC_MINFDS=${TC_MINFDS:-$hard_fds}
+mkdir -p "$TC_RUN_DIR"
+
+if [ -S "$TC_RUN_DIR/supervisor.sock" ] && "$here/supervisorctl" pid >/dev/null 2>&1; then
+  echo "already running (make status shows it, make stop stops it)"
+  exit 0
+fi
+
+# Redis: the one at the URL if it answers; else a private one on that port,
+# under the same supervisord, when the URL points at this machine.
+redis_info=$("$TC_BIN/python" - "$TORNADO_CHANNELS_REDIS_URL" <<'PY'
+import sys
+from urllib.parse import urlsplit
+import redis
+url = sys.argv[1]
+parts = urlsplit(url)
+try:
+    redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=1).ping()
+    answers = "yes"
+except redis.RedisError:
+    answers = "no"
+local = parts.hostname in ("127.0.0.1", "localhost", "::1")
+print(answers, "local" if local else "remote", parts.port or 6379)
+PY
+)
+read -r answers where redis_port <<<"$redis_info"
+export TC_REDIS_PORT=$redis_port
+if [ "$answers" = yes ]; then
+  export TC_PRIVATE_REDIS=false
+  redis_note="using the Redis at $TORNADO_CHANNELS_REDIS_URL"
+elif [ "$where" = local ]; then
+  export TC_PRIVATE_REDIS=true
+  redis_note="no Redis answered at $TORNADO_CHANNELS_REDIS_URL: running a private one on port $redis_port"
+else
+  echo "no Redis answers at $TORNADO_CHANNELS_REDIS_URL; start it or set TORNADO_CHANNELS_REDIS_URL" >&2
+  exit 1
+fi
+
+"$TC_BIN/python" "$here/render_nginx.py" > "$TC_RUN_DIR/nginx.conf"
+"$TC_BIN/supervisord" -c "$here/supervisord.conf"
+
+# Up when nginx answers and every worker reports its broker connected.
+health_urls="http://$TC_ADDRESS:$TC_PORT/_/health"
+for ((port = TC_BASE_PORT; port < TC_BASE_PORT + TC_WORKERS; port++)); do
+  health_urls="$health_urls http://127.0.0.1:$port/_/health"
+done
+for _ in $(seq 1 150); do
+  # shellcheck disable=SC2086
+  if "$TC_BIN/python" -c '
+import sys, urllib.request
+for url in sys.argv[1:]:
+    urllib.request.urlopen(url, timeout=1)
+' $health_urls 2>/dev/null; then
+    base="http://$TC_ADDRESS:$TC_PORT"
+    cat <<MSG
+
+tornado_channels is up: $TC_WORKERS workers (ports $TC_BASE_PORT-$((TC_BASE_PORT + TC_WORKERS - 1))) behind nginx on $base
+$redis_note
+
+  open      $base/users/1          (a live page of channel users/1)
+  publish   curl $base/users/1 -d 'Hi there!'
+  subtree   curl $base/users/ -d 'Hi everyone below users/'
+  subscribe ws://$TC_ADDRESS:$TC_PORT/ws/users/1   (or ws://$TC_ADDRESS:$TC_PORT/users/1)
+  health    $base/_/health
+
+make status shows every process; make stop stops them all. Logs: $TC_RUN_DIR/
+MSG
+    exit 0
+  fi
+  sleep 0.2
+done
+echo "not healthy after 30 s; see $TC_RUN_DIR/*.log" >&2
+"$here/supervisorctl" status >&2 || true
+exit 1

@@ -1,0 +1,305 @@
+"""The deployment shape: workers under supervisord, nginx in front, one Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import signal
+import subprocess
+import time
+from collections.abc import Callable
+
+import pytest
+from tornado.httpclient import HTTPRequest
+from tornado.websocket import WebSocketClientConnection
+
+from tornado_channels.frames import CLOSE_GOING_AWAY
+
+from .deployment import DEPLOY, Deployment, healthy
+from .support import WAIT, closed, connect, get, post, receive, run, silent
+
+Deploy = Callable[..., Deployment]
+
+pytestmark = pytest.mark.skipif(
+    shutil.which("nginx") is None and not os.path.exists("/usr/sbin/nginx"),
+    reason="nginx is not installed (make test installs it)",
+)
+
+
+def close_all(*clients: WebSocketClientConnection) -> None:
+    for client in clients:
+        client.close()
+
+
+def test_post_anywhere_reaches_subscribers_everywhere(deployment: Deploy) -> None:
+    """A POST to nginx or any worker reaches subscribers via nginx /ws/, nginx / and each worker."""
+    deployed = deployment()
+
+    async def scenario() -> None:
+        subscribers = [
+            await connect(deployed.ws_url + "/ws/users/1"),
+            await connect(deployed.ws_url + "/users/1"),
+            *[
+                await connect(deployed.worker_url(n, "ws") + "/users/1")
+                for n in range(deployed.workers)
+            ],
+        ]
+        targets = [deployed.url] + [deployed.worker_url(n) for n in range(deployed.workers)]
+        for target in targets:
+            response = await post(target + "/users/1", f"via {target}")
+            assert response.code == 202, response.body
+            for ws in subscribers:
+                assert await receive(ws) == f"via {target}"
+        close_all(*subscribers)
+
+    run(scenario())
+
+
+def test_nginx_keeps_names_requests_and_errors_intact(deployment: Deploy) -> None:
+    """Through nginx: encoded names survive /ws/, Host is forwarded, and refusals are JSON."""
+    deployed = deployment(TORNADO_CHANNELS_MAX_MESSAGE_SIZE="100")
+
+    async def scenario() -> None:
+        ws = await connect(deployed.ws_url + "/ws/caf%C3%A9/1")
+        await post(deployed.worker_url(0) + "/caf%c3%a9/1", b"coffee")
+        assert await receive(ws) == "coffee"
+        bad = await get(deployed.url + "/ws/a%2Fb")
+        assert bad.code == 400
+        assert json.loads(bad.body)["error"] == "invalid_channel"
+        dots = await post(deployed.url + "/ws/a/%2e%2e/b", b"x")
+        assert dots.code == 400
+        big = await post(deployed.url + "/a", b"x" * 101)
+        assert big.code == 413
+        assert json.loads(big.body)["error"] == "message_too_large"
+        page = await get(deployed.url + "/users/1")
+        assert f"curl {deployed.url}/users/1" in page.body.decode()
+        ws.close()
+
+    run(scenario())
+
+
+def test_restarting_one_worker_leaves_the_other_delivering(deployment: Deploy) -> None:
+    """While supervisorctl restarts one worker, the other delivers and nginx takes new clients."""
+    deployed = deployment()
+
+    async def scenario() -> None:
+        on_second = await connect(deployed.worker_url(1, "ws") + "/room")
+        restart = asyncio.ensure_future(
+            asyncio.to_thread(deployed.ctl, "restart", deployed.worker_name(0))
+        )
+        delivered = 0
+        while not restart.done():
+            response = await post(deployed.worker_url(1) + "/room", f"m{delivered}")
+            assert response.code == 202
+            assert await receive(on_second) == f"m{delivered}"
+            delivered += 1
+            fresh = await connect(deployed.ws_url + "/ws/room")
+            fresh.close()
+            await asyncio.sleep(0.05)
+        assert "started" in await restart, await restart
+        assert delivered > 0
+        # The restarted worker is back in the group.
+        assert healthy(deployed.worker_url(0))
+        through_nginx = await post(deployed.url + "/room", b"after restart")
+        assert through_nginx.code == 202
+        assert await receive(on_second, timeout=WAIT) == "after restart"
+        on_second.close()
+
+    run(scenario())
+
+
+def test_killed_worker_is_restarted_and_nginx_fails_over(deployment: Deploy) -> None:
+    """After kill -9 of a worker, every POST through nginx succeeds and supervisor revives it."""
+    deployed = deployment()
+    victim = deployed.pid(deployed.worker_name(0))
+
+    async def scenario() -> float:
+        listener = await connect(deployed.worker_url(1, "ws") + "/news")
+        os.kill(victim, signal.SIGKILL)
+        loop = asyncio.get_running_loop()
+        killed_at = loop.time()
+        # A request caught inside a dying worker fails (and is never resent:
+        # that could publish twice). From its death on, every POST must work.
+        await asyncio.to_thread(wait_dead, victim)
+        revived_after = None
+        for number in range(200):
+            response = await post(deployed.url + "/news", f"n{number}")
+            assert response.code == 202, (number, response.code, response.body)
+            assert await receive(listener) == f"n{number}"
+            if revived_after is None and healthy(deployed.worker_url(0)):
+                revived_after = loop.time() - killed_at
+            if revived_after is not None and number >= 20:
+                break
+            await asyncio.sleep(0.05)
+        listener.close()
+        assert revived_after is not None, "the killed worker never came back"
+        return revived_after
+
+    revived_after = run(scenario())
+    assert revived_after < 10.0
+    assert deployed.pid(deployed.worker_name(0)) != victim
+
+
+def wait_dead(pid: int) -> None:
+    """Block until ``pid`` is gone or a zombie awaiting its reaper (bounded)."""
+    for _ in range(int(WAIT / 0.01)):
+        try:
+            with open(f"/proc/{pid}/stat") as stat:
+                if stat.read().rsplit(")", 1)[1].split()[0] == "Z":
+                    return
+        except FileNotFoundError:
+            return
+        time.sleep(0.01)
+    raise AssertionError(f"process {pid} still alive after SIGKILL")
+
+
+def test_stopping_a_worker_drains_it(deployment: Deploy) -> None:
+    """Stopping a worker closes its WebSockets with 1001, finishes a POST in progress, exits 0."""
+    deployed = deployment()
+
+    async def scenario() -> None:
+        on_first = await connect(deployed.worker_url(0, "ws") + "/room")
+        on_second = await connect(deployed.worker_url(1, "ws") + "/room")
+        stop: asyncio.Future[str] | None = None
+
+        async def slow_body(write: Callable[[bytes], object]) -> None:
+            nonlocal stop
+            await write(b"half of it, ")  # type: ignore[misc]
+            # The worker is told to stop while this body is still arriving.
+            stop = asyncio.ensure_future(
+                asyncio.to_thread(deployed.ctl, "stop", deployed.worker_name(0))
+            )
+            code, _ = await closed(on_first)
+            assert code == CLOSE_GOING_AWAY
+            await write(b"the rest")  # type: ignore[misc]
+
+        request = HTTPRequest(
+            deployed.worker_url(0) + "/room",
+            method="POST",
+            body_producer=slow_body,
+            request_timeout=WAIT,
+        )
+        response = await post_request(request)
+        assert response.code == 202
+        assert await receive(on_second) == "half of it, the rest"
+        assert stop is not None
+        assert "stopped" in await stop
+        on_first.close()
+        on_second.close()
+
+    run(scenario())
+    log = (deployed.run_dir / "supervisord.log").read_text()
+    assert f"stopped: worker-{deployed.base_port} (exit status 0)" in log
+
+
+async def post_request(request: HTTPRequest):  # type: ignore[no-untyped-def]
+    from tornado.httpclient import AsyncHTTPClient
+
+    return await AsyncHTTPClient().fetch(request, raise_error=False)
+
+
+@pytest.mark.parametrize(("ping_interval", "survives"), [("0.5", True), ("0", False)])
+def test_idle_websocket_through_nginx_lives_on_pings(
+    deployment: Deploy, ping_interval: str, survives: bool
+) -> None:
+    """Behind a 2 s nginx read timeout, an idle WebSocket stays up only thanks to server pings."""
+    deployed = deployment(
+        workers=1,
+        TC_READ_TIMEOUT="2s",
+        TORNADO_CHANNELS_PING_INTERVAL=ping_interval,
+        TORNADO_CHANNELS_PING_TIMEOUT=ping_interval,
+    )
+
+    async def scenario() -> None:
+        ws = await connect(deployed.ws_url + "/ws/quiet")
+        if survives:
+            await silent(ws, 4.0)
+            await post(deployed.url + "/quiet", b"still here")
+            assert await receive(ws) == "still here"
+        else:
+            # nginx cuts the silent connection once its read timeout passes.
+            message = await asyncio.wait_for(ws.read_message(), 6.0)
+            assert message is None
+        ws.close()
+
+    run(scenario())
+
+
+def test_metrics_move_when_messages_flow(deployment: Deploy) -> None:
+    """A worker's /_/metrics counts the messages it publishes and delivers."""
+    deployed = deployment(workers=1)
+
+    def value(text: str, name: str) -> float:
+        for line in text.splitlines():
+            if line.startswith(name + " "):
+                return float(line.split()[1])
+        raise AssertionError(f"{name} not in metrics")
+
+    async def scenario() -> None:
+        ws = await connect(deployed.ws_url + "/ws/m")
+        before = (await get(deployed.url + "/_/metrics")).body.decode()
+        for number in range(3):
+            await post(deployed.url + "/m", str(number))
+            await receive(ws)
+        after = (await get(deployed.url + "/_/metrics")).body.decode()
+        published = "tornado_channels_messages_published_total"
+        delivered = "tornado_channels_messages_delivered_total"
+        assert value(after, published) - value(before, published) == 3
+        assert value(after, delivered) - value(before, delivered) == 3
+        assert value(after, "tornado_channels_connections") == 1
+        ws.close()
+
+    run(scenario())
+
+
+def test_up_script_brings_everything_up_with_a_private_redis() -> None:
+    """deploy/up.sh with no Redis answering starts a private one, nginx and the workers."""
+    deployed = Deployment(workers=2)
+    env = {
+        **deployed.env,
+        "TC_RUN_DIR": str(deployed.run_dir),
+        "TORNADO_CHANNELS_REDIS_URL": f"redis://127.0.0.1:{deployed.redis_port}/0",
+    }
+    for name in ("TC_PRIVATE_REDIS", "TC_REDIS_PORT", "TC_MINFDS"):
+        env.pop(name)
+    try:
+        result = subprocess.run(
+            [str(DEPLOY / "up.sh")], env=env, capture_output=True, text=True, timeout=60
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "running a private one" in result.stdout
+        assert f"curl {deployed.url}/users/1 -d 'Hi there!'" in result.stdout
+        # nginx, redis and both workers, past supervisord's startsecs.
+        for _ in range(100):
+            status = deployed.ctl("status")
+            if status.count("RUNNING") == 4:
+                break
+            time.sleep(0.1)
+        assert status.count("RUNNING") == 4, status
+        assert "redis " in status
+
+        async def scenario() -> None:
+            ws = await connect(deployed.ws_url + "/ws/users/1")
+            assert (await post(deployed.url + "/users/1", b"hello")).code == 202
+            assert await receive(ws) == "hello"
+            ws.close()
+
+        run(scenario())
+        again = subprocess.run(
+            [str(DEPLOY / "up.sh")], env=env, capture_output=True, text=True, timeout=60
+        )
+        assert "already running" in again.stdout
+    finally:
+        pid_file = deployed.run_dir / "supervisord.pid"
+        if pid_file.exists():
+            pid = int(pid_file.read_text())
+            deployed.ctl("shutdown")
+            for _ in range(300):
+                try:
+                    os.kill(pid, 0)
+                except ProcessLookupError:
+                    break
+                time.sleep(0.1)
+        deployed.stop()

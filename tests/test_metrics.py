@@ -1,0 +1,234 @@
+"""The operations endpoints: /_/metrics (Prometheus) and /_/stats (JSON)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import prometheus_client
+from prometheus_client import generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+from tornado.testing import AsyncHTTPTestCase, gen_test
+from tornado.web import Application
+from tornado.websocket import WebSocketClientConnection, websocket_connect
+
+from tornado_channels import MemoryBroker, Node, make_app
+from tornado_channels.broker import PublishOutcomeUnknown
+from tornado_channels.channels import parse_target
+from tornado_channels.envelope import Publication
+
+from .support import receive
+
+Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
+
+
+def parse(text: str) -> Samples:
+    """Every sample in a Prometheus text exposition, by name and sorted labels."""
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def value(samples: Samples, name: str, **labels: str) -> float:
+    """One sample's value; KeyError when it is missing."""
+    return samples[(name, tuple(sorted(labels.items())))]
+
+
+class OutcomeUnknownBroker(MemoryBroker):
+    """A memory broker whose publishes never get an answer."""
+
+    async def publish(self, publication: Publication) -> None:
+        raise PublishOutcomeUnknown("no answer")
+
+
+class MetricsTestCase(AsyncHTTPTestCase):
+    """A standalone app on a started node, mounted at ``PREFIX``."""
+
+    PREFIX = "/"
+
+    def make_node(self) -> Node:
+        return Node(MemoryBroker())
+
+    def get_app(self) -> Application:
+        self.node = self.make_node()
+        self.io_loop.run_sync(self.node.start)
+        return make_app(self.node, prefix=self.PREFIX)
+
+    def setUp(self) -> None:
+        self.clients: list[WebSocketClientConnection] = []
+        super().setUp()
+
+    def tearDown(self) -> None:
+        self.io_loop.run_sync(self.close_clients)
+        self.io_loop.run_sync(self.node.stop)
+        super().tearDown()
+
+    async def close_clients(self) -> None:
+        open_ones = [conn for conn in self.clients if conn.close_code is None]
+        for conn in self.clients:
+            conn.close()
+        for conn in open_ones:
+            # Read until the server's close frame: the connection is then done.
+            while await asyncio.wait_for(conn.read_message(), 5) is not None:
+                pass
+
+    async def ws(self, path: str) -> WebSocketClientConnection:
+        conn = await websocket_connect(f"ws://127.0.0.1:{self.get_http_port()}{path}")
+        self.clients.append(conn)
+        return conn
+
+    async def post(self, path: str, body: bytes) -> int:
+        response = await self.http_client.fetch(
+            self.get_url(path), method="POST", body=body, raise_error=False
+        )
+        return response.code
+
+    async def metrics(self) -> Samples:
+        response = await self.http_client.fetch(self.get_url(self.PREFIX + "_/metrics"))
+        return parse(response.body.decode())
+
+
+class MetricsEndpointTest(MetricsTestCase):
+    @gen_test
+    async def test_metrics_are_prometheus_text_that_parses(self) -> None:
+        """GET /_/metrics is 200, uncached, Prometheus-typed, and parses with every metric."""
+        response = await self.http_client.fetch(self.get_url("/_/metrics"))
+        self.assertEqual(response.code, 200)
+        self.assertEqual(response.headers["Content-Type"], prometheus_client.CONTENT_TYPE_LATEST)
+        self.assertEqual(response.headers["Cache-Control"], "no-store")
+        families = {f.name: f.type for f in text_string_to_metric_families(response.body.decode())}
+        expected = {
+            "connections": "gauge",
+            "subscriptions": "gauge",
+            "channels": "gauge",
+            "broker_connected": "gauge",
+            "messages_published": "counter",
+            "messages_delivered": "counter",
+            "slow_consumer_disconnects": "counter",
+            "error_disconnects": "counter",
+            "broker_reconnects": "counter",
+            "publish_failures": "counter",
+            "publish_seconds": "histogram",
+        }
+        for name, typ in expected.items():
+            self.assertEqual(families.get(f"tornado_channels_{name}"), typ, name)
+        samples = parse(response.body.decode())
+        self.assertEqual(value(samples, "tornado_channels_broker_connected"), 1)
+        self.assertEqual(value(samples, "tornado_channels_broker_reconnects_total"), 0)
+
+    @gen_test
+    async def test_counters_move_when_messages_flow(self) -> None:
+        """Three POSTs to two subscribers count 3 published, 6 delivered, 3 timed publishes."""
+        first, second = await self.ws("/room"), await self.ws("/room")
+        for n in range(3):
+            self.assertEqual(await self.post("/room", f"m{n}".encode()), 202)
+        for ws in (first, second):
+            for n in range(3):
+                self.assertEqual(await receive(ws), f"m{n}")
+        samples = await self.metrics()
+        self.assertEqual(value(samples, "tornado_channels_messages_published_total"), 3)
+        self.assertEqual(value(samples, "tornado_channels_messages_delivered_total"), 6)
+        self.assertEqual(value(samples, "tornado_channels_publish_seconds_count"), 3)
+        self.assertEqual(value(samples, "tornado_channels_publish_seconds_bucket", le="+Inf"), 3)
+        self.assertEqual(value(samples, "tornado_channels_connections"), 2)
+        self.assertEqual(value(samples, "tornado_channels_subscriptions"), 2)
+        self.assertEqual(value(samples, "tornado_channels_channels"), 1)
+
+    @gen_test
+    async def test_connections_drop_when_a_client_leaves(self) -> None:
+        """After one of two clients closes, the connections gauge falls to 1."""
+        await self.ws("/a")
+        leaving = await self.ws("/b")
+        self.assertEqual(value(await self.metrics(), "tornado_channels_connections"), 2)
+        leaving.close()
+        for _ in range(100):
+            if value(await self.metrics(), "tornado_channels_connections") == 1:
+                break
+            await asyncio.sleep(0.02)
+        samples = await self.metrics()
+        self.assertEqual(value(samples, "tornado_channels_connections"), 1)
+        self.assertEqual(value(samples, "tornado_channels_channels"), 1)
+
+    @gen_test
+    async def test_broker_down_counts_unavailable_publishes(self) -> None:
+        """With the broker stopped, connected is 0 and a 503 POST counts one unavailable failure."""
+        await self.node.broker.stop()
+        self.assertEqual(await self.post("/a", b"x"), 503)
+        samples = await self.metrics()
+        self.assertEqual(value(samples, "tornado_channels_broker_connected"), 0)
+        failures = "tornado_channels_publish_failures_total"
+        self.assertEqual(value(samples, failures, reason="unavailable"), 1)
+        self.assertEqual(value(samples, failures, reason="outcome_unknown"), 0)
+        self.assertEqual(value(samples, "tornado_channels_messages_published_total"), 0)
+        self.assertEqual(value(samples, "tornado_channels_publish_seconds_count"), 0)
+
+    @gen_test
+    async def test_two_nodes_have_independent_metrics(self) -> None:
+        """A second node in the same process counts only its own publishes, in its own registry."""
+        other = Node(MemoryBroker())
+        await other.start()
+        try:
+            make_app(other)  # building a second app must not collide with the first
+            await other.publish(parse_target("x"), b"1")
+            await other.publish(parse_target("x"), b"2")
+            self.assertEqual(await self.post("/y", b"3"), 202)
+            mine = await self.metrics()
+            theirs = parse(generate_latest(other.metrics.registry).decode())
+        finally:
+            await other.stop()
+        published = "tornado_channels_messages_published_total"
+        self.assertEqual((value(mine, published), value(theirs, published)), (1, 2))
+        # Nothing leaks into prometheus_client's process-wide default registry.
+        global_names = {f.name for f in prometheus_client.REGISTRY.collect()}
+        self.assertFalse({n for n in global_names if n.startswith("tornado_channels")})
+
+
+class OutcomeUnknownTest(MetricsTestCase):
+    def make_node(self) -> Node:
+        return Node(OutcomeUnknownBroker())
+
+    @gen_test
+    async def test_unanswered_publish_counts_outcome_unknown(self) -> None:
+        """A publish the broker never answers is a 504 counted as reason="outcome_unknown"."""
+        self.assertEqual(await self.post("/a", b"x"), 504)
+        samples = await self.metrics()
+        failures = "tornado_channels_publish_failures_total"
+        self.assertEqual(value(samples, failures, reason="outcome_unknown"), 1)
+        self.assertEqual(value(samples, failures, reason="unavailable"), 0)
+
+
+class MountedTest(MetricsTestCase):
+    PREFIX = "/live/"
+
+    @gen_test
+    async def test_endpoints_live_under_the_mount_prefix(self) -> None:
+        """Mounted at /live/, metrics and stats answer at /live/_/metrics and /live/_/stats."""
+        await self.ws("/live/a")
+        self.assertEqual(value(await self.metrics(), "tornado_channels_connections"), 1)
+        response = await self.http_client.fetch(self.get_url("/live/_/stats"))
+        self.assertEqual(json.loads(response.body)["channels"], {"a": 1})
+
+
+class StatsTest(MetricsTestCase):
+    @gen_test
+    async def test_stats_report_subscribers_per_channel(self) -> None:
+        """GET /_/stats is uncached JSON with the broker, counters, and subscribers per channel."""
+        one, _, _ = await self.ws("/users/1"), await self.ws("/users/1"), await self.ws("/users/2")
+        self.assertEqual(await self.post("/users/1", b"hi"), 202)
+        await receive(one)
+        response = await self.http_client.fetch(self.get_url("/_/stats"))
+        self.assertEqual(response.headers["Cache-Control"], "no-store")
+        self.assertEqual(
+            json.loads(response.body),
+            {
+                "broker": "memory",
+                "connected": True,
+                "connections": 3,
+                "subscriptions": 3,
+                "channels": {"users/1": 2, "users/2": 1},
+                "published": 1,
+                "delivered": 2,
+            },
+        )
