@@ -36,7 +36,6 @@ class Node:
         self.published = 0
         #: Publishes the broker refused, by reason (the ``reason`` metric label).
         self.publish_failures = {"unavailable": 0, "outcome_unknown": 0}
-        self._was_connected = False
         self._stopping = False
         # Set whenever the last local subscriber leaves; drain() waits on it.
         self._emptied = asyncio.Event()
@@ -120,19 +119,11 @@ class Node:
             return True
         self._emptied.clear()
         self.close_subscribers(code, reason)
-        try:
-            await asyncio.wait_for(self._emptied.wait(), timeout)
-        except asyncio.TimeoutError:
-            return False
-        return True
+        return await _wait(self._emptied, timeout)
 
     async def wait_connected(self, timeout: float) -> bool:
         """Wait up to ``timeout`` seconds for the broker to connect; return whether it did."""
-        try:
-            await asyncio.wait_for(self._connected.wait(), timeout)
-        except asyncio.TimeoutError:
-            return False
-        return True
+        return await _wait(self._connected, timeout)
 
     def request_started(self) -> None:
         """An HTTP publish began; :meth:`wait_idle` waits for it."""
@@ -147,11 +138,7 @@ class Node:
 
     async def wait_idle(self, timeout: float) -> bool:
         """Wait up to ``timeout`` seconds for HTTP publishes in progress to end."""
-        try:
-            await asyncio.wait_for(self._idle.wait(), timeout)
-        except asyncio.TimeoutError:
-            return False
-        return True
+        return await _wait(self._idle, timeout)
 
     def close_subscribers(self, code: int, reason: str) -> None:
         """Close every local subscriber (each unsubscribes as it goes)."""
@@ -170,20 +157,28 @@ class Node:
             log.debug("Sending message to %d clients on channel %s", sent, publication.target)
 
     def broker_state_changed(self, connected: bool) -> None:
-        """Log the change; on loss, tell subscribers they may have missed messages."""
+        """On loss, tell subscribers they may have missed messages.
+
+        The broker logs its own connects and losses; this logs what the node does.
+        """
+        was_connected = self._connected.is_set()
         if connected:
             self._connected.set()
-        else:
-            self._connected.clear()
-        if connected:
-            log.info("%s broker connected", self.broker.kind)
-        elif self._stopping:
-            log.info("%s broker stopped", self.broker.kind)
-        elif self._was_connected:
-            log.warning("%s broker connection lost", self.broker.kind)
+            return
+        self._connected.clear()
+        if was_connected and not self._stopping and len(self.hub):
+            log.warning("closing %d subscriptions: the broker connection was lost", len(self.hub))
             # Publications sent while we are disconnected never reach us: close
             # with a retryable code rather than leave clients silently deaf.
             self.close_subscribers(
                 CLOSE_TRY_AGAIN_LATER, "broker unavailable: messages may have been missed"
             )
-        self._was_connected = connected
+
+
+async def _wait(event: asyncio.Event, timeout: float) -> bool:
+    """Wait up to ``timeout`` seconds for ``event``; return whether it was set."""
+    try:
+        await asyncio.wait_for(event.wait(), timeout)
+    except asyncio.TimeoutError:
+        return False
+    return True

@@ -36,7 +36,7 @@ from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from .broker import Broker, BrokerEvents, BrokerUnavailable, PublishOutcomeUnknown
-from .channels import Channel, Target
+from .channels import Channel, Subtree, Target
 from .envelope import MalformedEnvelope, Publication, decode, encode
 
 log = logging.getLogger("tornado_channels.redis")
@@ -176,13 +176,10 @@ class RedisBroker(Broker):
                 _, late = await asyncio.wait(waiters, timeout=self._subscribe_timeout)
                 if late:
                     raise BrokerUnavailable("Redis did not confirm the subscription in time")
-        except BrokerUnavailable:
-            self.unsubscribe(channel)
-            raise
         except (RedisError, OSError) as exc:
             self.unsubscribe(channel)
             raise BrokerUnavailable(f"Redis refused the subscription: {exc}") from exc
-        except BaseException:
+        except BaseException:  # BrokerUnavailable above, or a cancelled handshake.
             self.unsubscribe(channel)
             raise
 
@@ -203,9 +200,9 @@ class RedisBroker(Broker):
     # Keys
 
     def _channel_keys(self, channel: Channel) -> list[bytes]:
-        keys = [self._prefix + b"c:" + channel.name.encode("utf-8")]
-        keys.extend(self._prefix + b"t:" + prefix.encode("utf-8") for prefix in channel.ancestors())
-        return keys
+        # The channel's own key, and the key of every subtree that contains it.
+        subtrees = (self._target_key(Subtree(prefix)) for prefix in channel.ancestors())
+        return [self._target_key(channel), *subtrees]
 
     def _target_key(self, target: Target) -> bytes:
         if isinstance(target, Channel):
