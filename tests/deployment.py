@@ -13,12 +13,9 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
-from .support import WAIT, free_port
+from .support import WAIT, free_port, wait_healthy
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
@@ -38,15 +35,6 @@ def free_port_range(count: int) -> int:
             continue
         return base
     raise AssertionError("no free port range")
-
-
-def healthy(url: str) -> bool:
-    """Whether ``url``/_/health answers 200 now."""
-    try:
-        with urllib.request.urlopen(url + "/_/health", timeout=1) as response:
-            return response.status == 200
-    except (urllib.error.URLError, OSError):
-        return False
 
 
 class Deployment:
@@ -114,12 +102,7 @@ class Deployment:
 
     def wait_healthy(self, url: str, timeout: float = 30.0) -> float:
         """Block until ``url`` is healthy; return how long it took."""
-        started = time.monotonic()
-        while time.monotonic() - started < timeout:
-            if healthy(url):
-                return time.monotonic() - started
-            time.sleep(0.05)
-        raise AssertionError(f"{url} not healthy after {timeout}s\n{self.logs()}")
+        return wait_healthy(url, timeout, self.logs)
 
     def ctl(self, *args: str) -> str:
         """Run the project's supervisorctl wrapper against this deployment."""

@@ -17,7 +17,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -37,6 +37,25 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def healthy(url: str) -> bool:
+    """Whether ``url``/_/health answers 200 now."""
+    try:
+        with urllib.request.urlopen(url + "/_/health", timeout=1) as response:
+            return bool(response.status == 200)
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def wait_healthy(url: str, timeout: float = WAIT, logs: Callable[[], str] = str) -> float:
+    """Block until ``url`` is healthy; return how long it took.  ``logs`` explains a failure."""
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        if healthy(url):
+            return time.monotonic() - started
+        time.sleep(0.05)
+    raise AssertionError(f"{url} not healthy after {timeout}s\n{logs()}")
 
 
 def wait_for_port(port: int, timeout: float = WAIT) -> None:
@@ -159,16 +178,8 @@ class ServerProcess:
 
     def wait_healthy(self, timeout: float = WAIT) -> ServerProcess:
         """Block until ``/_/health`` answers 200 (its broker is connected)."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                with urllib.request.urlopen(self.url + "/_/health", timeout=1) as response:
-                    if response.status == 200:
-                        return self
-            except (urllib.error.URLError, OSError):
-                pass
-            time.sleep(0.05)
-        raise AssertionError(f"{self.url} not healthy after {timeout}s:\n{self.output()}")
+        wait_healthy(self.url, timeout, lambda: self.output())
+        return self
 
     def send_signal(self, sig: int) -> None:
         """Send ``sig`` to the process."""

@@ -17,8 +17,8 @@ from tornado.websocket import WebSocketClientConnection
 
 from tornado_channels.frames import CLOSE_GOING_AWAY
 
-from .deployment import DEPLOY, Deployment, healthy
-from .support import WAIT, closed, connect, get, post, receive, run, silent
+from .deployment import DEPLOY, Deployment
+from .support import WAIT, closed, connect, get, healthy, post, receive, run, silent
 
 Deploy = Callable[..., Deployment]
 

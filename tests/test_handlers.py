@@ -6,48 +6,23 @@ import asyncio
 import json
 
 from tornado.httpclient import HTTPClientError, HTTPRequest
-from tornado.testing import AsyncHTTPTestCase, gen_test
+from tornado.testing import gen_test
 from tornado.web import Application
-from tornado.websocket import WebSocketClientConnection, websocket_connect
 
-from tornado_channels import MemoryBroker, Node, make_app
+from tornado_channels import Node, make_app
 from tornado_channels.frames import CLOSE_MESSAGE_TOO_BIG
 
+from .cases import NodeAppTestCase
 from .support import closed, receive, silent
 
 MAX = 1024
 
 
-class ChannelsTestCase(AsyncHTTPTestCase):
+class ChannelsTestCase(NodeAppTestCase):
     """A standalone app on a started memory-broker node, with a small maximum message size."""
 
-    def get_app(self) -> Application:
-        self.node = Node(MemoryBroker())
-        self.io_loop.run_sync(self.node.start)
-        return make_app(self.node, max_message_size=MAX)
-
-    def setUp(self) -> None:
-        self.clients: list[WebSocketClientConnection] = []
-        super().setUp()
-
-    def tearDown(self) -> None:
-        self.io_loop.run_sync(self.close_clients)
-        self.io_loop.run_sync(self.node.stop)
-        super().tearDown()
-
-    async def close_clients(self) -> None:
-        open_ones = [conn for conn in self.clients if conn.close_code is None]
-        for conn in self.clients:
-            conn.close()
-        for conn in open_ones:
-            # Read until the server's close frame: the connection is then done.
-            while await asyncio.wait_for(conn.read_message(), 5) is not None:
-                pass
-
-    async def ws(self, path: str) -> WebSocketClientConnection:
-        conn = await websocket_connect(f"ws://127.0.0.1:{self.get_http_port()}{path}")
-        self.clients.append(conn)
-        return conn
+    def make_app(self, node: Node) -> Application:
+        return make_app(node, max_message_size=MAX)
 
     async def post(self, path: str, body: bytes | str, **kwargs: object):  # type: ignore[no-untyped-def]
         return await self.http_client.fetch(
@@ -322,10 +297,8 @@ class PagesTest(ChannelsTestCase):
 
 
 class ChannelListTest(ChannelsTestCase):
-    def get_app(self) -> Application:
-        self.node = Node(MemoryBroker())
-        self.io_loop.run_sync(self.node.start)
-        return make_app(self.node, list_channels=True)
+    def make_app(self, node: Node) -> Application:
+        return make_app(node, list_channels=True)
 
     @gen_test
     async def test_home_page_lists_active_channels_when_asked(self) -> None:
@@ -363,3 +336,29 @@ class SubscriptionLifecycleTest(ChannelsTestCase):
             await asyncio.sleep(0.02)
         self.assertEqual(len(self.node.hub), 0)
         self.assertEqual(self.node.hub.channels(), {})
+
+
+class DeadPeerTest(ChannelsTestCase):
+    def make_app(self, node: Node) -> Application:
+        return make_app(node, ping_interval=0.2, ping_timeout=0.2)
+
+    @gen_test(timeout=20)
+    async def test_peer_that_never_answers_pings_is_dropped(self) -> None:
+        """A client that completes the handshake and then never answers a ping is reaped."""
+        reader, writer = await asyncio.open_connection("127.0.0.1", self.get_http_port())
+        writer.write(
+            b"GET /silent HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+            b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+            b"Sec-WebSocket-Version: 13\r\n\r\n"
+        )
+        status = await asyncio.wait_for(reader.readline(), 5)
+        self.assertIn(b"101", status)
+        self.assertEqual(self.node.hub.channels(), {"silent": 1})
+        # Never read or answer anything: the pings go unanswered.
+        for _ in range(200):
+            if not len(self.node.hub):
+                break
+            await asyncio.sleep(0.05)
+        self.assertEqual(len(self.node.hub), 0)
+        writer.close()
+        await writer.wait_closed()

@@ -8,15 +8,15 @@ import json
 import prometheus_client
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
-from tornado.testing import AsyncHTTPTestCase, gen_test
+from tornado.testing import gen_test
 from tornado.web import Application
-from tornado.websocket import WebSocketClientConnection, websocket_connect
 
 from tornado_channels import MemoryBroker, Node, make_app
 from tornado_channels.broker import PublishOutcomeUnknown
 from tornado_channels.channels import parse_target
 from tornado_channels.envelope import Publication
 
+from .cases import NodeAppTestCase
 from .support import receive
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
@@ -43,7 +43,7 @@ class OutcomeUnknownBroker(MemoryBroker):
         raise PublishOutcomeUnknown("no answer")
 
 
-class MetricsTestCase(AsyncHTTPTestCase):
+class MetricsTestCase(NodeAppTestCase):
     """A standalone app on a started node, mounted at ``PREFIX``."""
 
     PREFIX = "/"
@@ -51,33 +51,8 @@ class MetricsTestCase(AsyncHTTPTestCase):
     def make_node(self) -> Node:
         return Node(MemoryBroker())
 
-    def get_app(self) -> Application:
-        self.node = self.make_node()
-        self.io_loop.run_sync(self.node.start)
-        return make_app(self.node, prefix=self.PREFIX)
-
-    def setUp(self) -> None:
-        self.clients: list[WebSocketClientConnection] = []
-        super().setUp()
-
-    def tearDown(self) -> None:
-        self.io_loop.run_sync(self.close_clients)
-        self.io_loop.run_sync(self.node.stop)
-        super().tearDown()
-
-    async def close_clients(self) -> None:
-        open_ones = [conn for conn in self.clients if conn.close_code is None]
-        for conn in self.clients:
-            conn.close()
-        for conn in open_ones:
-            # Read until the server's close frame: the connection is then done.
-            while await asyncio.wait_for(conn.read_message(), 5) is not None:
-                pass
-
-    async def ws(self, path: str) -> WebSocketClientConnection:
-        conn = await websocket_connect(f"ws://127.0.0.1:{self.get_http_port()}{path}")
-        self.clients.append(conn)
-        return conn
+    def make_app(self, node: Node) -> Application:
+        return make_app(node, prefix=self.PREFIX)
 
     async def post(self, path: str, body: bytes) -> int:
         response = await self.http_client.fetch(

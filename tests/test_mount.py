@@ -7,13 +7,13 @@ import json
 
 from tornado.httpclient import HTTPClientError
 from tornado.httputil import HTTPServerRequest
-from tornado.testing import AsyncHTTPTestCase, gen_test
+from tornado.testing import gen_test
 from tornado.web import Application, RequestHandler
-from tornado.websocket import WebSocketClientConnection, websocket_connect
 
 from tornado_channels import Channel, ChannelHooks, Node, Reject, Target, channel_routes
 from tornado_channels.frames import CLOSE_POLICY_VIOLATION
 
+from .cases import NodeAppTestCase
 from .support import closed, receive, silent
 
 
@@ -46,25 +46,11 @@ class ModeratedHooks(ChannelHooks):
         return payload.upper()
 
 
-class MountedTest(AsyncHTTPTestCase):
-    def get_app(self) -> Application:
-        self.node = Node()
-        self.io_loop.run_sync(self.node.start)
-        self.clients: list[WebSocketClientConnection] = []
+class MountedTest(NodeAppTestCase):
+    def make_app(self, node: Node) -> Application:
         return Application(
-            [(r"/", HostHome), *channel_routes(self.node, prefix="/live/", hooks=ModeratedHooks())]
+            [(r"/", HostHome), *channel_routes(node, prefix="/live/", hooks=ModeratedHooks())]
         )
-
-    def tearDown(self) -> None:
-        for conn in self.clients:
-            conn.close()
-        self.io_loop.run_sync(self.node.stop)
-        super().tearDown()
-
-    async def ws(self, path: str) -> WebSocketClientConnection:
-        conn = await websocket_connect(f"ws://127.0.0.1:{self.get_http_port()}{path}")
-        self.clients.append(conn)
-        return conn
 
     async def post(self, path: str, body: bytes, token: str = "secret"):  # type: ignore[no-untyped-def]
         return await self.http_client.fetch(

@@ -1,0 +1,55 @@
+"""The base test case for apps that serve a node: handler, mount and metrics tests."""
+
+from __future__ import annotations
+
+import asyncio
+
+from tornado.testing import AsyncHTTPTestCase
+from tornado.web import Application
+from tornado.websocket import WebSocketClientConnection, websocket_connect
+
+from tornado_channels import MemoryBroker, Node, make_app
+
+
+class NodeAppTestCase(AsyncHTTPTestCase):
+    """An app serving a started memory-broker node.
+
+    WebSocket clients opened with :meth:`ws` are closed inside the IOLoop at
+    teardown (the suite runs with warnings as errors, and an unclosed client
+    is a ResourceWarning).  Override :meth:`make_node` or :meth:`make_app`.
+    """
+
+    def make_node(self) -> Node:
+        return Node(MemoryBroker())
+
+    def make_app(self, node: Node) -> Application:
+        return make_app(node)
+
+    def get_app(self) -> Application:
+        self.node = self.make_node()
+        self.io_loop.run_sync(self.node.start)
+        return self.make_app(self.node)
+
+    def setUp(self) -> None:
+        self.clients: list[WebSocketClientConnection] = []
+        super().setUp()
+
+    def tearDown(self) -> None:
+        self.io_loop.run_sync(self.close_clients)
+        self.io_loop.run_sync(self.node.stop)
+        super().tearDown()
+
+    async def close_clients(self) -> None:
+        open_ones = [conn for conn in self.clients if conn.close_code is None]
+        for conn in self.clients:
+            conn.close()
+        for conn in open_ones:
+            # Read until the server's close frame: the connection is then done.
+            while await asyncio.wait_for(conn.read_message(), 5) is not None:
+                pass
+
+    async def ws(self, path: str) -> WebSocketClientConnection:
+        """Open a WebSocket to ``path`` on the app; it is closed at teardown."""
+        conn = await websocket_connect(f"ws://127.0.0.1:{self.get_http_port()}{path}")
+        self.clients.append(conn)
+        return conn
