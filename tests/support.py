@@ -156,6 +156,8 @@ class ServerProcess:
         self.command = command or [sys.executable, "-m", "tornado_channels"]
         self.log = Path(tempfile.mkstemp(prefix="tc-server-", suffix=".log")[1])
         self.process: subprocess.Popen[bytes] | None = None
+        #: Extra keyword arguments for subprocess.Popen (e.g. preexec_fn).
+        self.popen_options: dict[str, Any] = {}
 
     @property
     def url(self) -> str:
@@ -172,6 +174,7 @@ class ServerProcess:
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 env=self.env,
+                **self.popen_options,
             )
         wait_for_port(self.port)
         return self

@@ -251,6 +251,7 @@ class BrokerDownTest(ChannelsTestCase):
         response = await self.post("/a", b"x")
         self.assertEqual(response.code, 503)
         self.assertEqual(json.loads(response.body)["error"], "broker_unavailable")
+        self.assertEqual(response.headers["Retry-After"], "1")
         code, body = await self.handshake_error("/a")
         self.assertEqual((code, body["error"]), (503, "broker_unavailable"))
 

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import tornado.web
 
+from .config import ChannelConfig
 from .handlers import NotFoundHandler
 from .hooks import ChannelHooks
 from .node import Node
 from .routing import channel_routes
+
+CONFIG_FIELDS = {field.name for field in dataclasses.fields(ChannelConfig)} - {"prefix"}
 
 
 def make_app(
@@ -17,24 +21,18 @@ def make_app(
     *,
     hooks: ChannelHooks | None = None,
     prefix: str = "/",
-    max_message_size: int | None = None,
-    ping_interval: float = 20.0,
-    ping_timeout: float = 20.0,
-    list_channels: bool = False,
     **settings: Any,
 ) -> tornado.web.Application:
     """An :class:`~tornado.web.Application` serving ``node``'s channels.
 
-    Extra keyword arguments are Tornado application settings.  Unmatched
-    paths get a JSON 404 like every other error.
+    Keyword arguments named like :class:`~tornado_channels.config.ChannelConfig`
+    fields configure the channels; the rest are Tornado application settings.
+    Unmatched paths get a JSON 404 like every other error, and cross-site
+    POSTs are refused (Tornado's ``cross_origin_protection``) unless their
+    origin is in ``trusted_origins``.
     """
+    options = {name: settings.pop(name) for name in CONFIG_FIELDS & settings.keys()}
     settings.setdefault("default_handler_class", NotFoundHandler)
-    options: dict[str, Any] = {
-        "ping_interval": ping_interval,
-        "ping_timeout": ping_timeout,
-        "list_channels": list_channels,
-    }
-    if max_message_size is not None:
-        options["max_message_size"] = max_message_size
+    settings.setdefault("cross_origin_protection", True)
     rules = channel_routes(node, prefix=prefix, hooks=hooks, **options)
     return tornado.web.Application(rules, **settings)

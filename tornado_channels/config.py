@@ -19,6 +19,12 @@ class ChannelConfig:
     :param ping_timeout: seconds without a pong before a peer is dropped.
     :param list_channels: whether the home page lists the channels that have
         subscribers.  Off by default: channel names can be private.
+    :param publish_key: when set, a POST must carry ``Authorization: Bearer <key>``.
+    :param read_only: channel prefixes WebSocket clients may not publish to
+        (``"/"``: every channel); POSTs are unaffected.
+    :param trusted_origins: origins (``https://app.example``) allowed to open
+        WebSockets and POST from another site.
+    :param max_connections: WebSocket connections this process accepts (0: no cap).
     """
 
     prefix: str = "/"
@@ -26,12 +32,23 @@ class ChannelConfig:
     ping_interval: float = 20.0
     ping_timeout: float = 20.0
     list_channels: bool = False
+    publish_key: str | None = None
+    read_only: tuple[str, ...] = ()
+    trusted_origins: tuple[str, ...] = ()
+    max_connections: int = 0
 
     def __post_init__(self) -> None:
         if not self.prefix.startswith("/") or not self.prefix.endswith("/"):
             raise ValueError(f"prefix must start and end with '/': {self.prefix!r}")
         if self.max_message_size < 1:
             raise ValueError("max_message_size must be positive")
+
+    def client_may_publish(self, channel: str) -> bool:
+        """Whether a WebSocket client may publish to ``channel``."""
+        for prefix in self.read_only:
+            if prefix == "/" or channel == prefix or channel.startswith(prefix + "/"):
+                return False
+        return True
 
     @property
     def static_prefix(self) -> str:

@@ -6,6 +6,7 @@ Dependencies arrive through ``initialize`` from the route table.
 
 from __future__ import annotations
 
+import hmac
 import json
 from collections.abc import Awaitable
 from typing import Any
@@ -27,18 +28,27 @@ CONTENT_SECURITY_POLICY = (
 
 
 class ApiError(tornado.web.HTTPError):
-    """An HTTP error answered with ``{"error": code, "message": text}``."""
+    """An HTTP error answered with ``{"error": code, "message": text}`` and ``headers``."""
 
-    def __init__(self, status: int, error: str, message: str) -> None:
+    def __init__(
+        self, status: int, error: str, message: str, headers: dict[str, str] | None = None
+    ) -> None:
         # HTTPError formats log_message with %; keep user text out of the format.
         super().__init__(status, "%s", message)
         self.error = error
         self.message = message
+        # Carried here because Tornado clears a handler's headers before write_error.
+        self.headers = headers or {}
 
 
 def invalid_channel(exc: InvalidChannel) -> ApiError:
     """The 400 for a path that is not a valid channel name."""
     return ApiError(400, "invalid_channel", str(exc))
+
+
+def broker_unavailable(exc: Exception) -> ApiError:
+    """The 503 for a publish or subscription the broker cannot take now."""
+    return ApiError(503, "broker_unavailable", str(exc), {"Retry-After": "1"})
 
 
 async def authorize(decision: bool | Awaitable[bool], refusal: str) -> None:
@@ -70,6 +80,8 @@ class JSONErrorsMixin(tornado.web.RequestHandler):
         exc = kwargs.get("exc_info", (None, None, None))[1]
         if isinstance(exc, ApiError):
             error, message = exc.error, exc.message
+            for name, value in exc.headers.items():
+                self.set_header(name, value)
         else:
             error = self._reason.lower().replace(" ", "_")
             message = self._reason
@@ -110,6 +122,8 @@ class ChannelHandler(JSONErrorsMixin):
         except InvalidChannel as exc:
             raise invalid_channel(exc) from None
         if self.request.method == "POST":
+            # Before the body is read: an unauthorized one is never buffered.
+            self._check_publish_key()
             # Counted from here, so a shutdown waits for bodies still arriving.
             self._in_flight = True
             self.node.request_started()
@@ -146,8 +160,7 @@ class ChannelHandler(JSONErrorsMixin):
             # Not retried: a retry could deliver the message twice.
             raise ApiError(504, "publish_outcome_unknown", str(exc)) from None
         except BrokerUnavailable as exc:
-            self.set_header("Retry-After", "1")
-            raise ApiError(503, "broker_unavailable", str(exc)) from None
+            raise broker_unavailable(exc) from None
         key = "channel" if isinstance(target, Channel) else "subtree"
         self.set_status(202)
         self.finish({"published": True, key: str(target), "bytes": len(payload)})
@@ -181,6 +194,26 @@ class ChannelHandler(JSONErrorsMixin):
                 channels=channels, base_url=self.request.full_url(), **namespace
             )
         self.finish(page)
+
+    def check_trusted_origin(self, origin: str) -> bool:
+        """Cross-site POSTs are refused (403) unless from a trusted origin."""
+        return origin in self.config.trusted_origins
+
+    def _check_publish_key(self) -> None:
+        key = self.config.publish_key
+        if key is None:
+            return
+        scheme, _, given = self.request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not given:
+            raise ApiError(
+                401,
+                "unauthorized",
+                "publishing needs the header 'Authorization: Bearer <key>'",
+                {"WWW-Authenticate": 'Bearer realm="publish"'},
+            )
+        # Constant-time: the comparison must not leak how much of the key matched.
+        if not hmac.compare_digest(given.strip().encode(), key.encode()):
+            raise ApiError(403, "forbidden", "wrong publish key")
 
     def on_finish(self) -> None:
         """The answer is sent: this publish is no longer in flight."""

@@ -79,7 +79,7 @@ class RedisBroker(Broker):
         probe_interval: float = 5.0,
         probe_timeout: float = 3.0,
         backoff_base: float = 0.1,
-        backoff_cap: float = 5.0,
+        backoff_cap: float = 1.0,
     ) -> None:
         self.url = url
         self._prefix = prefix.encode("utf-8")

@@ -14,7 +14,7 @@ import tornado.web
 from tornado.httputil import HTTPServerRequest
 from tornado.routing import Matcher, PathMatches, Rule
 
-from .config import DEFAULT_MAX_MESSAGE_SIZE, ChannelConfig
+from .config import ChannelConfig
 from .endpoints import MetricsHandler, StatsHandler
 from .handlers import ChannelHandler, HealthHandler
 from .hooks import ChannelHooks
@@ -64,30 +64,19 @@ class ChannelMatcher(Matcher):
 
 
 def channel_routes(
-    node: Node,
-    *,
-    prefix: str = "/",
-    hooks: ChannelHooks | None = None,
-    max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
-    ping_interval: float = 20.0,
-    ping_timeout: float = 20.0,
-    list_channels: bool = False,
+    node: Node, *, prefix: str = "/", hooks: ChannelHooks | None = None, **options: Any
 ) -> list[Rule]:
     """Rules that serve the channels of ``node`` below ``prefix``.
 
-    Put them after a host application's own rules: they match every path below
-    ``prefix``.  ``node`` must be started (``await node.start()``) before the
-    server accepts connections.
+    ``options`` are :class:`~tornado_channels.config.ChannelConfig` fields
+    (``max_message_size``, ``publish_key``, ``read_only``, ...); they apply to
+    these routes only.  Put the rules after a host application's own: they
+    match every path below ``prefix``.  ``node`` must be started
+    (``await node.start()``) before the server accepts connections.
     """
     if not prefix.endswith("/"):
         prefix += "/"
-    config = ChannelConfig(
-        prefix=prefix,
-        max_message_size=max_message_size,
-        ping_interval=ping_interval,
-        ping_timeout=ping_timeout,
-        list_channels=list_channels,
-    )
+    config = ChannelConfig(prefix=prefix, **options)
     hooks = hooks if hooks is not None else ChannelHooks()
     templates = tornado.template.Loader(str(PACKAGE_DIR / "templates"))
     shared = {"node": node, "hooks": hooks, "config": config}

@@ -14,13 +14,13 @@ import os
 import signal
 from collections.abc import Sequence
 
-from tornado.httpserver import HTTPServer
 from tornado.netutil import bind_sockets
 
 from . import __version__
 from .app import make_app
 from .broker import Broker
 from .config import DEFAULT_MAX_MESSAGE_SIZE
+from .listener import ChannelHTTPServer
 from .memory import MemoryBroker
 from .node import Node
 from .redis_broker import RedisBroker, redact_url
@@ -37,6 +37,11 @@ def _env_default(flag: str, default: object) -> object:
 def _env_switch(flag: str) -> bool:
     value = str(_env_default(flag, "")).strip().lower()
     return value in ("1", "true", "yes", "on")
+
+
+def _split(value: str) -> tuple[str, ...]:
+    """A comma-separated flag value as a tuple, without blanks."""
+    return tuple(part.strip() for part in value.split(",") if part.strip())
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -81,6 +86,37 @@ def build_parser() -> argparse.ArgumentParser:
         "seconds without a pong before a WebSocket peer is dropped (at most --ping-interval)",
         type=float,
     )
+    flag(
+        "--publish-key",
+        None,
+        "require 'Authorization: Bearer <key>' on every POST (401 without, 403 if wrong); "
+        "best set through the environment, where other users cannot see it",
+    )
+    flag(
+        "--read-only",
+        "",
+        "comma-separated channel prefixes WebSocket clients may not publish to "
+        "('/' for every channel); POSTs are unaffected",
+    )
+    flag(
+        "--trusted-origins",
+        "",
+        "comma-separated origins (https://app.example) allowed to open WebSockets and "
+        "POST from another site; other cross-site requests get 403",
+    )
+    flag(
+        "--max-connections",
+        10000,
+        "WebSocket connections this process accepts; beyond, the handshake gets 503 (0: no cap)",
+        type=int,
+    )
+    flag(
+        "--idle-timeout",
+        10.0,
+        "seconds a connection may take to send a request's headers, or sit idle between requests",
+        type=float,
+    )
+    flag("--body-timeout", 10.0, "seconds a request may take to send its body", type=float)
     parser.add_argument(
         "--xheaders",
         action="store_true",
@@ -138,8 +174,18 @@ async def serve(args: argparse.Namespace) -> int:
         ping_interval=args.ping_interval,
         ping_timeout=args.ping_timeout,
         list_channels=args.list_channels,
+        publish_key=args.publish_key or None,
+        read_only=_split(args.read_only),
+        trusted_origins=_split(args.trusted_origins),
+        max_connections=args.max_connections,
     )
-    server = HTTPServer(app, xheaders=args.xheaders)
+    # Slow clients (slowloris) get seconds, not Tornado's default hour.
+    server = ChannelHTTPServer(
+        app,
+        xheaders=args.xheaders,
+        idle_connection_timeout=args.idle_timeout,
+        body_timeout=args.body_timeout,
+    )
     try:
         # Bind first: a taken port is an error now, not after the broker wait.
         sockets = bind_sockets(args.port, args.address)

@@ -10,7 +10,7 @@ from .broker import BrokerUnavailable, PublishError
 from .channels import Channel, InvalidChannel, parse_channel
 from .config import ChannelConfig
 from .frames import CLOSE_POLICY_VIOLATION, CLOSE_TRY_AGAIN_LATER
-from .handlers import ApiError, JSONErrorsMixin, authorize, invalid_channel
+from .handlers import JSONErrorsMixin, authorize, broker_unavailable, invalid_channel
 from .hooks import ChannelHooks, Reject, resolve
 from .node import Node
 
@@ -45,8 +45,7 @@ class ChannelSocketHandler(JSONErrorsMixin, WebSocketHandler):
         try:
             await self.node.subscribe(channel, self)
         except BrokerUnavailable as exc:
-            self.set_header("Retry-After", "1")
-            raise ApiError(503, "broker_unavailable", str(exc)) from None
+            raise broker_unavailable(exc) from None
         try:
             # Returns when the connection ends (or the handshake fails).
             await super().get(*args, **kwargs)
