@@ -208,9 +208,9 @@ def run(coro: Coroutine[Any, Any, T], timeout: float = 60.0) -> T:
     return asyncio.run(asyncio.wait_for(coro, timeout))
 
 
-async def connect(url: str, timeout: float = WAIT) -> WebSocketClientConnection:
-    """Open a WebSocket; fail after ``timeout``."""
-    return await asyncio.wait_for(websocket_connect(url), timeout)
+async def connect(url: str, timeout: float = WAIT, **options: Any) -> WebSocketClientConnection:
+    """Open a WebSocket; fail after ``timeout``.  ``options`` go to websocket_connect."""
+    return await asyncio.wait_for(websocket_connect(url, **options), timeout)
 
 
 async def receive(ws: WebSocketClientConnection, timeout: float = WAIT) -> str | bytes:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import resource
 import socket
@@ -99,3 +100,70 @@ def test_running_out_of_descriptors_neither_spins_nor_floods_the_log(servers: St
     assert 1 <= log.count("cannot accept connections") <= 3, log[-2000:]
     assert len(log.splitlines()) < 12, log[-2000:]
     assert "accepting again" in log
+
+
+def rss_mib(pid: int) -> float:
+    """Resident memory of ``pid`` in MiB."""
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    raise AssertionError("no VmRSS")
+
+
+HANDSHAKE = (
+    b"GET /flood HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+    b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+)
+
+
+def test_slow_consumer_is_closed_and_memory_stays_flat(servers: Start) -> None:
+    """A subscriber that never reads is closed past the bound; RSS stays flat; others get all."""
+    server = servers("--max-buffered-bytes", str(1 << 20))
+    assert server.process is not None
+    pid = server.process.pid
+    chunk = b"x" * 65536
+    count = 300  # 19 MiB: far past the kernel's socket buffers and the bound
+
+    async def scenario() -> dict[str, float]:
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        writer.write(HANDSHAKE)
+        assert b"101" in await asyncio.wait_for(reader.readline(), 5)
+        # From here the slow client reads nothing at all.
+        fast = await connect(server.ws_url + "/flood", max_message_size=1 << 20)
+        start_rss = rss_mib(pid)
+        peak_rss = start_rss
+        for _ in range(count):
+            assert (await post(server.url + "/flood", chunk)).code == 202
+            assert await receive(fast) == chunk.decode()
+            peak_rss = max(peak_rss, rss_mib(pid))
+        metrics = (await get(server.url + "/_/metrics")).body.decode()
+        slow_line = next(
+            line
+            for line in metrics.splitlines()
+            if line.startswith("tornado_channels_slow_consumer_disconnects_total ")
+        )
+        # Closed with a close frame, then dropped when it does not answer
+        # within Tornado's close handshake (5 s): then only the fast one is left.
+        left = -1
+        for _ in range(200):
+            stats = json.loads((await get(server.url + "/_/stats")).body)
+            left = stats["channels"].get("flood", 0)
+            if left == 1:
+                break
+            await asyncio.sleep(0.05)
+        fast.close()
+        writer.close()
+        return {
+            "start_rss": start_rss,
+            "peak_rss": peak_rss,
+            "slow_disconnects": float(slow_line.split()[1]),
+            "subscribers_left": left,
+        }
+
+    figures = run(scenario())
+    print(f"\nslow consumer figures: {figures}")
+    assert figures["slow_disconnects"] == 1
+    assert figures["subscribers_left"] == 1  # only the fast one
+    # 19 MiB went out; the server held at most the bound plus its own churn.
+    assert figures["peak_rss"] - figures["start_rss"] < 12, figures
