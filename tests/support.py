@@ -59,15 +59,20 @@ def wait_healthy(url: str, timeout: float = WAIT, logs: Callable[[], str] = str)
 
 
 def wait_for_port(port: int, timeout: float = WAIT) -> None:
-    """Block until something accepts TCP connections on ``port``."""
+    """Block until something accepts TCP connections on ``port`` of 127.0.0.1."""
+    wait_for_host_port("127.0.0.1", port, timeout)
+
+
+def wait_for_host_port(host: str, port: int, timeout: float = WAIT) -> None:
+    """Block until something accepts TCP connections on ``host``:``port``."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+            with socket.create_connection((host, port), timeout=0.2):
                 return
         except OSError:
             time.sleep(0.02)
-    raise AssertionError(f"nothing listening on port {port} after {timeout}s")
+    raise AssertionError(f"nothing listening on {host}:{port} after {timeout}s")
 
 
 def _end(process: subprocess.Popen[bytes], sig: int = signal.SIGTERM, timeout: float = WAIT) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 from collections.abc import Callable
 
 from tornado_channels.frames import CLOSE_TRY_AGAIN_LATER
@@ -47,6 +48,7 @@ def test_redis_killed_and_restarted_mid_stream(servers: Start, redis_server: Red
         killed = loop.time()
         got_before = await reading_before
         assert before.close_code == CLOSE_TRY_AGAIN_LATER
+        before.close()
         told_after = loop.time() - killed
         health = await get(server.url + "/_/health")
         assert health.code == 503
@@ -95,3 +97,20 @@ def test_redis_killed_and_restarted_mid_stream(servers: Start, redis_server: Red
     assert server.process.poll() is None, "the process exited"
     assert figures["resubscribed"] < 2.0, figures
     print(f"\nredis kill -9 figures: {figures}")
+
+
+def test_publish_with_unknown_outcome_gets_a_distinct_status(
+    servers: Start, redis_server: RedisServer
+) -> None:
+    """A POST that Redis does not answer in time gets 504 publish_outcome_unknown, not 503."""
+    server = servers("--redis-url", redis_server.url, "--redis-timeout", "0.5")
+    assert redis_server.process is not None
+    redis_server.process.send_signal(signal.SIGSTOP)
+    try:
+        response = run(post(server.url + "/a", b"maybe"))
+    finally:
+        redis_server.process.send_signal(signal.SIGCONT)
+    assert response.code == 504
+    assert json.loads(response.body)["error"] == "publish_outcome_unknown"
+    server.wait_healthy()
+    assert run(post(server.url + "/a", b"again")).code == 202

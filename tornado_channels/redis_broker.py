@@ -76,8 +76,8 @@ class RedisBroker(Broker):
         connect_timeout: float = 2.0,
         command_timeout: float = 5.0,
         subscribe_timeout: float = 5.0,
-        probe_interval: float = 5.0,
-        probe_timeout: float = 3.0,
+        probe_interval: float = 2.0,
+        probe_timeout: float = 2.0,
         backoff_base: float = 0.1,
         backoff_cap: float = 1.0,
     ) -> None:

@@ -68,6 +68,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     flag("--redis-prefix", "tornado_channels:", "namespace for the Redis pub/sub channels used")
     flag(
+        "--redis-timeout",
+        2.0,
+        "seconds Redis may take to answer a PUBLISH (beyond: 504, outcome unknown, never "
+        "retried) or a liveness probe (beyond: reconnect)",
+        type=float,
+    )
+    flag(
+        "--redis-probe-interval",
+        2.0,
+        "seconds of silence on the Redis subscription before a liveness probe is sent",
+        type=float,
+    )
+    flag(
         "--max-message-size",
         DEFAULT_MAX_MESSAGE_SIZE,
         "largest message in bytes: POST bodies over it get 413, WebSocket messages 1009",
@@ -161,7 +174,13 @@ def configure_logging(level: str) -> None:
 def make_broker(args: argparse.Namespace) -> Broker:
     """The broker the flags ask for."""
     if args.redis_url:
-        return RedisBroker(args.redis_url, prefix=args.redis_prefix)
+        return RedisBroker(
+            args.redis_url,
+            prefix=args.redis_prefix,
+            command_timeout=args.redis_timeout,
+            probe_timeout=args.redis_timeout,
+            probe_interval=args.redis_probe_interval,
+        )
     return MemoryBroker()
 
 
