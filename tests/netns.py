@@ -14,7 +14,7 @@ import subprocess
 
 
 class NetnsUnavailable(Exception):
-    """This machine (or user) cannot create network namespaces."""
+    """Network namespaces cannot be created here (by this machine or user)."""
 
 
 def _ip(*args: str) -> None:
