@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 PORT   ?= 5000
 PYTEST_ARGS ?=
 
-.PHONY: help install run-deps test-deps run stop status serve test lint format clean
+.PHONY: help install run-deps test-deps run stop status serve test lint format clean conformance
 
 help:
 	@echo "make run    - one worker per core under supervisord, nginx in front on http://127.0.0.1:$(PORT), Redis"
@@ -15,6 +15,7 @@ help:
 	@echo "make serve  - one process in the foreground on the embedded broker (no Redis, no nginx)"
 	@echo "make test   - install what the tests need and run the whole suite"
 	@echo "make lint   - ruff and mypy"
+	@echo "make conformance - Autobahn|Testsuite against a worker and through nginx (needs Python 2.7: PYTHON27=...)"
 	@echo "make clean  - remove the virtualenv and build leftovers"
 
 # The virtualenv, rebuilt whenever the package's requirements change.
@@ -90,3 +91,19 @@ format: install
 clean:
 	rm -rf $(VENV) build dist *.egg-info .mypy_cache .ruff_cache .pytest_cache .hypothesis
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
+
+# Autobahn|Testsuite's fuzzing client (it runs on Python 2.7 only, from its own
+# virtualenv) against one worker and through nginx in front of a deployment;
+# fails on any case worse than tests/conformance/baseline.py.
+PYTHON27       ?= /root/.pyenv/versions/2.7.18/bin/python
+AUTOBAHN_VENV  ?= .venv-autobahn
+AUTOBAHN_STAMP := $(AUTOBAHN_VENV)/.installed
+
+$(AUTOBAHN_STAMP):
+	$(PYTHON27) -m pip install --quiet 'virtualenv<20.22'
+	$(PYTHON27) -m virtualenv --quiet $(AUTOBAHN_VENV)
+	$(AUTOBAHN_VENV)/bin/python -m pip install --quiet autobahntestsuite==25.10.1
+	touch $@
+
+conformance: install run-deps $(AUTOBAHN_STAMP)
+	$(BIN)/python -m tests.conformance.run --wstest $(AUTOBAHN_VENV)/bin/wstest

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 
+from tornado.httpclient import HTTPClientError, HTTPRequest
 from tornado.testing import gen_test
 from tornado.web import Application
+from tornado.websocket import websocket_connect
 
 from tornado_channels import Node, make_app
+from tornado_channels.frames import CLOSE_POLICY_VIOLATION
 
 from .cases import NodeAppTestCase
-from .support import receive, silent
+from .support import closed, receive, silent
 
 KEY = "s3cret-key"
 
@@ -91,3 +95,118 @@ class CrossSiteTest(NodeAppTestCase):
             with self.subTest(headers=headers):
                 self.assertEqual((await self.post(headers)).code, 202)
                 self.assertEqual(await receive(ws), "x")
+
+
+class WebSocketOriginTest(NodeAppTestCase):
+    def make_app(self, node: Node) -> Application:
+        return make_app(node, trusted_origins=("https://app.example",))
+
+    @gen_test
+    async def test_cross_site_handshake_is_refused_with_403_json(self) -> None:
+        """A WebSocket handshake from another site is refused with 403 and a JSON reason."""
+        request = HTTPRequest(
+            f"ws://127.0.0.1:{self.get_http_port()}/news",
+            headers={"Origin": "https://evil.example"},
+        )
+        with self.assertRaises(HTTPClientError) as caught:
+            await websocket_connect(request)
+        self.assertEqual(caught.exception.code, 403)
+        assert caught.exception.response is not None
+        self.assertEqual(json.loads(caught.exception.response.body)["error"], "forbidden_origin")
+
+    @gen_test
+    async def test_same_site_and_trusted_handshakes_pass(self) -> None:
+        """Handshakes from the page's own origin or a trusted one are accepted."""
+        for origin in (f"http://127.0.0.1:{self.get_http_port()}", "https://app.example"):
+            with self.subTest(origin=origin):
+                request = HTTPRequest(
+                    f"ws://127.0.0.1:{self.get_http_port()}/news", headers={"Origin": origin}
+                )
+                conn = await websocket_connect(request)
+                self.clients.append(conn)
+                await self.http_client.fetch(self.get_url("/news"), method="POST", body=b"hi")
+                self.assertEqual(await receive(conn), "hi")
+
+
+class ReadOnlyTest(NodeAppTestCase):
+    def make_app(self, node: Node) -> Application:
+        return make_app(node, read_only=("news",))
+
+    @gen_test
+    async def test_clients_cannot_publish_below_a_read_only_prefix(self) -> None:
+        """A client publishing to a read-only channel is closed with 1008; POSTs still work."""
+        reader, talker = await self.ws("/news/1"), await self.ws("/news/1")
+        await talker.write_message("spoofed headline")
+        code, reason = await closed(talker)
+        self.assertEqual(code, CLOSE_POLICY_VIOLATION)
+        self.assertIn("disabled", reason or "")
+        await silent(reader)
+        await self.http_client.fetch(self.get_url("/news/1"), method="POST", body=b"real")
+        self.assertEqual(await receive(reader), "real")
+
+    @gen_test
+    async def test_other_channels_keep_client_publishing(self) -> None:
+        """Channels outside the read-only prefixes (even newsroom) keep chat working."""
+        sender = await self.ws("/newsroom")
+        await sender.write_message("chat")
+        self.assertEqual(await receive(sender), "chat")
+
+
+class ConnectionCapTest(NodeAppTestCase):
+    def make_app(self, node: Node) -> Application:
+        return make_app(node, max_connections=2)
+
+    @gen_test
+    async def test_handshakes_beyond_the_cap_get_503(self) -> None:
+        """The third WebSocket on a process capped at two is refused with 503 JSON."""
+        first, _second = await self.ws("/a"), await self.ws("/b")
+        with self.assertRaises(HTTPClientError) as caught:
+            await self.ws("/c")
+        self.assertEqual(caught.exception.code, 503)
+        assert caught.exception.response is not None
+        self.assertEqual(
+            json.loads(caught.exception.response.body)["error"], "too_many_connections"
+        )
+        first.close()
+        for _ in range(100):
+            if len(self.node.hub) < 2:
+                break
+            await asyncio.sleep(0.02)
+        third = await self.ws("/c")
+        await self.http_client.fetch(self.get_url("/c"), method="POST", body=b"room again")
+        self.assertEqual(await receive(third), "room again")
+
+
+class RateLimitTest(NodeAppTestCase):
+    def make_app(self, node: Node) -> Application:
+        return make_app(node, client_rate=5, client_burst=10)
+
+    @gen_test
+    async def test_message_flood_is_closed_and_neighbours_stay_fast(self) -> None:
+        """A client sending far over its rate is closed with 1008; a neighbour stays fast."""
+        flooder, neighbour = await self.ws("/noisy"), await self.ws("/quiet")
+        for number in range(200):
+            await flooder.write_message(f"spam {number}")
+        code, reason = await closed(flooder)
+        self.assertEqual((code, reason), (CLOSE_POLICY_VIOLATION, "rate limit exceeded"))
+        started = asyncio.get_running_loop().time()
+        await self.http_client.fetch(self.get_url("/quiet"), method="POST", body=b"ping")
+        self.assertEqual(await receive(neighbour), "ping")
+        self.assertLess(asyncio.get_running_loop().time() - started, 0.5)
+
+    @gen_test
+    async def test_ping_flood_is_closed(self) -> None:
+        """A client flooding pings is closed with 1008 like any other flood."""
+        flooder = await self.ws("/noisy")
+        for _ in range(200):
+            flooder.ping(b"x")
+        code, reason = await closed(flooder)
+        self.assertEqual((code, reason), (CLOSE_POLICY_VIOLATION, "rate limit exceeded"))
+
+    @gen_test
+    async def test_a_client_within_its_rate_is_untouched(self) -> None:
+        """Ten messages within the burst are all published."""
+        sender = await self.ws("/chat")
+        for number in range(10):
+            await sender.write_message(str(number))
+        self.assertEqual([await receive(sender) for _ in range(10)], [str(n) for n in range(10)])

@@ -25,6 +25,8 @@ class ChannelConfig:
     :param trusted_origins: origins (``https://app.example``) allowed to open
         WebSockets and POST from another site.
     :param max_connections: WebSocket connections this process accepts (0: no cap).
+    :param client_rate: messages and pings per second one WebSocket client may
+        send on average (0: no limit); past ``client_burst`` it is closed with 1008.
     """
 
     prefix: str = "/"
@@ -36,6 +38,8 @@ class ChannelConfig:
     read_only: tuple[str, ...] = ()
     trusted_origins: tuple[str, ...] = ()
     max_connections: int = 0
+    client_rate: float = 0.0
+    client_burst: float = 100.0
 
     def __post_init__(self) -> None:
         if not self.prefix.startswith("/") or not self.prefix.endswith("/"):

@@ -124,6 +124,14 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
     )
     flag(
+        "--client-rate",
+        50.0,
+        "messages and pings per second one WebSocket client may send on average "
+        "(0: no limit); beyond its burst it is closed with 1008",
+        type=float,
+    )
+    flag("--client-burst", 100.0, "messages and pings a client may send at once", type=float)
+    flag(
         "--idle-timeout",
         10.0,
         "seconds a connection may take to send a request's headers, or sit idle between requests",
@@ -197,6 +205,8 @@ async def serve(args: argparse.Namespace) -> int:
         read_only=_split(args.read_only),
         trusted_origins=_split(args.trusted_origins),
         max_connections=args.max_connections,
+        client_rate=args.client_rate,
+        client_burst=args.client_burst,
     )
     # Slow clients (slowloris) get seconds, not Tornado's default hour.
     server = ChannelHTTPServer(

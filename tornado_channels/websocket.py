@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
+from urllib.parse import urlsplit
 
 from tornado.websocket import WebSocketHandler
 
@@ -10,9 +12,11 @@ from .broker import BrokerUnavailable, PublishError
 from .channels import Channel, InvalidChannel, parse_channel
 from .config import ChannelConfig
 from .frames import CLOSE_POLICY_VIOLATION, CLOSE_TRY_AGAIN_LATER
-from .handlers import JSONErrorsMixin, authorize, broker_unavailable, invalid_channel
+from .handlers import ApiError, JSONErrorsMixin, authorize, broker_unavailable, invalid_channel
 from .hooks import ChannelHooks, Reject, resolve
 from .node import Node
+from .protocol import ChannelProtocol13, WebSocketParams
+from .ratelimit import TokenBucket
 
 
 class ChannelSocketHandler(JSONErrorsMixin, WebSocketHandler):
@@ -30,6 +34,7 @@ class ChannelSocketHandler(JSONErrorsMixin, WebSocketHandler):
         self.hooks = hooks
         self.config = config
         self._live = False
+        self._budget = TokenBucket(config.client_rate, config.client_burst, time.monotonic())
 
     async def get(self, *args: Any, **kwargs: Any) -> None:
         """Validate, authorize and subscribe; then run the WebSocket until it closes."""
@@ -37,6 +42,20 @@ class ChannelSocketHandler(JSONErrorsMixin, WebSocketHandler):
             channel = parse_channel(kwargs["path"])
         except InvalidChannel as exc:
             raise invalid_channel(exc) from None
+        origin = self.request.headers.get("Origin")
+        if origin is not None and not self._same_origin(origin) and not self.check_origin(origin):
+            # Tornado would refuse it too, a step later, with a text body.
+            raise ApiError(
+                403, "forbidden_origin", f"WebSocket connections from {origin} are not allowed"
+            )
+        cap = self.config.max_connections
+        if cap and len(self.node.hub) >= cap:
+            raise ApiError(
+                503,
+                "too_many_connections",
+                f"this process is at its limit of {cap} WebSocket connections",
+                {"Retry-After": "1"},
+            )
         await authorize(
             self.hooks.authorize_subscribe(self.request, channel),
             f"subscribing to '{channel}' is not allowed",
@@ -56,8 +75,29 @@ class ChannelSocketHandler(JSONErrorsMixin, WebSocketHandler):
         """The handshake is done: frames may flow to the client from now on."""
         self._live = True
 
+    def check_origin(self, origin: str) -> bool:
+        """A cross-origin handshake passes only from a trusted origin.
+
+        Ours (``trusted_origins`` of this mount), or the host application's
+        ``trusted_origins`` setting, which Tornado's own check consults.
+        """
+        return origin in self.config.trusted_origins or super().check_origin(origin)
+
+    def _same_origin(self, origin: str) -> bool:
+        # As Tornado compares them: the Origin's host and port against Host.
+        return urlsplit(origin).netloc.lower() == self.request.headers.get("Host", "").lower()
+
+    def on_ping(self, data: bytes) -> None:
+        """Pings count against the client's rate limit too (a ping flood is a flood)."""
+        self._spend()
+
     async def on_message(self, message: str | bytes) -> None:
         """Publish the client's message to its channel, through the message hook."""
+        if not self._spend():
+            return
+        if not self.config.client_may_publish(self.channel.name):
+            self.close(CLOSE_POLICY_VIOLATION, "publishing here is disabled for WebSocket clients")
+            return
         # Tornado hands text frames over decoded; publish the exact bytes.
         raw = message.encode("utf-8") if isinstance(message, str) else message
         try:
@@ -71,6 +111,13 @@ class ChannelSocketHandler(JSONErrorsMixin, WebSocketHandler):
             await self.node.publish(self.channel, payload)
         except PublishError:
             self.close(CLOSE_TRY_AGAIN_LATER, "broker unavailable: message not published")
+
+    def _spend(self) -> bool:
+        """Take one from the client's budget; close it with 1008 when it is empty."""
+        if self._budget.take(time.monotonic()):
+            return True
+        self.close(CLOSE_POLICY_VIOLATION, "rate limit exceeded")
+        return False
 
     # Subscriber protocol (see hub.Subscriber)
 
@@ -118,3 +165,21 @@ class ChannelSocketHandler(JSONErrorsMixin, WebSocketHandler):
         compression would make each one different.
         """
         return
+
+    def get_websocket_protocol(self) -> ChannelProtocol13 | None:
+        """Tornado's own, with a protocol that answers invalid close frames with 1002.
+
+        The body is Tornado 6.6's, only the class substituted (see protocol.py
+        for why, and for the private Tornado API this relies on).
+        """
+        websocket_version = self.request.headers.get("Sec-WebSocket-Version")
+        if websocket_version == "13":
+            params = WebSocketParams(
+                ping_interval=self.ping_interval,
+                ping_timeout=self.ping_timeout,
+                max_message_size=self.max_message_size,
+                # None here (no permessage-deflate), but asked as Tornado asks.
+                compression_options=self.get_compression_options(),  # type: ignore[func-returns-value]
+            )
+            return ChannelProtocol13(self, False, params)
+        return None

@@ -1,0 +1,1 @@
+"""Autobahn|Testsuite conformance: ``make conformance`` runs it, directly and through nginx."""
