@@ -210,3 +210,30 @@ class RateLimitTest(NodeAppTestCase):
         for number in range(10):
             await sender.write_message(str(number))
         self.assertEqual([await receive(sender) for _ in range(10)], [str(n) for n in range(10)])
+
+
+class FragmentFloodTest(NodeAppTestCase):
+    def make_app(self, node: Node) -> Application:
+        return make_app(node, client_rate=5, client_burst=10)
+
+    @gen_test
+    async def test_fragment_flood_is_closed(self) -> None:
+        """Hundreds of tiny continuation frames are a flood: the client is closed with 1008."""
+        reader, writer = await asyncio.open_connection("127.0.0.1", self.get_http_port())
+        writer.write(
+            b"GET /frag HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+            b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+            b"Sec-WebSocket-Version: 13\r\n\r\n"
+        )
+        while (await asyncio.wait_for(reader.readline(), 5)) != b"\r\n":
+            pass
+        # A text message opened and never finished: 500 one-byte fragments.
+        # Client frames are masked; a zero mask leaves the payload as is.
+        frames = bytes([0x01, 0x81, 0, 0, 0, 0]) + b"a"
+        frames += (bytes([0x00, 0x81, 0, 0, 0, 0]) + b"a") * 499
+        writer.write(frames)
+        head = await asyncio.wait_for(reader.readexactly(4), 5)
+        self.assertEqual(head[0], 0x88)  # FIN + close
+        self.assertEqual(int.from_bytes(head[2:4], "big"), CLOSE_POLICY_VIOLATION)
+        writer.close()
+        await writer.wait_closed()

@@ -25,8 +25,9 @@ class ChannelConfig:
     :param trusted_origins: origins (``https://app.example``) allowed to open
         WebSockets and POST from another site.
     :param max_connections: WebSocket connections this process accepts (0: no cap).
-    :param client_rate: messages and pings per second one WebSocket client may
-        send on average (0: no limit); past ``client_burst`` it is closed with 1008.
+    :param client_rate: frames per second (messages, fragments, pings) one
+        WebSocket client may send on average (0: no limit); past
+        ``client_burst`` it is closed with 1008.
     """
 
     prefix: str = "/"

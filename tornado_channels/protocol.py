@@ -65,7 +65,19 @@ def close_frame_error(payload: bytes) -> tuple[int, str] | None:
 
 
 class ChannelProtocol13(WebSocketProtocol13):
-    """``WebSocketProtocol13`` that fails the connection on a malformed close frame."""
+    """``WebSocketProtocol13`` with close-frame validation and per-frame accounting.
+
+    It fails the connection on a malformed close frame, and reports every
+    frame received to its handler (for the rate limit).
+    """
+
+    async def _receive_frame(self) -> None:
+        await super()._receive_frame()
+        # Data, continuation and control frames alike: a flood of tiny
+        # fragments or of pings costs the client as much as one of messages.
+        frame_received = getattr(self.handler, "frame_received", None)
+        if frame_received is not None:
+            frame_received()
 
     def _handle_message(self, opcode: int, data: bytes) -> Future[None] | None:
         # Tornado (6.6) handles a close frame here, echoing its code. Only a

@@ -126,11 +126,11 @@ def build_parser() -> argparse.ArgumentParser:
     flag(
         "--client-rate",
         50.0,
-        "messages and pings per second one WebSocket client may send on average "
-        "(0: no limit); beyond its burst it is closed with 1008",
+        "frames per second (messages, fragments, pings) one WebSocket client may send "
+        "on average (0: no limit); beyond its burst it is closed with 1008",
         type=float,
     )
-    flag("--client-burst", 100.0, "messages and pings a client may send at once", type=float)
+    flag("--client-burst", 100.0, "frames a WebSocket client may send at once", type=float)
     flag(
         "--idle-timeout",
         10.0,

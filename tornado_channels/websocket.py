@@ -87,14 +87,10 @@ class ChannelSocketHandler(JSONErrorsMixin, WebSocketHandler):
         # As Tornado compares them: the Origin's host and port against Host.
         return urlsplit(origin).netloc.lower() == self.request.headers.get("Host", "").lower()
 
-    def on_ping(self, data: bytes) -> None:
-        """Pings count against the client's rate limit too (a ping flood is a flood)."""
-        self._spend()
-
     async def on_message(self, message: str | bytes) -> None:
         """Publish the client's message to its channel, through the message hook."""
-        if not self._spend():
-            return
+        if self.ws_connection is None:
+            return  # Already closed by us (e.g. over its rate): publish nothing more.
         if not self.config.client_may_publish(self.channel.name):
             self.close(CLOSE_POLICY_VIOLATION, "publishing here is disabled for WebSocket clients")
             return
@@ -112,12 +108,13 @@ class ChannelSocketHandler(JSONErrorsMixin, WebSocketHandler):
         except PublishError:
             self.close(CLOSE_TRY_AGAIN_LATER, "broker unavailable: message not published")
 
-    def _spend(self) -> bool:
-        """Take one from the client's budget; close it with 1008 when it is empty."""
-        if self._budget.take(time.monotonic()):
-            return True
-        self.close(CLOSE_POLICY_VIOLATION, "rate limit exceeded")
-        return False
+    def frame_received(self) -> None:
+        """Spend one frame of the client's budget (called by the protocol, per frame).
+
+        Past its rate and burst, the client is closed with 1008.
+        """
+        if not self._budget.take(time.monotonic()) and self.ws_connection is not None:
+            self.close(CLOSE_POLICY_VIOLATION, "rate limit exceeded")
 
     # Subscriber protocol (see hub.Subscriber)
 
