@@ -213,6 +213,26 @@ def run(coro: Coroutine[Any, Any, T], timeout: float = 60.0) -> T:
     return asyncio.run(asyncio.wait_for(coro, timeout))
 
 
+async def raw_websocket(
+    port: int, path: str, timeout: float = WAIT
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """A WebSocket handshake by hand, for clients that misbehave after it.
+
+    Returns the open stream once the server's 101 and headers have been read.
+    """
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(
+        f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
+        "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+        "Sec-WebSocket-Version: 13\r\n\r\n".encode()
+    )
+    status = await asyncio.wait_for(reader.readline(), timeout)
+    assert b" 101 " in status, status
+    while await asyncio.wait_for(reader.readline(), timeout) != b"\r\n":
+        pass
+    return reader, writer
+
+
 async def connect(url: str, timeout: float = WAIT, **options: Any) -> WebSocketClientConnection:
     """Open a WebSocket; fail after ``timeout``.  ``options`` go to websocket_connect."""
     return await asyncio.wait_for(websocket_connect(url, **options), timeout)

@@ -13,7 +13,7 @@ from tornado_channels import Node, make_app
 from tornado_channels.frames import CLOSE_MESSAGE_TOO_BIG
 
 from .cases import NodeAppTestCase
-from .support import closed, receive, silent
+from .support import closed, raw_websocket, receive, silent
 
 MAX = 1024
 
@@ -346,14 +346,7 @@ class DeadPeerTest(ChannelsTestCase):
     @gen_test(timeout=20)
     async def test_peer_that_never_answers_pings_is_dropped(self) -> None:
         """A client that completes the handshake and then never answers a ping is reaped."""
-        reader, writer = await asyncio.open_connection("127.0.0.1", self.get_http_port())
-        writer.write(
-            b"GET /silent HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
-            b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-            b"Sec-WebSocket-Version: 13\r\n\r\n"
-        )
-        status = await asyncio.wait_for(reader.readline(), 5)
-        self.assertIn(b"101", status)
+        _, writer = await raw_websocket(self.get_http_port(), "/silent")
         self.assertEqual(self.node.hub.channels(), {"silent": 1})
         # Never read or answer anything: the pings go unanswered.
         for _ in range(200):

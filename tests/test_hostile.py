@@ -10,7 +10,7 @@ import socket
 import time
 from collections.abc import Callable
 
-from .support import ServerProcess, connect, get, post, receive, run
+from .support import ServerProcess, connect, get, post, raw_websocket, receive, run
 
 Start = Callable[..., ServerProcess]
 
@@ -111,12 +111,6 @@ def rss_mib(pid: int) -> float:
     raise AssertionError("no VmRSS")
 
 
-HANDSHAKE = (
-    b"GET /flood HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-    b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
-)
-
-
 def test_slow_consumer_is_closed_and_memory_stays_flat(servers: Start) -> None:
     """A subscriber that never reads is closed past the bound; RSS stays flat; others get all."""
     server = servers("--max-buffered-bytes", str(1 << 20))
@@ -126,9 +120,7 @@ def test_slow_consumer_is_closed_and_memory_stays_flat(servers: Start) -> None:
     count = 300  # 19 MiB: far past the kernel's socket buffers and the bound
 
     async def scenario() -> dict[str, float]:
-        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
-        writer.write(HANDSHAKE)
-        assert b"101" in await asyncio.wait_for(reader.readline(), 5)
+        _, writer = await raw_websocket(server.port, "/flood")
         # From here the slow client reads nothing at all.
         fast = await connect(server.ws_url + "/flood", max_message_size=1 << 20)
         start_rss = rss_mib(pid)

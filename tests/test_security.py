@@ -14,7 +14,7 @@ from tornado_channels import Node, make_app
 from tornado_channels.frames import CLOSE_POLICY_VIOLATION
 
 from .cases import NodeAppTestCase
-from .support import closed, receive, silent
+from .support import closed, raw_websocket, receive, silent
 
 KEY = "s3cret-key"
 
@@ -219,14 +219,7 @@ class FragmentFloodTest(NodeAppTestCase):
     @gen_test
     async def test_fragment_flood_is_closed(self) -> None:
         """Hundreds of tiny continuation frames are a flood: the client is closed with 1008."""
-        reader, writer = await asyncio.open_connection("127.0.0.1", self.get_http_port())
-        writer.write(
-            b"GET /frag HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
-            b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-            b"Sec-WebSocket-Version: 13\r\n\r\n"
-        )
-        while (await asyncio.wait_for(reader.readline(), 5)) != b"\r\n":
-            pass
+        reader, writer = await raw_websocket(self.get_http_port(), "/frag")
         # A text message opened and never finished: 500 one-byte fragments.
         # Client frames are masked; a zero mask leaves the payload as is.
         frames = bytes([0x01, 0x81, 0, 0, 0, 0]) + b"a"
