@@ -11,10 +11,15 @@ import struct
 
 OPCODE_TEXT = 0x1
 OPCODE_BINARY = 0x2
+OPCODE_CLOSE = 0x8
 
 # Close codes this server sends (README, "Close codes").
 #: The server is shutting down or restarting; reconnect (to another process).
 CLOSE_GOING_AWAY = 1001
+#: The client broke the protocol (a malformed close frame).
+CLOSE_PROTOCOL_ERROR = 1002
+#: The client's close reason was not UTF-8.
+CLOSE_INVALID_PAYLOAD = 1007
 #: A hook rejected the client's message or subscription.
 CLOSE_POLICY_VIOLATION = 1008
 #: A client frame or message exceeded the maximum message size.

@@ -8,7 +8,11 @@ byte is a protocol error too (7.3.2), and a reason that is not UTF-8 is
 answered with 1007 (7.5.1; Tornado raised UnicodeDecodeError out of its read
 loop there). Everything else is Tornado's: valid codes are still echoed.
 
-This overrides Tornado's private ``_handle_message`` (and builds Tornado's
+It also reports every frame it reads to its handler (``frame_received``), so
+the per-client rate limit counts fragments and pings, not just messages.
+
+This overrides Tornado's private ``_handle_message`` and ``_receive_frame``
+(and builds Tornado's
 private ``_WebSocketParams`` in ``ChannelSocketHandler.get_websocket_protocol``),
 so it is tied to Tornado 6 (setup.cfg pins ``tornado<7``); tests/test_protocol.py
 and ``make conformance`` would notice if either changed shape.
@@ -21,6 +25,8 @@ from typing import TYPE_CHECKING
 
 from tornado.websocket import WebSocketProtocol13, _WebSocketParams
 
+from .frames import CLOSE_INVALID_PAYLOAD, CLOSE_PROTOCOL_ERROR, OPCODE_CLOSE
+
 if TYPE_CHECKING:
     from asyncio import Future
 
@@ -28,12 +34,6 @@ __all__ = ["ChannelProtocol13", "WebSocketParams", "close_frame_error", "is_vali
 
 #: Tornado's parameter object for a protocol, built by ``get_websocket_protocol``.
 WebSocketParams = _WebSocketParams
-
-OPCODE_CLOSE = 0x8
-#: The peer broke the protocol (here: a malformed close frame).
-CLOSE_PROTOCOL_ERROR = 1002
-#: The peer sent data that is not what it claims to be (here: a reason that is not UTF-8).
-CLOSE_INVALID_PAYLOAD = 1007
 
 
 def is_valid_close_code(code: int) -> bool:
