@@ -19,14 +19,18 @@ from .support import closed, raw_websocket, receive, silent
 KEY = "s3cret-key"
 
 
-class PublishKeyTest(NodeAppTestCase):
-    def make_app(self, node: Node) -> Application:
-        return make_app(node, publish_key=KEY)
+class PostingTestCase(NodeAppTestCase):
+    """POSTs ``x`` to /news with chosen headers."""
 
     async def post(self, headers: dict[str, str]):  # type: ignore[no-untyped-def]
         return await self.http_client.fetch(
             self.get_url("/news"), method="POST", body=b"x", headers=headers, raise_error=False
         )
+
+
+class PublishKeyTest(PostingTestCase):
+    def make_app(self, node: Node) -> Application:
+        return make_app(node, publish_key=KEY)
 
     @gen_test
     async def test_post_without_the_key_is_401(self) -> None:
@@ -58,14 +62,9 @@ class PublishKeyTest(NodeAppTestCase):
         self.assertEqual(await receive(ws), "x")
 
 
-class CrossSiteTest(NodeAppTestCase):
+class CrossSiteTest(PostingTestCase):
     def make_app(self, node: Node) -> Application:
         return make_app(node, trusted_origins=("https://app.example",))
-
-    async def post(self, headers: dict[str, str]):  # type: ignore[no-untyped-def]
-        return await self.http_client.fetch(
-            self.get_url("/news"), method="POST", body=b"x", headers=headers, raise_error=False
-        )
 
     @gen_test
     async def test_cross_site_post_is_refused(self) -> None:
