@@ -95,6 +95,7 @@ def test_running_out_of_descriptors_neither_spins_nor_floods_the_log(servers: St
     server.wait_healthy()
     log = server.output()
     server.terminate()
+    server.log.unlink()
     # One line per streak of pauses (draining the backlog may start a second
     # streak), never one per readiness event: plain Tornado logs thousands here.
     assert 1 <= log.count("cannot accept connections") <= 3, log[-2000:]
