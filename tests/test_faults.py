@@ -113,4 +113,5 @@ def test_publish_with_unknown_outcome_gets_a_distinct_status(
     assert response.code == 504
     assert json.loads(response.body)["error"] == "publish_outcome_unknown"
     server.wait_healthy()
-    assert run(post(server.url + "/a", b"again")).code == 202
+    again = run(post(server.url + "/a", b"again"))
+    assert again.code == 202, again.body

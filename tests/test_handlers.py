@@ -44,9 +44,10 @@ class PublishTest(ChannelsTestCase):
         ws = await self.ws("/users/1")
         response = await self.post("/users/1", b"Hi there!")
         self.assertEqual(response.code, 202)
-        self.assertEqual(
-            json.loads(response.body), {"published": True, "channel": "users/1", "bytes": 9}
-        )
+        body = json.loads(response.body)
+        position = body.pop("position")
+        self.assertEqual(body, {"published": True, "channel": "users/1", "bytes": 9})
+        self.assertRegex(position, r"^[0-9a-f]+:1$")
         self.assertEqual(await receive(ws), "Hi there!")
 
     @gen_test

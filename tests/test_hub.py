@@ -29,7 +29,9 @@ class FakeSubscriber:
         self.frames: list[bytes] = []
         self.closes: list[tuple[int | None, str | None]] = []
 
-    def send_frame(self, frame: bytes) -> None:
+    envelope = False
+
+    def send_frame(self, frame: bytes, seq: int = 0) -> None:
         if self.fail_send:
             raise OSError("stream closed")
         self.frames.append(frame)

@@ -28,7 +28,9 @@ class Inbox:
         self.closes: list[tuple[int | None, str | None]] = []
         self.arrived = asyncio.Event()
 
-    def send_frame(self, frame: bytes) -> None:
+    envelope = False
+
+    def send_frame(self, frame: bytes, seq: int = 0) -> None:
         self.frames.append(frame)
         self.arrived.set()
 

@@ -9,10 +9,12 @@ back from the broker, so one code path serves one process and many.
 from __future__ import annotations
 
 import abc
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from .channels import Channel
 from .envelope import Publication
+from .history import Position
 
 
 class PublishError(Exception):
@@ -28,6 +30,19 @@ class PublishOutcomeUnknown(PublishError):
 
     Retrying could deliver it twice, so it is not retried.
     """
+
+
+@dataclass
+class Recovered:
+    """Publications after a position, in publish order; or why they cannot be had.
+
+    ``complete`` False means something after the position is gone: the client
+    must reload its state rather than trust it has everything.
+    """
+
+    publications: list[Publication] = field(default_factory=list)
+    complete: bool = True
+    reason: str = ""
 
 
 class BrokerEvents(Protocol):
@@ -68,11 +83,15 @@ class Broker(abc.ABC):
         """Whether publishes can be accepted and deliveries received now."""
 
     @abc.abstractmethod
-    async def publish(self, publication: Publication) -> None:
-        """Publish; return once accepted.
+    async def publish(self, publication: Publication) -> Position:
+        """Publish and record in history; return its position once accepted.
 
         Raise :class:`BrokerUnavailable` or :class:`PublishOutcomeUnknown` otherwise.
         """
+
+    @abc.abstractmethod
+    async def recover(self, channel: Channel, since: Position) -> Recovered:
+        """What reached ``channel`` (directly or through a subtree) after ``since``."""
 
     @abc.abstractmethod
     async def subscribe(self, channel: Channel) -> None:

@@ -7,6 +7,8 @@ framed once per process, not once per connection.
 
 from __future__ import annotations
 
+import base64
+import json
 import struct
 
 OPCODE_TEXT = 0x1
@@ -58,3 +60,22 @@ def encode_frame(payload: bytes, opcode: int | None = None) -> bytes:
     else:
         header = struct.pack("!BBQ", first, 127, length)
     return header + payload
+
+
+def envelope_frame(position: str, payload: bytes) -> bytes:
+    """A text frame for clients that asked for positions: the payload and where it sits.
+
+    ``{"position": "<epoch>:<seq>", "data": "<text>"}``, or ``"binary"`` with
+    base64 for a payload that is not UTF-8.
+    """
+    body: dict[str, str]
+    try:
+        body = {"position": position, "data": payload.decode("utf-8")}
+    except UnicodeDecodeError:
+        body = {"position": position, "binary": base64.b64encode(payload).decode("ascii")}
+    return encode_frame(json.dumps(body, ensure_ascii=False).encode("utf-8"), OPCODE_TEXT)
+
+
+def control_frame(**fields: object) -> bytes:
+    """A text frame carrying a JSON control message (e.g. the outcome of a recovery)."""
+    return encode_frame(json.dumps(fields).encode("utf-8"), OPCODE_TEXT)

@@ -155,7 +155,7 @@ class ChannelHandler(JSONErrorsMixin):
         )
         payload = bytes(self._body)
         try:
-            await self.node.publish(target, payload)
+            position = await self.node.publish(target, payload)
         except PublishOutcomeUnknown as exc:
             # Not retried: a retry could deliver the message twice.
             raise ApiError(504, "publish_outcome_unknown", str(exc)) from None
@@ -163,7 +163,9 @@ class ChannelHandler(JSONErrorsMixin):
             raise broker_unavailable(exc) from None
         key = "channel" if isinstance(target, Channel) else "subtree"
         self.set_status(202)
-        self.finish({"published": True, key: str(target), "bytes": len(payload)})
+        self.finish(
+            {"published": True, key: str(target), "bytes": len(payload), "position": str(position)}
+        )
 
     def get(self, path: str) -> None:
         """The channel's live page, or the home page for the root."""

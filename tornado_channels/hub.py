@@ -8,7 +8,7 @@ from typing import Protocol
 
 from .channels import Channel, Subtree
 from .envelope import Publication
-from .frames import CLOSE_INTERNAL_ERROR, CLOSE_SLOW_CONSUMER, encode_frame
+from .frames import CLOSE_INTERNAL_ERROR, CLOSE_SLOW_CONSUMER, encode_frame, envelope_frame
 from .trie import SubscriberTrie
 
 log = logging.getLogger("tornado_channels.hub")
@@ -22,8 +22,15 @@ class Subscriber(Protocol):
 
     def __hash__(self) -> int: ...
 
-    def send_frame(self, frame: bytes) -> None:
-        """Queue an already-encoded WebSocket frame; never blocks, never awaits."""
+    #: True for clients that asked for positions: they get envelope frames.
+    envelope: bool
+
+    def send_frame(self, frame: bytes, seq: int) -> None:
+        """Queue an already-encoded frame of the message numbered ``seq``.
+
+        Never blocks, never awaits.  ``seq`` lets a client that is recovering
+        drop what its recovery already sent.
+        """
 
     def buffered_bytes(self) -> int:
         """Bytes queued for this subscriber that the peer has not yet taken."""
@@ -81,10 +88,20 @@ class Hub:
             targets = self._trie.subscribers(target.name)
         if not targets:
             return 0
-        return self.broadcast(targets, encode_frame(publication.payload))
+        seq = publication.position.seq if publication.position is not None else 0
+        plain = [subscriber for subscriber in targets if not subscriber.envelope]
+        sent = 0
+        if plain:
+            sent += self.broadcast(plain, encode_frame(publication.payload), seq)
+        if len(plain) < len(targets):
+            # Encoded once for all the clients that asked for positions.
+            enveloped = [subscriber for subscriber in targets if subscriber.envelope]
+            frame = envelope_frame(str(publication.position), publication.payload)
+            sent += self.broadcast(enveloped, frame, seq)
+        return sent
 
-    def broadcast(self, subscribers: Iterable[Subscriber], frame: bytes) -> int:
-        """Write one encoded ``frame`` to each subscriber.
+    def broadcast(self, subscribers: Iterable[Subscriber], frame: bytes, seq: int = 0) -> int:
+        """Write one encoded ``frame`` (of message ``seq``) to each subscriber.
 
         Never awaits.  A subscriber whose write fails, or that has more than
         ``max_buffered_bytes`` unread, is closed; the others are unaffected.
@@ -96,7 +113,7 @@ class Hub:
                 # Checked before writing, so a single large message still
                 # reaches an idle subscriber; the bound is limit + one message.
                 if subscriber.buffered_bytes() <= limit:
-                    subscriber.send_frame(frame)
+                    subscriber.send_frame(frame, seq)
                     sent += 1
                     continue
             except Exception:

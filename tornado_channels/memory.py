@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
-from .broker import Broker, BrokerEvents, BrokerUnavailable
+import secrets
+import time
+from dataclasses import replace
+
+from .broker import Broker, BrokerEvents, BrokerUnavailable, Recovered
 from .channels import Channel
-from .envelope import Publication
+from .envelope import Publication, decode, encode
+from .history import MemoryHistory, Position, channel_keys, stream_key
 
 
 class MemoryBroker(Broker):
@@ -16,8 +21,10 @@ class MemoryBroker(Broker):
 
     kind = "memory"
 
-    def __init__(self) -> None:
+    def __init__(self, *, history_size: int = 100, history_age: float = 300.0) -> None:
         self._events: BrokerEvents | None = None
+        # A new epoch per process: its history dies with it.
+        self.history = MemoryHistory(secrets.token_hex(4), history_size, history_age)
 
     async def start(self, events: BrokerEvents) -> None:
         """Connected at once: there is nothing to connect to."""
@@ -35,11 +42,21 @@ class MemoryBroker(Broker):
         """True between start and stop."""
         return self._events is not None
 
-    async def publish(self, publication: Publication) -> None:
-        """Deliver to this process's subscribers before returning."""
+    async def publish(self, publication: Publication) -> Position:
+        """Record, then deliver to this process's subscribers before returning."""
         if self._events is None:
             raise BrokerUnavailable("the memory broker is stopped")
-        self._events.deliver(publication)
+        position = self.history.next_position()
+        stamped = replace(publication, position=position)
+        key = stream_key(publication.target)
+        self.history.store(key, position, encode(stamped), time.monotonic())
+        self._events.deliver(stamped)
+        return position
+
+    async def recover(self, channel: Channel, since: Position) -> Recovered:
+        """From this process's history."""
+        found = self.history.recover(channel_keys(channel), since, time.monotonic())
+        return Recovered([decode(e.data) for e in found.entries], found.complete, found.reason)
 
     async def subscribe(self, channel: Channel) -> None:
         """Nothing to do while started: every publication reaches the node."""

@@ -11,10 +11,11 @@ import asyncio
 import logging
 import time
 
-from .broker import Broker, BrokerUnavailable, PublishOutcomeUnknown
+from .broker import Broker, BrokerUnavailable, PublishOutcomeUnknown, Recovered
 from .channels import Channel, Target
 from .envelope import Publication
 from .frames import CLOSE_GOING_AWAY, CLOSE_TRY_AGAIN_LATER
+from .history import Position
 from .hub import Hub, Subscriber
 from .memory import MemoryBroker
 from .metrics import NodeMetrics
@@ -65,17 +66,17 @@ class Node:
         self.close_subscribers(code, reason)
         await self.broker.stop()
 
-    async def publish(self, target: Target, payload: bytes) -> None:
+    async def publish(self, target: Target, payload: bytes) -> Position:
         """Publish ``payload`` to a channel or subtree on every process.
 
-        Returns once the broker accepted it; raises
-        :class:`~tornado_channels.broker.PublishError` otherwise.
+        Returns its position in the history once the broker accepted it;
+        raises :class:`~tornado_channels.broker.PublishError` otherwise.
         """
         if log.isEnabledFor(logging.DEBUG):
             log.debug("Publishing message to channel %s: %d bytes", target, len(payload))
         started = time.perf_counter()
         try:
-            await self.broker.publish(Publication(target, payload))
+            position = await self.broker.publish(Publication(target, payload))
         except BrokerUnavailable:
             self.publish_failures["unavailable"] += 1
             raise
@@ -85,6 +86,11 @@ class Node:
         self.published += 1
         # Successful publishes only: a refusal is fast and would skew latency.
         self.metrics.publish_seconds.observe(time.perf_counter() - started)
+        return position
+
+    async def recover(self, channel: Channel, since: Position) -> Recovered:
+        """What reached ``channel`` after ``since``, from the broker's history."""
+        return await self.broker.recover(channel, since)
 
     async def subscribe(self, channel: Channel, subscriber: Subscriber) -> None:
         """Add ``subscriber`` to ``channel``; return once the broker delivers it.

@@ -8,6 +8,14 @@ subtree containing it::
     <prefix>t:<subtree>   publications to every channel below <subtree>
     <prefix>n:<node id>   this process's own control channel (liveness probe)
 
+Publishing also records history: one Lua script takes the next number of the
+shared sequence (``<prefix>seq``), appends to the target's stream
+(``<prefix>h:c:<channel>`` or ``<prefix>h:t:<subtree>``), trims it by size
+and age (remembering the highest trimmed number in ``<prefix>floors``), and
+publishes the envelope with its position, atomically: positions and
+deliveries can never disagree.  ``<prefix>epoch`` changes when Redis loses
+its data, which makes old positions unrecoverable, and says so.
+
 so a process receives only what its subscribers need.  A listener task on the
 IOLoop reads them; it never dies silently: on any error it logs, marks the
 broker disconnected, and reconnects with capped exponential backoff and jitter,
@@ -35,11 +43,44 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from .broker import Broker, BrokerEvents, BrokerUnavailable, PublishOutcomeUnknown
-from .channels import Channel, Subtree, Target
-from .envelope import MalformedEnvelope, Publication, decode, encode
+from .broker import Broker, BrokerEvents, BrokerUnavailable, PublishOutcomeUnknown, Recovered
+from .channels import Channel
+from .envelope import MalformedEnvelope, Publication, decode, encode_head
+from .history import Entry, Position, channel_keys, recover, stream_key
 
 log = logging.getLogger("tornado_channels.redis")
+
+
+_PUBLISH = r"""
+local seq_key, epoch_key, stream, floors = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local epoch = redis.call('GET', epoch_key)
+if not epoch then
+  epoch = ARGV[1]
+  redis.call('SET', epoch_key, epoch)
+end
+local seq = redis.call('INCR', seq_key)
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local data = ARGV[2] .. epoch .. ':' .. seq .. '\n' .. ARGV[3]
+redis.call('XADD', stream, seq .. '-0', 't', now, 'd', data)
+local max_len, max_age = tonumber(ARGV[5]), tonumber(ARGV[6])
+local floor = nil
+while true do
+  local first = redis.call('XRANGE', stream, '-', '+', 'COUNT', 1)[1]
+  if not first then break end
+  if redis.call('XLEN', stream) > max_len or now - tonumber(first[2][2]) > max_age then
+    redis.call('XDEL', stream, first[1])
+    floor = first[1]
+  else
+    break
+  end
+end
+if floor then
+  redis.call('HSET', floors, stream, string.match(floor, '^(%d+)'))
+end
+redis.call('PUBLISH', ARGV[4], data)
+return {epoch, seq}
+"""
 
 
 class _Deaf(Exception):
@@ -80,11 +121,18 @@ class RedisBroker(Broker):
         probe_timeout: float = 2.0,
         backoff_base: float = 0.1,
         backoff_cap: float = 1.0,
+        history_size: int = 100,
+        history_age: float = 300.0,
     ) -> None:
         self.url = url
         self._prefix = prefix.encode("utf-8")
         node_id = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
         self._control_key = self._prefix + b"n:" + node_id.encode("utf-8")
+        self._seq_key = self._prefix + b"seq"
+        self._epoch_key = self._prefix + b"epoch"
+        self._floors_key = self._prefix + b"floors"
+        self._history_size = history_size
+        self._history_age = history_age
         self._connect_timeout = connect_timeout
         self._command_timeout = command_timeout
         self._subscribe_timeout = subscribe_timeout
@@ -128,6 +176,7 @@ class RedisBroker(Broker):
             socket_connect_timeout=self._connect_timeout,
             socket_timeout=self._command_timeout,
         )
+        self._publish_script = self._client.register_script(_PUBLISH)
         self._listener = asyncio.ensure_future(self._run())
 
     async def stop(self) -> None:
@@ -145,12 +194,24 @@ class RedisBroker(Broker):
         self._set_connected(False)
         self._events = None
 
-    async def publish(self, publication: Publication) -> None:
-        """PUBLISH once, never retried; see :class:`~.broker.PublishOutcomeUnknown`."""
+    async def publish(self, publication: Publication) -> Position:
+        """Record and PUBLISH once, never retried; see :class:`~.broker.PublishOutcomeUnknown`."""
         if not self._connected or self._client is None:
             raise BrokerUnavailable("not connected to Redis")
+        key = stream_key(publication.target)
         try:
-            await self._client.publish(self._target_key(publication.target), encode(publication))
+            epoch, seq = await self._publish_script(
+                keys=[self._seq_key, self._epoch_key, self._prefix + b"h:" + key, self._floors_key],
+                args=[
+                    secrets.token_hex(4),  # The epoch, if this publish starts one.
+                    encode_head(publication.target),
+                    publication.payload,
+                    self._prefix + key,
+                    self._history_size,
+                    int(self._history_age * 1000),
+                ],
+            )
+            return Position(epoch.decode("ascii"), int(seq))
         except RedisTimeoutError as exc:
             raise PublishOutcomeUnknown(f"Redis did not answer the publish in time: {exc}") from exc
         except (RedisError, OSError) as exc:
@@ -183,6 +244,34 @@ class RedisBroker(Broker):
             self.unsubscribe(channel)
             raise
 
+    async def recover(self, channel: Channel, since: Position) -> Recovered:
+        """Merge the channel's and its subtrees' streams after ``since``."""
+        if not self._connected or self._client is None:
+            raise BrokerUnavailable("not connected to Redis")
+        streams = [self._prefix + b"h:" + key for key in channel_keys(channel)]
+        try:
+            pipe = self._client.pipeline(transaction=False)
+            pipe.get(self._epoch_key)
+            pipe.time()
+            pipe.hmget(self._floors_key, streams)
+            for stream in streams:
+                pipe.xrange(stream, min=f"{since.seq + 1}-0")
+            epoch, (seconds, micros), floors, *ranges = await pipe.execute()
+        except (RedisError, OSError) as exc:
+            raise BrokerUnavailable(f"Redis could not read the history: {exc}") from exc
+        if epoch is None or epoch.decode("ascii") != since.epoch:
+            return Recovered([], False, "the history was lost (a new epoch began)")
+        found = recover(
+            (
+                (_entries(entries), int(floor or 0))
+                for entries, floor in zip(ranges, floors, strict=True)
+            ),
+            since.seq,
+            seconds + micros / 1e6,
+            self._history_age,
+        )
+        return Recovered([decode(e.data) for e in found.entries], found.complete, found.reason)
+
     def unsubscribe(self, channel: Channel) -> None:
         """Release the channel's keys; UNSUBSCRIBE (in the background) those now unused."""
         gone = []
@@ -200,14 +289,8 @@ class RedisBroker(Broker):
     # Keys
 
     def _channel_keys(self, channel: Channel) -> list[bytes]:
-        # The channel's own key, and the key of every subtree that contains it.
-        subtrees = (self._target_key(Subtree(prefix)) for prefix in channel.ancestors())
-        return [self._target_key(channel), *subtrees]
-
-    def _target_key(self, target: Target) -> bytes:
-        if isinstance(target, Channel):
-            return self._prefix + b"c:" + target.name.encode("utf-8")
-        return self._prefix + b"t:" + target.prefix.encode("utf-8")
+        # The channel's own pub/sub key, and the key of every subtree above it.
+        return [self._prefix + key for key in channel_keys(channel)]
 
     # Listener
 
@@ -240,6 +323,9 @@ class RedisBroker(Broker):
                 self._pubsub = None
                 self._set_connected(False)
                 await _close_pubsub(pubsub)
+                # Idle pooled connections may point at a Redis that is gone: the
+                # first PUBLISH on each would fail after Redis returns. Drop them.
+                await _drop_idle_connections(self._client)
             delay = min(self._backoff_cap, self._backoff_base * 2**attempt)
             attempt += 1
             # Jitter keeps many processes from reconnecting in lockstep.
@@ -330,6 +416,14 @@ class RedisBroker(Broker):
         task.add_done_callback(self._background.discard)
 
 
+def _entries(raw: list[tuple[bytes, dict[bytes, bytes]]]) -> list[Entry]:
+    """Stream entries as XRANGE returns them; IDs are ``<seq>-0``, ``t`` is in ms."""
+    return [
+        Entry(int(ident.split(b"-")[0]), int(fields[b"t"]) / 1000, fields[b"d"])
+        for ident, fields in raw
+    ]
+
+
 async def _quietly(coro: Awaitable[Any]) -> None:
     # Background sends fail only when the connection does, which the listener
     # notices and handles; their own errors carry nothing more.
@@ -337,6 +431,13 @@ async def _quietly(coro: Awaitable[Any]) -> None:
         await coro
     except (RedisError, OSError) as exc:
         log.debug("background Redis command failed: %s", exc)
+
+
+async def _drop_idle_connections(client: Redis) -> None:
+    try:
+        await client.connection_pool.disconnect(inuse_connections=False)
+    except (RedisError, OSError) as exc:
+        log.debug("dropping idle Redis connections failed: %s", exc)
 
 
 async def _close_pubsub(pubsub: PubSub) -> None:

@@ -81,6 +81,18 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
     )
     flag(
+        "--history-size",
+        100,
+        "messages kept per channel (and per subtree) for clients that resume from a position",
+        type=int,
+    )
+    flag(
+        "--history-age",
+        300.0,
+        "seconds a message stays recoverable; older ones count as missed",
+        type=float,
+    )
+    flag(
         "--max-message-size",
         DEFAULT_MAX_MESSAGE_SIZE,
         "largest message in bytes: POST bodies over it get 413, WebSocket messages 1009",
@@ -188,8 +200,10 @@ def make_broker(args: argparse.Namespace) -> Broker:
             command_timeout=args.redis_timeout,
             probe_timeout=args.redis_timeout,
             probe_interval=args.redis_probe_interval,
+            history_size=args.history_size,
+            history_age=args.history_age,
         )
-    return MemoryBroker()
+    return MemoryBroker(history_size=args.history_size, history_age=args.history_age)
 
 
 async def serve(args: argparse.Namespace) -> int:

@@ -6,13 +6,21 @@ import time
 from typing import Any
 from urllib.parse import urlsplit
 
+from tornado.iostream import IOStream
 from tornado.websocket import WebSocketHandler
 
-from .broker import BrokerUnavailable, PublishError
+from .broker import BrokerUnavailable, PublishError, Recovered
 from .channels import Channel, InvalidChannel, parse_channel
 from .config import ChannelConfig
-from .frames import CLOSE_POLICY_VIOLATION, CLOSE_TRY_AGAIN_LATER
+from .frames import (
+    CLOSE_POLICY_VIOLATION,
+    CLOSE_SLOW_CONSUMER,
+    CLOSE_TRY_AGAIN_LATER,
+    control_frame,
+    envelope_frame,
+)
 from .handlers import ApiError, JSONErrorsMixin, authorize, broker_unavailable, invalid_channel
+from .history import InvalidPosition, Position
 from .hooks import ChannelHooks, Reject, resolve
 from .node import Node
 from .protocol import ChannelProtocol13, WebSocketParams
@@ -35,6 +43,12 @@ class ChannelSocketHandler(JSONErrorsMixin, WebSocketHandler):
         self.config = config
         self._live = False
         self._budget = TokenBucket(config.client_rate, config.client_burst, time.monotonic())
+        #: Envelope frames (with positions) instead of raw payloads: opted in.
+        self.envelope = False
+        self._since: Position | None = None
+        # Live frames that arrive while a recovery is being sent: (seq, frame).
+        self._held: list[tuple[int, bytes]] | None = None
+        self._held_bytes = 0
 
     async def get(self, *args: Any, **kwargs: Any) -> None:
         """Validate, authorize and subscribe; then run the WebSocket until it closes."""
@@ -48,6 +62,16 @@ class ChannelSocketHandler(JSONErrorsMixin, WebSocketHandler):
             raise ApiError(
                 403, "forbidden_origin", f"WebSocket connections from {origin} are not allowed"
             )
+        since = self.get_query_argument("since", None)
+        if since is not None:
+            try:
+                self._since = Position.parse(since)
+            except InvalidPosition as exc:
+                raise ApiError(400, "invalid_position", str(exc)) from None
+            # Hold live frames from the moment of subscribing: none is lost
+            # between the history read and the live stream.
+            self._held = []
+        self.envelope = since is not None or self.get_query_argument("positions", None) is not None
         cap = self.config.max_connections
         if cap and len(self.node.hub) >= cap:
             raise ApiError(
@@ -71,9 +95,39 @@ class ChannelSocketHandler(JSONErrorsMixin, WebSocketHandler):
         finally:
             self.node.unsubscribe(channel, self)
 
-    def open(self, *args: Any, **kwargs: Any) -> None:
-        """The handshake is done: frames may flow to the client from now on."""
+    async def open(self, *args: Any, **kwargs: Any) -> None:
+        """The handshake is done: frames flow from now on, after any recovery."""
         self._live = True
+        if self._since is not None:
+            await self._recover(self._since)
+
+    async def _recover(self, since: Position) -> None:
+        """Send what was missed after ``since``, its outcome, then the held live frames."""
+        try:
+            recovered = await self.node.recover(self.channel, since)
+        except BrokerUnavailable as exc:
+            recovered = Recovered([], False, f"broker unavailable: {exc}")
+        last = since.seq
+        stream = self._stream()
+        for publication in recovered.publications:
+            position = publication.position
+            if stream is None or position is None or position.seq <= last:
+                continue
+            stream.write(envelope_frame(str(position), publication.payload))
+            last = position.seq
+        if stream is not None:
+            outcome: dict[str, object] = {
+                "recovered": recovered.complete,
+                "missed": len(recovered.publications),
+            }
+            if not recovered.complete:
+                outcome["reason"] = recovered.reason
+            stream.write(control_frame(**outcome))
+        held, self._held = self._held or [], None
+        for seq, frame in held:
+            # The seam: what the history already sent is not sent twice.
+            if seq > last:
+                self.send_frame(frame, seq)
 
     def check_origin(self, origin: str) -> bool:
         """A cross-origin handshake passes only from a trusted origin.
@@ -118,16 +172,28 @@ class ChannelSocketHandler(JSONErrorsMixin, WebSocketHandler):
 
     # Subscriber protocol (see hub.Subscriber)
 
-    def send_frame(self, frame: bytes) -> None:
+    def send_frame(self, frame: bytes, seq: int) -> None:
         """Write a pre-encoded frame straight to the socket (no per-call Task)."""
-        connection = self.ws_connection
-        if not self._live or connection is None or connection.is_closing():
+        if self._held is not None:
+            self._held.append((seq, frame))
+            self._held_bytes += len(frame)
+            if self._held_bytes > self.node.hub.max_buffered_bytes:
+                # Held during recovery counts like unread: the same bound.
+                self._held = None
+                self.close(CLOSE_SLOW_CONSUMER, "slow consumer")
             return
-        stream = connection.stream
+        stream = self._stream()
         if stream is not None:
             # IOStream.write retrieves its own future's exception, so a write
             # that fails later leaves no "exception was never retrieved" behind.
             stream.write(frame)
+
+    def _stream(self) -> IOStream | None:
+        """The socket's stream while frames may be written to it, else None."""
+        connection = self.ws_connection
+        if not self._live or connection is None or connection.is_closing():
+            return None
+        return connection.stream
 
     def buffered_bytes(self) -> int:
         """Bytes written to this client that the kernel has not yet accepted."""

@@ -1,0 +1,105 @@
+"""Positions and recovery over WebSockets: nothing lost across a reconnect."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from tornado.httpclient import HTTPClientError
+from tornado.testing import gen_test
+from tornado.web import Application
+
+from tornado_channels import Node, make_app
+from tornado_channels.memory import MemoryBroker
+
+from .cases import NodeAppTestCase
+from .support import receive, silent
+
+
+async def next_json(ws: Any) -> dict[str, Any]:
+    message = await receive(ws)
+    assert isinstance(message, str), message
+    return json.loads(message)  # type: ignore[no-any-return]
+
+
+class RecoveryTest(NodeAppTestCase):
+    def make_node(self) -> Node:
+        return Node(MemoryBroker(history_size=50))
+
+    async def publish(self, path: str, body: bytes) -> str:
+        response = await self.http_client.fetch(self.get_url(path), method="POST", body=body)
+        return json.loads(response.body)["position"]  # type: ignore[no-any-return]
+
+    @gen_test
+    async def test_clients_that_opt_in_get_positions(self) -> None:
+        """With ?positions=1 each message arrives as JSON with its position; binary as base64."""
+        ws = await self.ws("/news?positions=1")
+        first = await self.publish("/news", "héllo".encode())
+        second = await self.publish("/news", b"\xff\x00")
+        self.assertEqual(await next_json(ws), {"position": first, "data": "héllo"})
+        self.assertEqual(await next_json(ws), {"position": second, "binary": "/wA="})
+
+    @gen_test
+    async def test_plain_clients_keep_raw_payloads(self) -> None:
+        """Without the opt-in, the published bytes arrive as they are (the contract)."""
+        ws = await self.ws("/news")
+        await self.publish("/news", b"raw")
+        self.assertEqual(await receive(ws), "raw")
+
+    @gen_test
+    async def test_resuming_gets_every_missed_message_once_then_live(self) -> None:
+        """Reconnecting with ?since= replays what was missed (subtrees too), in order, once."""
+        ws = await self.ws("/users/1?positions=1")
+        last = await self.publish("/users/1", b"seen")
+        self.assertEqual((await next_json(ws))["position"], last)
+        ws.close()
+        missed = []
+        for number, path in enumerate(["/users/1", "/users/", "/users/2", "/", "/users/1"] * 4):
+            position = await self.publish(path, f"m{number}".encode())
+            if path != "/users/2":
+                missed.append((position, f"m{number}"))
+        resumed = await self.ws(f"/users/1?since={last}")
+        got = [await next_json(resumed) for _ in missed]
+        self.assertEqual([(m["position"], m["data"]) for m in got], missed)
+        self.assertEqual(await next_json(resumed), {"recovered": True, "missed": len(missed)})
+        live = await self.publish("/users/1", b"live")
+        self.assertEqual(await next_json(resumed), {"position": live, "data": "live"})
+        await silent(resumed)
+
+    @gen_test
+    async def test_a_position_beyond_the_history_is_reported(self) -> None:
+        """Resuming from before the kept window says explicitly that recovery failed."""
+        ws = await self.ws("/a?positions=1")
+        first = await self.publish("/a", b"0")
+        await next_json(ws)
+        ws.close()
+        for number in range(60):  # more than history_size=50
+            await self.publish("/a", str(number).encode())
+        resumed = await self.ws(f"/a?since={first}")
+        outcome = await next_json(resumed)
+        self.assertFalse(outcome["recovered"])
+        self.assertIn("history", outcome["reason"])
+        live = await self.publish("/a", b"after")
+        self.assertEqual(await next_json(resumed), {"position": live, "data": "after"})
+
+    @gen_test
+    async def test_a_malformed_position_is_refused_with_400(self) -> None:
+        """?since= that is not <epoch>:<seq> gets 400 invalid_position before any upgrade."""
+        with self.assertRaises(HTTPClientError) as caught:
+            await self.ws("/a?since=yesterday")
+        self.assertEqual(caught.exception.code, 400)
+        assert caught.exception.response is not None
+        self.assertEqual(json.loads(caught.exception.response.body)["error"], "invalid_position")
+
+
+class EpochTest(NodeAppTestCase):
+    def make_app(self, node: Node) -> Application:
+        return make_app(node)
+
+    @gen_test
+    async def test_a_position_from_another_history_is_reported(self) -> None:
+        """A position from a lost history (another epoch) gets the explicit failure signal."""
+        resumed = await self.ws("/a?since=deadbeef:5")
+        outcome = await next_json(resumed)
+        self.assertEqual(outcome["recovered"], False)
+        self.assertIn("epoch", outcome["reason"])

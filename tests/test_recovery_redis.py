@@ -1,0 +1,85 @@
+"""Recovery across processes through one Redis: nothing lost, nothing twice."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+from .support import RedisServer, ServerProcess, connect, post, receive, run, silent
+
+Start = Callable[..., ServerProcess]
+
+
+async def next_json(ws: Any) -> dict[str, Any]:
+    message = await receive(ws)
+    assert isinstance(message, str), message
+    return json.loads(message)  # type: ignore[no-any-return]
+
+
+async def publish(server: ServerProcess, path: str, body: str) -> str:
+    response = await post(server.url + path, body)
+    assert response.code == 202, response.body
+    return json.loads(response.body)["position"]  # type: ignore[no-any-return]
+
+
+def test_reconnecting_client_recovers_200_messages_from_the_other_process(
+    servers: Start, redis_server: RedisServer
+) -> None:
+    """200 messages published elsewhere while away come back in order, once, then live ones."""
+    a = servers("--redis-url", redis_server.url, "--history-size", "500")
+    b = servers("--redis-url", redis_server.url, "--history-size", "500")
+
+    async def scenario() -> None:
+        ws = await connect(a.ws_url + "/users/1?positions=1")
+        last = await publish(b, "/users/1", "before")
+        assert (await next_json(ws))["position"] == last
+        ws.close()
+        expected = []
+        paths = ["/users/1", "/users/", "/", "/users/2", "/users/1/x"]
+        number = 0
+        while len(expected) < 200:
+            path = paths[number % len(paths)]
+            position = await publish(b, path, f"m{number}")
+            if path in ("/users/1", "/users/", "/"):  # what reaches users/1
+                expected.append((position, f"m{number}"))
+            number += 1
+        resumed = await connect(a.ws_url + f"/users/1?since={last}")
+        got = [await next_json(resumed) for _ in expected]
+        assert [(m["position"], m["data"]) for m in got] == expected
+        assert await next_json(resumed) == {"recovered": True, "missed": 200}
+        live = await publish(b, "/users/", "live")
+        assert await next_json(resumed) == {"position": live, "data": "live"}
+        await silent(resumed)
+        resumed.close()
+
+    run(scenario(), timeout=120)
+
+
+def test_beyond_the_window_and_after_a_redis_restart_recovery_fails_explicitly(
+    servers: Start, redis_server: RedisServer
+) -> None:
+    """Past the kept history, or after Redis lost its data, the client is told so."""
+    a = servers("--redis-url", redis_server.url, "--history-size", "10")
+
+    async def scenario() -> None:
+        first = await publish(a, "/feed", "0")
+        for number in range(20):
+            await publish(a, "/feed", str(number))
+        beyond = await connect(a.ws_url + f"/feed?since={first}")
+        outcome = await next_json(beyond)
+        assert outcome["recovered"] is False
+        assert "history" in outcome["reason"]
+        beyond.close()
+        last = await publish(a, "/feed", "last before restart")
+        redis_server.kill()
+        redis_server.start()  # no persistence: history and epoch are gone
+        a.wait_healthy()
+        await publish(a, "/feed", "first after restart")
+        lost = await connect(a.ws_url + f"/feed?since={last}")
+        outcome = await next_json(lost)
+        assert outcome["recovered"] is False
+        assert "epoch" in outcome["reason"]
+        lost.close()
+
+    run(scenario(), timeout=120)

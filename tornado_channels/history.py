@@ -1,0 +1,139 @@
+"""Positions in the message history, and recovery from one (pure, no I/O).
+
+Every publication gets a position ``<epoch>:<seq>``.  ``seq`` comes from one
+counter per broker (one Redis, or one process), so positions order every
+publication, whichever channel or subtree it went to: a subscriber of
+``users/1`` recovers messages to ``users/1``, ``users/`` and ``/`` merged in
+publish order.  ``epoch`` names the life of that counter: when history is
+lost (a Redis restarted without persistence), the epoch changes and old
+positions can no longer be recovered from, which a client is told.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from .channels import Channel, Subtree, Target
+
+_POSITION = re.compile(r"^([0-9a-f]{1,32}):([0-9]{1,19})$")
+
+
+def stream_key(target: Target) -> bytes:
+    """The key of the stream (and pub/sub channel) a publication to ``target`` goes to."""
+    if isinstance(target, Channel):
+        return b"c:" + target.name.encode("utf-8")
+    return b"t:" + target.prefix.encode("utf-8")
+
+
+def channel_keys(channel: Channel) -> list[bytes]:
+    """Every key whose publications reach ``channel``: its own and its subtrees'."""
+    return [stream_key(channel), *(stream_key(Subtree(prefix)) for prefix in channel.ancestors())]
+
+
+class InvalidPosition(ValueError):
+    """A position string that is not ``<epoch>:<seq>``."""
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class Position:
+    """Where a publication sits in its broker's history."""
+
+    epoch: str
+    seq: int
+
+    def __str__(self) -> str:
+        return f"{self.epoch}:{self.seq}"
+
+    @classmethod
+    def parse(cls, text: str) -> Position:
+        """Parse ``<epoch>:<seq>``; raise :class:`InvalidPosition`."""
+        match = _POSITION.match(text)
+        if match is None:
+            raise InvalidPosition(f"not a position (<epoch>:<seq>): {text[:80]!r}")
+        return cls(match.group(1), int(match.group(2)))
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One stored publication: its sequence number, when it was stored, its wire bytes."""
+
+    seq: int
+    stored_at: float
+    data: bytes
+
+
+@dataclass(slots=True)
+class Recovery:
+    """The outcome of recovering from a position.
+
+    ``complete`` is False when something after the position is gone (trimmed,
+    expired, or the epoch changed): the client must reload its state.
+    """
+
+    entries: list[Entry]
+    complete: bool
+    reason: str = ""
+
+
+def recover(
+    streams: Iterable[tuple[list[Entry], int]],
+    since: int,
+    now: float,
+    max_age: float,
+) -> Recovery:
+    """Merge the entries after ``since`` from several streams, in publish order.
+
+    Each stream comes with its *floor*: the highest sequence number it no
+    longer holds.  Entries older than ``max_age`` count as gone.  Recovery is
+    complete only if nothing after ``since`` is gone from any stream.
+    """
+    found: list[Entry] = []
+    for entries, floor in streams:
+        if floor > since:
+            return Recovery([], False, "the history no longer reaches that position")
+        for entry in entries:
+            if entry.seq <= since:
+                continue
+            if now - entry.stored_at > max_age:
+                return Recovery([], False, "messages after that position have expired")
+            found.append(entry)
+    found.sort(key=lambda entry: entry.seq)
+    return Recovery(found, True)
+
+
+@dataclass
+class MemoryHistory:
+    """History kept in this process, for the memory broker: a capped deque per key."""
+
+    epoch: str
+    max_size: int = 100
+    max_age: float = 300.0
+    seq: int = 0
+    _streams: dict[bytes, deque[Entry]] = field(default_factory=dict)
+    _floors: dict[bytes, int] = field(default_factory=dict)
+
+    def next_position(self) -> Position:
+        """The position the next stored entry gets."""
+        return Position(self.epoch, self.seq + 1)
+
+    def store(self, key: bytes, position: Position, data: bytes, now: float) -> None:
+        """Store ``data`` at ``position`` (from :meth:`next_position`) under ``key``."""
+        self.seq = position.seq
+        stream = self._streams.get(key)
+        if stream is None:
+            stream = self._streams[key] = deque()
+        stream.append(Entry(position.seq, now, data))
+        while len(stream) > self.max_size or (stream and now - stream[0].stored_at > self.max_age):
+            self._floors[key] = stream.popleft().seq
+
+    def recover(self, keys: Iterable[bytes], since: Position, now: float) -> Recovery:
+        """Everything after ``since`` under ``keys``, or why that is not possible."""
+        if since.epoch != self.epoch:
+            return Recovery([], False, "the history was lost (a new epoch began)")
+        if since.seq > self.seq:
+            return Recovery([], False, "that position is in the future")
+        streams = [(list(self._streams.get(key, ())), self._floors.get(key, 0)) for key in keys]
+        return recover(streams, since.seq, now, self.max_age)
