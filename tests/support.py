@@ -292,3 +292,74 @@ async def until(predicate: Any, timeout: float = WAIT, what: str = "condition") 
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError(f"{what} not reached within {timeout}s")
         await asyncio.sleep(0.05)
+
+
+class EventStream:
+    """A server-sent-events client on a raw socket, for tests: parses what arrives."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader = reader
+        self.writer = writer
+        self.headers: dict[str, str] = {}
+        self._text = ""
+        #: Comment lines seen (heartbeats).
+        self.comments = 0
+
+    @classmethod
+    async def open(
+        cls, port: int, path: str, headers: dict[str, str] | None = None, timeout: float = WAIT
+    ) -> EventStream:
+        """GET ``path`` as an event stream; fails unless the answer is 200."""
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        lines = [f"GET {path} HTTP/1.1", f"Host: 127.0.0.1:{port}", "Accept: text/event-stream"]
+        lines += [f"{name}: {value}" for name, value in (headers or {}).items()]
+        writer.write(("\r\n".join(lines) + "\r\n\r\n").encode())
+        stream = cls(reader, writer)
+        status = await asyncio.wait_for(reader.readline(), timeout)
+        assert b" 200 " in status, status
+        while (line := await asyncio.wait_for(reader.readline(), timeout)) != b"\r\n":
+            name, _, value = line.decode().partition(":")
+            stream.headers[name.strip().lower()] = value.strip()
+        return stream
+
+    async def _more(self, timeout: float) -> bool:
+        # The body is chunked: a size line, the data, CRLF. Size 0 ends it.
+        size_line = await asyncio.wait_for(self.reader.readline(), timeout)
+        if not size_line:
+            return False
+        size = int(size_line.strip() or b"0", 16)
+        if size == 0:
+            return False
+        data = await asyncio.wait_for(self.reader.readexactly(size + 2), timeout)
+        self._text += data[:-2].decode()
+        return True
+
+    async def next(self, timeout: float = WAIT) -> dict[str, str] | None:
+        """The next event (its fields; data lines joined), or None when the stream ends.
+
+        ``timeout`` bounds the whole wait, heartbeats included.
+        """
+        deadline = asyncio.get_running_loop().time() + timeout
+        while True:
+            while "\n\n" in self._text:
+                block, self._text = self._text.split("\n\n", 1)
+                fields: dict[str, str] = {}
+                for line in block.split("\n"):
+                    if line.startswith(":"):
+                        self.comments += 1
+                        continue
+                    name, _, value = line.partition(": ")
+                    if name == "data" and "data" in fields:
+                        fields["data"] += "\n" + value
+                    else:
+                        fields[name] = value
+                if set(fields) - {"retry"}:
+                    return fields
+            remaining = deadline - asyncio.get_running_loop().time()
+            if remaining <= 0:
+                raise TimeoutError(f"no event within {timeout}s")
+            if not await self._more(remaining):
+                return None
+
+    def close(self) -> None:
+        self.writer.close()

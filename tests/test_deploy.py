@@ -18,7 +18,7 @@ from tornado.websocket import WebSocketClientConnection
 from tornado_channels.frames import CLOSE_GOING_AWAY
 
 from .deployment import DEPLOY, Deployment
-from .support import WAIT, closed, connect, get, healthy, post, receive, run, silent
+from .support import WAIT, EventStream, closed, connect, get, healthy, post, receive, run, silent
 
 Deploy = Callable[..., Deployment]
 
@@ -303,3 +303,27 @@ def test_up_script_brings_everything_up_with_a_private_redis() -> None:
                     break
                 time.sleep(0.1)
         deployed.stop()
+
+
+def test_event_streams_pass_through_nginx_unbuffered(deployment: Deploy) -> None:
+    """Server-sent events through nginx arrive at once (not buffered) and resume by id."""
+    deployed = deployment(workers=1)
+
+    async def scenario() -> None:
+        stream = await EventStream.open(deployed.port, "/sse/1")
+        try:
+            response = await post(deployed.url + "/sse/1", b"through nginx")
+            position = json.loads(response.body)["position"]
+            assert await stream.next(timeout=2) == {"id": position, "data": "through nginx"}
+        finally:
+            stream.close()
+            await stream.writer.wait_closed()
+        missed = json.loads((await post(deployed.url + "/sse/1", b"while away")).body)["position"]
+        resumed = await EventStream.open(deployed.port, "/sse/1", {"Last-Event-ID": position})
+        try:
+            assert await resumed.next(timeout=2) == {"id": missed, "data": "while away"}
+        finally:
+            resumed.close()
+            await resumed.writer.wait_closed()
+
+    run(scenario())

@@ -29,7 +29,7 @@ class FakeSubscriber:
         self.frames: list[bytes] = []
         self.closes: list[tuple[int | None, str | None]] = []
 
-    envelope = False
+    encoding = "raw"
 
     def send_frame(self, frame: bytes, seq: int = 0) -> None:
         if self.fail_send:

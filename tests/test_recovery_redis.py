@@ -6,7 +6,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from .support import RedisServer, ServerProcess, connect, post, receive, run, silent
+from .support import EventStream, RedisServer, ServerProcess, connect, post, receive, run, silent
 
 Start = Callable[..., ServerProcess]
 
@@ -83,3 +83,32 @@ def test_beyond_the_window_and_after_a_redis_restart_recovery_fails_explicitly(
         lost.close()
 
     run(scenario(), timeout=120)
+
+
+def test_event_stream_resumes_from_last_event_id_across_processes(
+    servers: Start, redis_server: RedisServer
+) -> None:
+    """An event stream resumed with Last-Event-ID on one process gets what the other published."""
+    a = servers("--redis-url", redis_server.url)
+    b = servers("--redis-url", redis_server.url)
+
+    async def scenario() -> None:
+        seen = await publish(b, "/news/1", "seen")
+        missed = [
+            await publish(b, path, f"m{n}")
+            for n, path in enumerate(["/news/1", "/news/", "/"] * 10)
+        ]
+        stream = await EventStream.open(a.port, "/news/1", {"Last-Event-ID": seen})
+        try:
+            got = [await stream.next() for _ in missed]
+            assert [event["id"] for event in got if event] == missed
+            outcome = await stream.next()
+            assert outcome is not None
+            assert json.loads(outcome["data"]) == {"recovered": True, "missed": 30}
+            live = await publish(b, "/news/1", "live")
+            assert await stream.next() == {"id": live, "data": "live"}
+        finally:
+            stream.close()
+            await stream.writer.wait_closed()
+
+    run(scenario(), timeout=60)

@@ -28,7 +28,7 @@ class Inbox:
         self.closes: list[tuple[int | None, str | None]] = []
         self.arrived = asyncio.Event()
 
-    envelope = False
+    encoding = "raw"
 
     def send_frame(self, frame: bytes, seq: int = 0) -> None:
         self.frames.append(frame)

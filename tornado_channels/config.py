@@ -28,6 +28,8 @@ class ChannelConfig:
     :param client_rate: frames per second (messages, fragments, pings) one
         WebSocket client may send on average (0: no limit); past
         ``client_burst`` it is closed with 1008.
+    :param sse_heartbeat: seconds between heartbeats on an idle event stream
+        (below any proxy's read timeout).
     """
 
     prefix: str = "/"
@@ -41,6 +43,7 @@ class ChannelConfig:
     max_connections: int = 0
     client_rate: float = 0.0
     client_burst: float = 100.0
+    sse_heartbeat: float = 15.0
 
     def __post_init__(self) -> None:
         if not self.prefix.startswith("/") or not self.prefix.endswith("/"):

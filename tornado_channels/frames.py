@@ -79,3 +79,44 @@ def envelope_frame(position: str, payload: bytes) -> bytes:
 def control_frame(**fields: object) -> bytes:
     """A text frame carrying a JSON control message (e.g. the outcome of a recovery)."""
     return encode_frame(json.dumps(fields).encode("utf-8"), OPCODE_TEXT)
+
+
+def sse_event(position: str, payload: bytes) -> bytes:
+    """One server-sent event: ``id:`` the position, the payload as ``data:`` lines.
+
+    A payload that is not UTF-8 goes as ``event: binary`` with base64 data.
+    SSE has no way to carry a bare CR: CR, LF and CRLF all end a data line.
+    """
+    try:
+        text = payload.decode("utf-8")
+    except UnicodeDecodeError:
+        data = base64.b64encode(payload).decode("ascii")
+        return f"id: {position}\nevent: binary\ndata: {data}\n\n".encode()
+    lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    data = "".join(f"data: {line}\n" for line in lines)
+    return f"id: {position}\n{data}\n".encode()
+
+
+def sse_control(event: str, **fields: object) -> bytes:
+    """A named server-sent event carrying a JSON object (recovery outcome, close)."""
+    return f"event: {event}\ndata: {json.dumps(fields)}\n\n".encode()
+
+
+#: Sent on an idle event stream so proxies and browsers keep it open.
+SSE_HEARTBEAT = b": heartbeat\n\n"
+
+
+def encode_for(encoding: str, position: str, payload: bytes) -> bytes:
+    """A message as a subscriber with ``encoding`` takes it: raw, envelope or sse."""
+    if encoding == "raw":
+        return encode_frame(payload)
+    if encoding == "envelope":
+        return envelope_frame(position, payload)
+    return sse_event(position, payload)
+
+
+def outcome_for(encoding: str, **fields: object) -> bytes:
+    """A control message (e.g. the recovery outcome) for a subscriber's encoding."""
+    if encoding == "sse":
+        return sse_control("recovery", **fields)
+    return control_frame(**fields)

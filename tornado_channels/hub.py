@@ -8,7 +8,7 @@ from typing import Protocol
 
 from .channels import Channel, Subtree
 from .envelope import Publication
-from .frames import CLOSE_INTERNAL_ERROR, CLOSE_SLOW_CONSUMER, encode_frame, envelope_frame
+from .frames import CLOSE_INTERNAL_ERROR, CLOSE_SLOW_CONSUMER, encode_for
 from .trie import SubscriberTrie
 
 log = logging.getLogger("tornado_channels.hub")
@@ -22,8 +22,9 @@ class Subscriber(Protocol):
 
     def __hash__(self) -> int: ...
 
-    #: True for clients that asked for positions: they get envelope frames.
-    envelope: bool
+    #: How it takes messages: "raw" payload frames, "envelope" frames with
+    #: positions, or "sse" events (see frames.encode_for).
+    encoding: str
 
     def send_frame(self, frame: bytes, seq: int) -> None:
         """Queue an already-encoded frame of the message numbered ``seq``.
@@ -88,16 +89,16 @@ class Hub:
             targets = self._trie.subscribers(target.name)
         if not targets:
             return 0
-        seq = publication.position.seq if publication.position is not None else 0
-        plain = [subscriber for subscriber in targets if not subscriber.envelope]
+        position = publication.position
+        seq = position.seq if position is not None else 0
+        groups: dict[str, list[Subscriber]] = {}
+        for subscriber in targets:
+            groups.setdefault(subscriber.encoding, []).append(subscriber)
         sent = 0
-        if plain:
-            sent += self.broadcast(plain, encode_frame(publication.payload), seq)
-        if len(plain) < len(targets):
-            # Encoded once for all the clients that asked for positions.
-            enveloped = [subscriber for subscriber in targets if subscriber.envelope]
-            frame = envelope_frame(str(publication.position), publication.payload)
-            sent += self.broadcast(enveloped, frame, seq)
+        # Encoded once per encoding, whatever the number of subscribers.
+        for encoding, members in groups.items():
+            frame = encode_for(encoding, str(position), publication.payload)
+            sent += self.broadcast(members, frame, seq)
         return sent
 
     def broadcast(self, subscribers: Iterable[Subscriber], frame: bytes, seq: int = 0) -> int:

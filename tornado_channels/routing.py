@@ -16,6 +16,7 @@ from tornado.routing import Matcher, PathMatches, Rule
 
 from .config import ChannelConfig
 from .endpoints import MetricsHandler, StatsHandler
+from .events import ChannelEventsHandler
 from .handlers import ChannelHandler, HealthHandler
 from .hooks import ChannelHooks
 from .node import Node
@@ -29,17 +30,29 @@ def is_websocket_upgrade(request: HTTPServerRequest) -> bool:
     return request.headers.get("Upgrade", "").lower() == "websocket"
 
 
+def wants_event_stream(request: HTTPServerRequest) -> bool:
+    """Whether ``request`` is a GET for server-sent events (what EventSource sends)."""
+    return request.method == "GET" and "text/event-stream" in request.headers.get("Accept", "")
+
+
+def request_kind(request: HTTPServerRequest) -> str:
+    """Which edge serves a request for a channel: websocket, events or http."""
+    if is_websocket_upgrade(request):
+        return "websocket"
+    return "events" if wants_event_stream(request) else "http"
+
+
 class ChannelMatcher(Matcher):
     """Matches any path below ``prefix`` except the reserved ``<prefix>_/``.
 
-    With ``websocket=True`` it matches only WebSocket upgrades, otherwise only
-    plain requests.  The handler receives the rest of the path, still
-    percent-encoded, as the ``path`` keyword argument.
+    It matches only requests of one ``kind`` (see :func:`request_kind`):
+    WebSocket upgrades, event streams, or plain requests.  The handler receives
+    the rest of the path, still percent-encoded, as the ``path`` keyword argument.
     """
 
-    def __init__(self, prefix: str, *, websocket: bool) -> None:
+    def __init__(self, prefix: str, *, kind: str) -> None:
         self.prefix = prefix
-        self.websocket = websocket
+        self.kind = kind
         # "/live" (no slash) is the mount point itself, like "/live/".
         self._bare = prefix.rstrip("/")
 
@@ -54,7 +67,7 @@ class ChannelMatcher(Matcher):
             return None
         if rest == "_" or rest.startswith("_/"):
             return None
-        if is_websocket_upgrade(request) != self.websocket:
+        if request_kind(request) != self.kind:
             return None
         return {"path_args": [], "path_kwargs": {"path": rest}}
 
@@ -89,9 +102,10 @@ def channel_routes(
             tornado.web.StaticFileHandler,
             {"path": str(PACKAGE_DIR / "static")},
         ),
-        Rule(ChannelMatcher(prefix, websocket=True), ChannelSocketHandler, shared),
+        Rule(ChannelMatcher(prefix, kind="websocket"), ChannelSocketHandler, shared),
+        Rule(ChannelMatcher(prefix, kind="events"), ChannelEventsHandler, shared),
         Rule(
-            ChannelMatcher(prefix, websocket=False),
+            ChannelMatcher(prefix, kind="http"),
             ChannelHandler,
             {**shared, "templates": templates},
         ),

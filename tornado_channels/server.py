@@ -169,6 +169,12 @@ def build_parser() -> argparse.ArgumentParser:
         "so a proxy never sends a starting process traffic it must refuse",
         type=float,
     )
+    flag(
+        "--sse-heartbeat",
+        15.0,
+        "seconds between heartbeats on an idle event stream (below proxies' read timeouts)",
+        type=float,
+    )
     flag("--drain-timeout", 5.0, "seconds to wait for clients to close on shutdown", type=float)
     flag(
         "--log-level",
@@ -221,6 +227,7 @@ async def serve(args: argparse.Namespace) -> int:
         max_connections=args.max_connections,
         client_rate=args.client_rate,
         client_burst=args.client_burst,
+        sse_heartbeat=args.sse_heartbeat,
     )
     # Slow clients (slowloris) get seconds, not Tornado's default hour.
     server = ChannelHTTPServer(

@@ -4,87 +4,46 @@ from __future__ import annotations
 
 import time
 from typing import Any
-from urllib.parse import urlsplit
 
 from tornado.iostream import IOStream
 from tornado.websocket import WebSocketHandler
 
-from .broker import BrokerUnavailable, PublishError, Recovered
-from .channels import Channel, InvalidChannel, parse_channel
+from .broker import BrokerUnavailable, PublishError
 from .config import ChannelConfig
-from .frames import (
-    CLOSE_POLICY_VIOLATION,
-    CLOSE_SLOW_CONSUMER,
-    CLOSE_TRY_AGAIN_LATER,
-    control_frame,
-    envelope_frame,
-)
-from .handlers import ApiError, JSONErrorsMixin, authorize, broker_unavailable, invalid_channel
-from .history import InvalidPosition, Position
+from .frames import CLOSE_POLICY_VIOLATION, CLOSE_TRY_AGAIN_LATER
+from .handlers import broker_unavailable
 from .hooks import ChannelHooks, Reject, resolve
 from .node import Node
 from .protocol import ChannelProtocol13, WebSocketParams
 from .ratelimit import TokenBucket
+from .subscribers import SubscriberMixin
 
 
-class ChannelSocketHandler(JSONErrorsMixin, WebSocketHandler):
+class ChannelSocketHandler(SubscriberMixin, WebSocketHandler):
     """A WebSocket subscribed to one channel; every frame it sends is published there.
 
     The subscription is in effect before the handshake is answered, so a
     client that has seen its 101 cannot miss a message published after it.
     Problems found before the upgrade (bad name, refused, broker down) are
     answered like any HTTP error: a status and a JSON body.
+
+    Plain clients get each payload as it was published.  With ``?positions=1``
+    they get JSON envelopes with positions, and with ``?since=<position>``
+    they first get what they missed since then (see subscribers.py).
     """
 
     def initialize(self, node: Node, hooks: ChannelHooks, config: ChannelConfig) -> None:
         """Take the shared node, hooks and config from the route table."""
-        self.node = node
-        self.hooks = hooks
-        self.config = config
+        super().initialize(node, hooks, config)
         self._live = False
         self._budget = TokenBucket(config.client_rate, config.client_burst, time.monotonic())
-        #: Envelope frames (with positions) instead of raw payloads: opted in.
-        self.envelope = False
-        self._since: Position | None = None
-        # Live frames that arrive while a recovery is being sent: (seq, frame).
-        self._held: list[tuple[int, bytes]] | None = None
-        self._held_bytes = 0
 
     async def get(self, *args: Any, **kwargs: Any) -> None:
-        """Validate, authorize and subscribe; then run the WebSocket until it closes."""
-        try:
-            channel = parse_channel(kwargs["path"])
-        except InvalidChannel as exc:
-            raise invalid_channel(exc) from None
-        origin = self.request.headers.get("Origin")
-        if origin is not None and not self._same_origin(origin) and not self.check_origin(origin):
-            # Tornado would refuse it too, a step later, with a text body.
-            raise ApiError(
-                403, "forbidden_origin", f"WebSocket connections from {origin} are not allowed"
-            )
+        """Admit and subscribe; then run the WebSocket until it closes."""
         since = self.get_query_argument("since", None)
-        if since is not None:
-            try:
-                self._since = Position.parse(since)
-            except InvalidPosition as exc:
-                raise ApiError(400, "invalid_position", str(exc)) from None
-            # Hold live frames from the moment of subscribing: none is lost
-            # between the history read and the live stream.
-            self._held = []
-        self.envelope = since is not None or self.get_query_argument("positions", None) is not None
-        cap = self.config.max_connections
-        if cap and len(self.node.hub) >= cap:
-            raise ApiError(
-                503,
-                "too_many_connections",
-                f"this process is at its limit of {cap} WebSocket connections",
-                {"Retry-After": "1"},
-            )
-        await authorize(
-            self.hooks.authorize_subscribe(self.request, channel),
-            f"subscribing to '{channel}' is not allowed",
-        )
-        self.channel: Channel = channel
+        channel = await self.admit(kwargs["path"], since)
+        if since is not None or self.get_query_argument("positions", None) is not None:
+            self.encoding = "envelope"
         try:
             await self.node.subscribe(channel, self)
         except BrokerUnavailable as exc:
@@ -98,48 +57,11 @@ class ChannelSocketHandler(JSONErrorsMixin, WebSocketHandler):
     async def open(self, *args: Any, **kwargs: Any) -> None:
         """The handshake is done: frames flow from now on, after any recovery."""
         self._live = True
-        if self._since is not None:
-            await self._recover(self._since)
-
-    async def _recover(self, since: Position) -> None:
-        """Send what was missed after ``since``, its outcome, then the held live frames."""
-        try:
-            recovered = await self.node.recover(self.channel, since)
-        except BrokerUnavailable as exc:
-            recovered = Recovered([], False, f"broker unavailable: {exc}")
-        last = since.seq
-        stream = self._stream()
-        for publication in recovered.publications:
-            position = publication.position
-            if stream is None or position is None or position.seq <= last:
-                continue
-            stream.write(envelope_frame(str(position), publication.payload))
-            last = position.seq
-        if stream is not None:
-            outcome: dict[str, object] = {
-                "recovered": recovered.complete,
-                "missed": len(recovered.publications),
-            }
-            if not recovered.complete:
-                outcome["reason"] = recovered.reason
-            stream.write(control_frame(**outcome))
-        held, self._held = self._held or [], None
-        for seq, frame in held:
-            # The seam: what the history already sent is not sent twice.
-            if seq > last:
-                self.send_frame(frame, seq)
+        await self.resume()
 
     def check_origin(self, origin: str) -> bool:
-        """A cross-origin handshake passes only from a trusted origin.
-
-        Ours (``trusted_origins`` of this mount), or the host application's
-        ``trusted_origins`` setting, which Tornado's own check consults.
-        """
-        return origin in self.config.trusted_origins or super().check_origin(origin)
-
-    def _same_origin(self, origin: str) -> bool:
-        # As Tornado compares them: the Origin's host and port against Host.
-        return urlsplit(origin).netloc.lower() == self.request.headers.get("Host", "").lower()
+        """Tornado's own check, a step after admit(): the same answer."""
+        return self.origin_allowed(origin)
 
     async def on_message(self, message: str | bytes) -> None:
         """Publish the client's message to its channel, through the message hook."""
@@ -174,14 +96,11 @@ class ChannelSocketHandler(JSONErrorsMixin, WebSocketHandler):
 
     def send_frame(self, frame: bytes, seq: int) -> None:
         """Write a pre-encoded frame straight to the socket (no per-call Task)."""
-        if self._held is not None:
-            self._held.append((seq, frame))
-            self._held_bytes += len(frame)
-            if self._held_bytes > self.node.hub.max_buffered_bytes:
-                # Held during recovery counts like unread: the same bound.
-                self._held = None
-                self.close(CLOSE_SLOW_CONSUMER, "slow consumer")
-            return
+        if not self.hold(frame, seq):
+            self.write_frame(frame)
+
+    def write_frame(self, frame: bytes) -> None:
+        """Write a frame to the socket now, if the connection is open."""
         stream = self._stream()
         if stream is not None:
             # IOStream.write retrieves its own future's exception, so a write
