@@ -103,3 +103,15 @@ def test_merge_checks_every_streams_floor() -> None:
     trimmed = ([Entry(7, 0.0, b"y")], 6)
     assert not recover([full, trimmed], since=2, now=1.0, max_age=60).complete
     assert seqs(recover([full, trimmed], since=6, now=1.0, max_age=60).entries) == [7]
+
+
+def test_idle_streams_are_dropped_and_resuming_before_them_fails() -> None:
+    """A stream idle past max_age is dropped (memory stays bounded), never silently."""
+    history = MemoryHistory("e", max_age=10)
+    store(history, b"c:old", now=0.0)
+    for n in range(5):
+        store(history, f"c:new{n}".encode(), now=20.0)
+    assert b"c:old" not in history._streams
+    result = history.recover([b"c:old"], Position("e", 0), now=20.0)
+    assert not result.complete
+    assert history.recover([b"c:old"], Position("e", 1), now=20.0).complete

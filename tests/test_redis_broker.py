@@ -16,6 +16,7 @@ from tornado_channels import (
     Subtree,
 )
 from tornado_channels.frames import CLOSE_TRY_AGAIN_LATER, encode_frame
+from tornado_channels.history import Position
 
 from .support import RedisServer, run, until
 
@@ -251,6 +252,25 @@ def test_frames_are_encoded_once_per_publication(redis_server: RedisServer) -> N
         await until(lambda: first.frames and second.frames, what="both deliveries")
         assert first.frames[0] == encode_frame(b"once")
         assert first.frames[0] is second.frames[0]
+        await node.stop()
+
+    run(scenario())
+
+
+def test_idle_history_is_dropped_from_redis_but_never_silently(redis_server: RedisServer) -> None:
+    """A channel's stream idle past the history age leaves Redis; resuming before it fails."""
+
+    async def scenario() -> None:
+        node = await started(redis_server.url, history_age=0.3)
+        old = await node.publish(Channel("old"), b"long ago")
+        assert redis_server.cli("EXISTS", "tornado_channels:h:c:old").strip() == "1"
+        await asyncio.sleep(0.5)
+        await node.publish(Channel("fresh"), b"now")
+        assert redis_server.cli("EXISTS", "tornado_channels:h:c:old").strip() == "0"
+        before = Position(old.epoch, old.seq - 1)
+        recovered = await node.recover(Channel("old"), before)
+        assert not recovered.complete
+        assert (await node.recover(Channel("old"), old)).complete
         await node.stop()
 
     run(scenario())

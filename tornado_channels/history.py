@@ -12,11 +12,14 @@ positions can no longer be recovered from, which a client is told.
 from __future__ import annotations
 
 import re
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from .channels import Channel, Subtree, Target
+
+#: Idle streams dropped per append, at most: pruning stays O(1) per publish.
+_PRUNE_PER_APPEND = 4
 
 _POSITION = re.compile(r"^([0-9a-f]{1,32}):([0-9]{1,19})$")
 
@@ -112,7 +115,8 @@ class MemoryHistory:
     max_size: int = 100
     max_age: float = 300.0
     seq: int = 0
-    _streams: dict[bytes, deque[Entry]] = field(default_factory=dict)
+    # In order of last append, so the idlest stream is always first.
+    _streams: OrderedDict[bytes, deque[Entry]] = field(default_factory=OrderedDict)
     _floors: dict[bytes, int] = field(default_factory=dict)
 
     def next_position(self) -> Position:
@@ -125,9 +129,26 @@ class MemoryHistory:
         stream = self._streams.get(key)
         if stream is None:
             stream = self._streams[key] = deque()
+        else:
+            self._streams.move_to_end(key)
         stream.append(Entry(position.seq, now, data))
         while len(stream) > self.max_size or (stream and now - stream[0].stored_at > self.max_age):
             self._floors[key] = stream.popleft().seq
+        self._prune(now)
+
+    def _prune(self, now: float) -> None:
+        # Streams nobody has published to for max_age hold only expired
+        # entries: drop them (else every channel ever used stays in memory),
+        # remembering their last number so a resume from before it fails loudly.
+        for _ in range(_PRUNE_PER_APPEND):
+            key, stream = next(iter(self._streams.items()))
+            if stream and now - stream[-1].stored_at <= self.max_age:
+                return
+            if stream:
+                self._floors[key] = stream[-1].seq
+            del self._streams[key]
+            if not self._streams:
+                return
 
     def recover(self, keys: Iterable[bytes], since: Position, now: float) -> Recovery:
         """Everything after ``since`` under ``keys``, or why that is not possible."""

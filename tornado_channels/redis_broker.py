@@ -52,7 +52,7 @@ log = logging.getLogger("tornado_channels.redis")
 
 
 _PUBLISH = r"""
-local seq_key, epoch_key, stream, floors = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local seq_key, epoch_key, stream, floors, active = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local epoch = redis.call('GET', epoch_key)
 if not epoch then
   epoch = ARGV[1]
@@ -77,6 +77,19 @@ while true do
 end
 if floor then
   redis.call('HSET', floors, stream, string.match(floor, '^(%d+)'))
+end
+-- Streams nobody has published to for max_age hold only expired entries:
+-- drop a few per publish (else every channel ever used stays in Redis),
+-- remembering their last number so a resume from before it fails loudly.
+redis.call('ZADD', active, now, stream)
+local idle = redis.call('ZRANGEBYSCORE', active, '-inf', now - max_age, 'LIMIT', 0, 4)
+for _, key in ipairs(idle) do
+  local last = redis.call('XREVRANGE', key, '+', '-', 'COUNT', 1)[1]
+  if last then
+    redis.call('HSET', floors, key, string.match(last[1], '^(%d+)'))
+  end
+  redis.call('DEL', key)
+  redis.call('ZREM', active, key)
 end
 redis.call('PUBLISH', ARGV[4], data)
 return {epoch, seq}
@@ -131,6 +144,7 @@ class RedisBroker(Broker):
         self._seq_key = self._prefix + b"seq"
         self._epoch_key = self._prefix + b"epoch"
         self._floors_key = self._prefix + b"floors"
+        self._active_key = self._prefix + b"active"
         self._history_size = history_size
         self._history_age = history_age
         self._connect_timeout = connect_timeout
@@ -201,7 +215,13 @@ class RedisBroker(Broker):
         key = stream_key(publication.target)
         try:
             epoch, seq = await self._publish_script(
-                keys=[self._seq_key, self._epoch_key, self._prefix + b"h:" + key, self._floors_key],
+                keys=[
+                    self._seq_key,
+                    self._epoch_key,
+                    self._prefix + b"h:" + key,
+                    self._floors_key,
+                    self._active_key,
+                ],
                 args=[
                     secrets.token_hex(4),  # The epoch, if this publish starts one.
                     encode_head(publication.target),
