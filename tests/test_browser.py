@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
+import signal
 from collections.abc import Callable
 
 import pytest
 
 from .browser import Browser, chromium_path
-from .support import ServerProcess, connect, post, receive, run
+from .support import RedisServer, ServerProcess, connect, post, receive, run
 
 pytestmark = pytest.mark.skipif(chromium_path() is None, reason="chromium is not installed")
 
@@ -17,6 +20,40 @@ HOSTILE = [
     "<script>alert(1)</script>",
     '<img src=x onerror="alert(2)">',
 ]
+
+#: How long a page may take to notice a restart and reconnect (its backoff grows to seconds).
+RECONNECT_WAIT = 25.0
+
+LIVE = "document.getElementById('status').classList.contains('live')"
+BODIES = "[...document.querySelectorAll('#messages li.message .body')].map(e => e.textContent)"
+NOTICES = (
+    "[...document.querySelectorAll('#messages li.notice')]"
+    ".map(e => e.className + ': ' + e.querySelector('.body').textContent)"
+)
+TRANSPORT = "document.getElementById('status').dataset.transport"
+
+
+def bodies_are(expected: list[str]) -> str:
+    """A page expression: the messages shown are exactly ``expected``, in order."""
+    compact = json.dumps(expected, separators=(",", ":"))
+    return f"JSON.stringify({BODIES}) === {json.dumps(compact)}"
+
+
+async def restart(process: ServerProcess, *args: str, sig: int = signal.SIGTERM) -> ServerProcess:
+    """End ``process`` with ``sig`` and start a new, healthy one with ``args`` on its port."""
+    await asyncio.to_thread(process.terminate, sig)
+    replacement = ServerProcess(*args, port=process.port)
+    await asyncio.to_thread(lambda: replacement.start().wait_healthy())
+    return replacement
+
+
+def stop(process: ServerProcess | None) -> None:
+    """Terminate a process the ``servers`` fixture does not know about, and remove its log."""
+    if process is None:
+        return
+    if process.process is not None and process.process.poll() is None:
+        process.terminate()
+    process.log.unlink(missing_ok=True)
 
 
 def test_page_shows_messages_as_they_arrive_as_text(servers: Start) -> None:
@@ -82,5 +119,238 @@ def test_channel_named_like_markup_is_shown_as_text(servers: Start) -> None:
             assert heading.strip() == "<img src=x onerror=alert(3)>"
             assert await browser.evaluate("window.__alerts || 0") == 0
             assert browser.errors() == []
+
+    run(scenario())
+
+
+def test_page_resumes_after_its_server_restarts_with_nothing_missed_or_twice(
+    servers: Start, redis_server: RedisServer
+) -> None:
+    """A page whose process restarts resumes where it was: every message once, in order."""
+    a = servers("--redis-url", redis_server.url)
+    b = servers("--redis-url", redis_server.url)
+
+    async def scenario() -> None:
+        replacement: ServerProcess | None = None
+        try:
+            async with Browser() as browser:
+                await browser.goto(a.url + "/news")
+                await browser.until(LIVE)
+                assert await browser.evaluate(TRANSPORT) == "websocket"
+                for text in ["one", "two"]:
+                    assert (await post(b.url + "/news", text)).code == 202
+                await browser.until(bodies_are(["one", "two"]))
+
+                # SIGTERM: the page is told 1001 and reconnects; meanwhile B publishes.
+                await asyncio.to_thread(a.terminate)
+                await browser.until("!document.getElementById('status').classList.contains('live')")
+                for text in ["three", "four", "five"]:
+                    assert (await post(b.url + "/news", text)).code == 202
+                replacement = await asyncio.to_thread(
+                    lambda: (
+                        ServerProcess("--redis-url", redis_server.url, port=a.port)
+                        .start()
+                        .wait_healthy()
+                    )
+                )
+
+                await browser.until(
+                    bodies_are(["one", "two", "three", "four", "five"]) + " && " + LIVE,
+                    timeout=RECONNECT_WAIT,
+                )
+                assert await browser.evaluate(NOTICES) == [
+                    "notice recovered: Reconnected \u2014 3 missed messages recovered"
+                ]
+                # The notice sits before the messages it recovered.
+                order = await browser.evaluate(
+                    "[...document.querySelectorAll('#messages li')].map(e => e.className)"
+                )
+                assert order == ["message"] * 2 + ["notice recovered"] + ["message"] * 3
+
+                assert (await post(b.url + "/news", "six")).code == 202
+                await browser.until(bodies_are(["one", "two", "three", "four", "five", "six"]))
+                await asyncio.sleep(0.3)  # Nothing more arrives: none twice.
+                assert await browser.evaluate(BODIES) == [
+                    "one",
+                    "two",
+                    "three",
+                    "four",
+                    "five",
+                    "six",
+                ]
+
+                sockets = [
+                    event["params"]["url"]
+                    for event in browser.events
+                    if event.get("method") == "Network.webSocketCreated"
+                ]
+                assert sockets[0].endswith("/news?positions=1"), sockets
+                assert "/news?since=" in sockets[-1], sockets
+                assert browser.errors() == []
+        finally:
+            await asyncio.to_thread(stop, replacement)
+
+    run(scenario())
+
+
+def test_page_says_when_missed_messages_could_not_be_recovered(servers: Start) -> None:
+    """After its process dies with its in-memory history, the page says messages may be missing."""
+    server = servers()
+
+    async def scenario() -> None:
+        replacement: ServerProcess | None = None
+        try:
+            async with Browser() as browser:
+                await browser.goto(server.url + "/log")
+                await browser.until(LIVE)
+                for text in ["before 1", "before 2"]:
+                    assert (await post(server.url + "/log", text)).code == 202
+                await browser.until(bodies_are(["before 1", "before 2"]))
+                old = await browser.evaluate("document.getElementById('status').dataset.position")
+
+                # kill -9: no close frame, and the history dies with the process.
+                replacement = await restart(server, sig=signal.SIGKILL)
+                await browser.until(
+                    "document.querySelectorAll('#messages li.notice.lost').length === 1 && " + LIVE,
+                    timeout=RECONNECT_WAIT,
+                )
+                notice = await browser.evaluate(
+                    "document.querySelector('#messages li.notice.lost .body').textContent"
+                )
+                assert notice.startswith("Reconnected \u2014 could not recover missed messages: ")
+                assert "epoch" in notice
+
+                # The new epoch counts from 1 again: its messages are new, not duplicates.
+                assert (await post(replacement.url + "/log", "after")).code == 202
+                await browser.until(bodies_are(["before 1", "before 2", "after"]))
+                new = await browser.evaluate("document.getElementById('status').dataset.position")
+                assert new.split(":")[0] != old.split(":")[0]
+                assert new.split(":")[1] == "1"
+                assert browser.errors() == []
+        finally:
+            await asyncio.to_thread(stop, replacement)
+
+    run(scenario())
+
+
+def test_page_over_server_sent_events_shows_messages_as_they_arrive(servers: Start) -> None:
+    """With ?transport=sse the page listens over EventSource, shows text and sends by POST."""
+    server = servers()
+
+    async def scenario() -> None:
+        async with Browser() as browser:
+            await browser.goto(server.url + "/feed?transport=sse")
+            await browser.until(LIVE)
+            assert await browser.evaluate(TRANSPORT) == "sse"
+            for text in ["Hi there!", *HOSTILE, "two\nlines"]:
+                assert (await post(server.url + "/feed", text)).code == 202
+            await post(server.url + "/feed", b"\xff\x00")
+            await browser.until("document.querySelectorAll('#messages li.message').length === 5")
+            bodies = await browser.evaluate(BODIES)
+            assert bodies[:4] == ["Hi there!", *HOSTILE, "two\nlines"]
+            assert bodies[4] == "[binary, 2 bytes] ff 00"
+            # The send box publishes by POST while on SSE.
+            await browser.evaluate(
+                "document.getElementById('message').value = 'typed over sse';"
+                "document.getElementById('send').requestSubmit(); true"
+            )
+            await browser.until("document.querySelectorAll('#messages li.message').length === 6")
+            assert (await browser.evaluate(BODIES))[5] == "typed over sse"
+            assert not any(
+                event.get("method") == "Network.webSocketCreated" for event in browser.events
+            )
+            assert await browser.evaluate("window.__alerts || 0") == 0
+            assert browser.errors() == []
+
+    run(scenario())
+
+
+def test_page_without_websockets_falls_back_to_server_sent_events(servers: Start) -> None:
+    """Without WebSocket the page uses server-sent events, and resumes them after a restart."""
+    server = servers()
+
+    async def scenario() -> None:
+        replacement: ServerProcess | None = None
+        try:
+            async with Browser() as browser:
+                await browser.call(
+                    "Page.addScriptToEvaluateOnNewDocument",
+                    source="Object.defineProperty(window, 'WebSocket', {value: undefined});",
+                )
+                await browser.goto(server.url + "/plain")
+                await browser.until(LIVE)
+                assert await browser.evaluate(TRANSPORT) == "sse"
+                assert (await post(server.url + "/plain", "first")).code == 202
+                await browser.until(bodies_are(["first"]))
+                replacement = await restart(server)
+                await browser.until(
+                    "document.querySelectorAll('#messages li.notice.lost').length === 1 && " + LIVE,
+                    timeout=RECONNECT_WAIT,
+                )
+                assert (await post(replacement.url + "/plain", "second")).code == 202
+                await browser.until(bodies_are(["first", "second"]))
+                assert browser.errors() == []
+        finally:
+            await asyncio.to_thread(stop, replacement)
+
+    run(scenario())
+
+
+def test_page_switches_to_server_sent_events_when_websockets_never_open(servers: Start) -> None:
+    """A page whose WebSockets keep failing before they open switches to server-sent events."""
+    server = servers()
+    # Every WebSocket the page opens asks for a path the server refuses (404).
+    blocked = (
+        "const Real = window.WebSocket;"
+        "window.WebSocket = class extends Real {"
+        "  constructor(url) { window.__attempts = (window.__attempts || 0) + 1;"
+        "    super(url.replace('/fallback', '/_/no-websocket-here')); } };"
+    )
+
+    async def scenario() -> None:
+        async with Browser() as browser:
+            await browser.call("Page.addScriptToEvaluateOnNewDocument", source=blocked)
+            await browser.goto(server.url + "/fallback")
+            await browser.until(LIVE)
+            assert await browser.evaluate(TRANSPORT) == "sse"
+            assert await browser.evaluate("window.__attempts") == 3
+            assert (await post(server.url + "/fallback", "over sse")).code == 202
+            await browser.until(bodies_are(["over sse"]))
+            assert browser.errors() == []
+
+    run(scenario())
+
+
+def test_a_page_that_saw_nothing_yet_still_recovers_what_it_missed(
+    servers: Start, redis_server: RedisServer
+) -> None:
+    """A page that has shown no message yet resumes from where it connected, losing nothing."""
+    a = servers("--redis-url", redis_server.url)
+    b = servers("--redis-url", redis_server.url)
+
+    async def scenario() -> None:
+        replacement: ServerProcess | None = None
+        try:
+            async with Browser() as browser:
+                await browser.goto(a.url + "/quiet")
+                await browser.until(LIVE)
+                # It has a position although no message came: the server gave it one.
+                await browser.until("document.getElementById('status').dataset.position")
+                await asyncio.to_thread(a.terminate)
+                await browser.until("!document.getElementById('status').classList.contains('live')")
+                assert (await post(b.url + "/quiet", "while away")).code == 202
+                replacement = await asyncio.to_thread(
+                    lambda: (
+                        ServerProcess("--redis-url", redis_server.url, port=a.port)
+                        .start()
+                        .wait_healthy()
+                    )
+                )
+                await browser.until(
+                    bodies_are(["while away"]) + " && " + LIVE, timeout=RECONNECT_WAIT
+                )
+                assert browser.errors() == []
+        finally:
+            await asyncio.to_thread(stop, replacement)
 
     run(scenario())

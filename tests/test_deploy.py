@@ -312,6 +312,9 @@ def test_event_streams_pass_through_nginx_unbuffered(deployment: Deploy) -> None
     async def scenario() -> None:
         stream = await EventStream.open(deployed.port, "/sse/1")
         try:
+            start = await stream.next(timeout=2)  # where a fresh stream starts
+            assert start is not None
+            assert start["event"] == "recovery"
             response = await post(deployed.url + "/sse/1", b"through nginx")
             position = json.loads(response.body)["position"]
             assert await stream.next(timeout=2) == {"id": position, "data": "through nginx"}

@@ -38,8 +38,14 @@ class EventsTest(NodeAppTestCase):
             await stream.writer.wait_closed()
 
     async def events(self, path: str, headers: dict[str, str] | None = None) -> EventStream:
+        """Open a stream; a fresh one (no position given) first says where it starts."""
         stream = await EventStream.open(self.get_http_port(), path, headers)
         self.streams.append(stream)
+        if not headers and "lastEventId" not in path:
+            start = await stream.next()
+            assert start is not None
+            self.assertEqual(start["event"], "recovery")
+            self.assertEqual(json.loads(start["data"])["missed"], 0)
         return stream
 
     @gen_test
@@ -66,7 +72,9 @@ class EventsTest(NodeAppTestCase):
         outcome = await resumed.next()
         assert outcome is not None
         self.assertEqual(outcome["event"], "recovery")
-        self.assertEqual(json.loads(outcome["data"]), {"recovered": True, "missed": 3})
+        self.assertEqual(
+            json.loads(outcome["data"]), {"recovered": True, "missed": 3, "position": missed[-1]}
+        )
         live = await self.publish("/news", b"live")
         self.assertEqual(await resumed.next(), {"id": live, "data": "live"})
 
@@ -77,6 +85,9 @@ class EventsTest(NodeAppTestCase):
         missed = await self.publish("/q", b"missed")
         resumed = await self.events(f"/q?lastEventId={seen}")
         self.assertEqual(await resumed.next(), {"id": missed, "data": "missed"})
+        outcome = await resumed.next()
+        assert outcome is not None
+        self.assertEqual(json.loads(outcome["data"])["missed"], 1)
 
     @gen_test
     async def test_a_malformed_last_event_id_is_refused_with_400(self) -> None:

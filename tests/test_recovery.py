@@ -22,6 +22,14 @@ async def next_json(ws: Any) -> dict[str, Any]:
     return json.loads(message)  # type: ignore[no-any-return]
 
 
+async def started(ws: Any) -> str:
+    """Read the first message of a fresh positioned client: where it starts."""
+    outcome = await next_json(ws)
+    assert outcome["recovered"] is True
+    assert outcome["missed"] == 0
+    return outcome["position"]  # type: ignore[no-any-return]
+
+
 class RecoveryTest(NodeAppTestCase):
     def make_node(self) -> Node:
         return Node(MemoryBroker(history_size=50))
@@ -34,7 +42,9 @@ class RecoveryTest(NodeAppTestCase):
     async def test_clients_that_opt_in_get_positions(self) -> None:
         """With ?positions=1 each message arrives as JSON with its position; binary as base64."""
         ws = await self.ws("/news?positions=1")
+        start = await started(ws)
         first = await self.publish("/news", "héllo".encode())
+        self.assertEqual(int(first.split(":")[1]), int(start.split(":")[1]) + 1)
         second = await self.publish("/news", b"\xff\x00")
         self.assertEqual(await next_json(ws), {"position": first, "data": "héllo"})
         self.assertEqual(await next_json(ws), {"position": second, "binary": "/wA="})
@@ -50,6 +60,7 @@ class RecoveryTest(NodeAppTestCase):
     async def test_resuming_gets_every_missed_message_once_then_live(self) -> None:
         """Reconnecting with ?since= replays what was missed (subtrees too), in order, once."""
         ws = await self.ws("/users/1?positions=1")
+        await started(ws)
         last = await self.publish("/users/1", b"seen")
         self.assertEqual((await next_json(ws))["position"], last)
         ws.close()
@@ -61,7 +72,10 @@ class RecoveryTest(NodeAppTestCase):
         resumed = await self.ws(f"/users/1?since={last}")
         got = [await next_json(resumed) for _ in missed]
         self.assertEqual([(m["position"], m["data"]) for m in got], missed)
-        self.assertEqual(await next_json(resumed), {"recovered": True, "missed": len(missed)})
+        self.assertEqual(
+            await next_json(resumed),
+            {"recovered": True, "missed": len(missed), "position": missed[-1][0]},
+        )
         live = await self.publish("/users/1", b"live")
         self.assertEqual(await next_json(resumed), {"position": live, "data": "live"})
         await silent(resumed)
@@ -70,6 +84,7 @@ class RecoveryTest(NodeAppTestCase):
     async def test_a_position_beyond_the_history_is_reported(self) -> None:
         """Resuming from before the kept window says explicitly that recovery failed."""
         ws = await self.ws("/a?positions=1")
+        await started(ws)
         first = await self.publish("/a", b"0")
         await next_json(ws)
         ws.close()
@@ -79,6 +94,8 @@ class RecoveryTest(NodeAppTestCase):
         outcome = await next_json(resumed)
         self.assertFalse(outcome["recovered"])
         self.assertIn("history", outcome["reason"])
+        # Where to continue from: the head, past everything published so far.
+        self.assertEqual(int(outcome["position"].split(":")[1]), 61)
         live = await self.publish("/a", b"after")
         self.assertEqual(await next_json(resumed), {"position": live, "data": "after"})
 
@@ -103,3 +120,20 @@ class EpochTest(NodeAppTestCase):
         outcome = await next_json(resumed)
         self.assertEqual(outcome["recovered"], False)
         self.assertIn("epoch", outcome["reason"])
+
+
+class FreshClientTest(NodeAppTestCase):
+    @gen_test
+    async def test_a_fresh_client_gets_a_position_to_resume_from(self) -> None:
+        """A positioned client that saw nothing yet can still resume: it starts from the head."""
+        ws = await self.ws("/quiet?positions=1")
+        start = await started(ws)
+        ws.close()
+        response = await self.http_client.fetch(
+            self.get_url("/quiet"), method="POST", body=b"while away"
+        )
+        missed = json.loads(response.body)["position"]
+        resumed = await self.ws(f"/quiet?since={start}")
+        self.assertEqual(await next_json(resumed), {"position": missed, "data": "while away"})
+        outcome = await next_json(resumed)
+        self.assertEqual((outcome["recovered"], outcome["missed"]), (True, 1))

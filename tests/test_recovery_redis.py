@@ -32,6 +32,7 @@ def test_reconnecting_client_recovers_200_messages_from_the_other_process(
 
     async def scenario() -> None:
         ws = await connect(a.ws_url + "/users/1?positions=1")
+        assert (await next_json(ws))["missed"] == 0  # where it starts
         last = await publish(b, "/users/1", "before")
         assert (await next_json(ws))["position"] == last
         ws.close()
@@ -47,7 +48,11 @@ def test_reconnecting_client_recovers_200_messages_from_the_other_process(
         resumed = await connect(a.ws_url + f"/users/1?since={last}")
         got = [await next_json(resumed) for _ in expected]
         assert [(m["position"], m["data"]) for m in got] == expected
-        assert await next_json(resumed) == {"recovered": True, "missed": 200}
+        assert await next_json(resumed) == {
+            "recovered": True,
+            "missed": 200,
+            "position": expected[-1][0],
+        }
         live = await publish(b, "/users/", "live")
         assert await next_json(resumed) == {"position": live, "data": "live"}
         await silent(resumed)
@@ -104,7 +109,11 @@ def test_event_stream_resumes_from_last_event_id_across_processes(
             assert [event["id"] for event in got if event] == missed
             outcome = await stream.next()
             assert outcome is not None
-            assert json.loads(outcome["data"]) == {"recovered": True, "missed": 30}
+            assert json.loads(outcome["data"]) == {
+                "recovered": True,
+                "missed": 30,
+                "position": missed[-1],
+            }
             live = await publish(b, "/news/1", "live")
             assert await stream.next() == {"id": live, "data": "live"}
         finally:

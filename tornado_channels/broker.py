@@ -90,6 +90,10 @@ class Broker(abc.ABC):
         """
 
     @abc.abstractmethod
+    async def head(self) -> Position:
+        """The position of the latest publication (seq 0 before any): where a new client starts."""
+
+    @abc.abstractmethod
     async def recover(self, channel: Channel, since: Position) -> Recovered:
         """What reached ``channel`` (directly or through a subtree) after ``since``."""
 

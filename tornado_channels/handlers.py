@@ -183,7 +183,7 @@ class ChannelHandler(JSONErrorsMixin):
         namespace = {"static": self.config.static_prefix, "home": self.config.prefix}
         if isinstance(target, Channel):
             page = self.templates.load("channel.html").generate(
-                channel=target.name, publish_url=self.request.full_url(), **namespace
+                channel=target.name, publish_url=self._url_without_query(), **namespace
             )
         else:
             channels = None
@@ -193,7 +193,7 @@ class ChannelHandler(JSONErrorsMixin):
                 )
                 channels = by_size[:50]
             page = self.templates.load("home.html").generate(
-                channels=channels, base_url=self.request.full_url(), **namespace
+                channels=channels, base_url=self._url_without_query(), **namespace
             )
         self.finish(page)
 
@@ -216,6 +216,10 @@ class ChannelHandler(JSONErrorsMixin):
         # Constant-time: the comparison must not leak how much of the key matched.
         if not hmac.compare_digest(given.strip().encode(), key.encode()):
             raise ApiError(403, "forbidden", "wrong publish key")
+
+    def _url_without_query(self) -> str:
+        # For the curl examples on the pages: a page's own ?query is not the channel's.
+        return f"{self.request.protocol}://{self.request.host}{self.request.path}"
 
     def on_finish(self) -> None:
         """The answer is sent: this publish is no longer in flight."""

@@ -53,6 +53,10 @@ class MemoryBroker(Broker):
         self._events.deliver(stamped)
         return position
 
+    async def head(self) -> Position:
+        """The latest position in this process's history."""
+        return Position(self.history.epoch, self.history.seq)
+
     async def recover(self, channel: Channel, since: Position) -> Recovered:
         """From this process's history."""
         found = self.history.recover(channel_keys(channel), since, time.monotonic())

@@ -88,6 +88,10 @@ class Node:
         self.metrics.publish_seconds.observe(time.perf_counter() - started)
         return position
 
+    async def head(self) -> Position:
+        """The position of the latest publication: where a client without one starts."""
+        return await self.broker.head()
+
     async def recover(self, channel: Channel, since: Position) -> Recovered:
         """What reached ``channel`` after ``since``, from the broker's history."""
         return await self.broker.recover(channel, since)

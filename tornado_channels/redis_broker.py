@@ -264,6 +264,21 @@ class RedisBroker(Broker):
             self.unsubscribe(channel)
             raise
 
+    async def head(self) -> Position:
+        """The latest position in Redis's history (starting an epoch if none exists yet)."""
+        if not self._connected or self._client is None:
+            raise BrokerUnavailable("not connected to Redis")
+        try:
+            # SET NX: a client that starts before any publish still gets the
+            # epoch that the first publish will use.
+            await self._client.set(self._epoch_key, secrets.token_hex(4), nx=True)
+            epoch, seq = await self._client.mget(self._epoch_key, self._seq_key)
+        except (RedisError, OSError) as exc:
+            raise BrokerUnavailable(f"Redis could not read the history: {exc}") from exc
+        if not isinstance(epoch, bytes):
+            raise BrokerUnavailable("Redis lost the epoch it was just given")
+        return Position(epoch.decode("ascii"), int(seq or 0))
+
     async def recover(self, channel: Channel, since: Position) -> Recovered:
         """Merge the channel's and its subtrees' streams after ``since``."""
         if not self._connected or self._client is None:

@@ -15,7 +15,7 @@ from .broker import BrokerUnavailable, Recovered
 from .channels import Channel, InvalidChannel, parse_channel
 from .config import ChannelConfig
 from .frames import CLOSE_SLOW_CONSUMER, encode_for, outcome_for
-from .handlers import ApiError, JSONErrorsMixin, authorize, invalid_channel
+from .handlers import ApiError, JSONErrorsMixin, authorize, broker_unavailable, invalid_channel
 from .history import InvalidPosition, Position
 from .hooks import ChannelHooks
 from .node import Node
@@ -67,6 +67,16 @@ class SubscriberMixin(JSONErrorsMixin):
                 self._since = Position.parse(since)
             except InvalidPosition as exc:
                 raise ApiError(400, "invalid_position", str(exc)) from None
+        elif self.encoding != "raw":
+            # A client that wants positions but has none starts from the head
+            # (read before subscribing): what is published from now on is
+            # its, and resuming from the head leaves no gap before the live
+            # subscription takes over.
+            try:
+                self._since = await self.node.head()
+            except BrokerUnavailable as exc:
+                raise broker_unavailable(exc) from None
+        if self._since is not None:
             # Hold live frames from the moment of subscribing: none is lost
             # between the history read and the live stream.
             self._held = []
@@ -108,9 +118,19 @@ class SubscriberMixin(JSONErrorsMixin):
             if position is not None and position.seq > last:
                 self.write_frame(encode_for(self.encoding, str(position), publication.payload))
                 last = position.seq
+        if recovered.complete:
+            resume_from = Position(since.epoch, last)
+        else:
+            # The client's position is useless now; the head is where it
+            # continues (what it missed is lost, and it was told so).
+            try:
+                resume_from = await self.node.head()
+            except BrokerUnavailable:
+                resume_from = since
         outcome: dict[str, object] = {
             "recovered": recovered.complete,
             "missed": len(recovered.publications),
+            "position": str(resume_from),
         }
         if not recovered.complete:
             outcome["reason"] = recovered.reason

@@ -41,9 +41,9 @@ class ChannelSocketHandler(SubscriberMixin, WebSocketHandler):
     async def get(self, *args: Any, **kwargs: Any) -> None:
         """Admit and subscribe; then run the WebSocket until it closes."""
         since = self.get_query_argument("since", None)
-        channel = await self.admit(kwargs["path"], since)
         if since is not None or self.get_query_argument("positions", None) is not None:
             self.encoding = "envelope"
+        channel = await self.admit(kwargs["path"], since)
         try:
             await self.node.subscribe(channel, self)
         except BrokerUnavailable as exc:
