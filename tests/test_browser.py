@@ -39,12 +39,17 @@ def bodies_are(expected: list[str]) -> str:
     return f"JSON.stringify({BODIES}) === {json.dumps(compact)}"
 
 
-async def restart(process: ServerProcess, *args: str, sig: int = signal.SIGTERM) -> ServerProcess:
-    """End ``process`` with ``sig`` and start a new, healthy one with ``args`` on its port."""
-    await asyncio.to_thread(process.terminate, sig)
+async def replace(process: ServerProcess, *args: str) -> ServerProcess:
+    """Start a new, healthy process with ``args`` on the port of ``process`` (already ended)."""
     replacement = ServerProcess(*args, port=process.port)
     await asyncio.to_thread(lambda: replacement.start().wait_healthy())
     return replacement
+
+
+async def restart(process: ServerProcess, *args: str, sig: int = signal.SIGTERM) -> ServerProcess:
+    """End ``process`` with ``sig`` and start a new, healthy one with ``args`` on its port."""
+    await asyncio.to_thread(process.terminate, sig)
+    return await replace(process, *args)
 
 
 def stop(process: ServerProcess | None) -> None:
@@ -146,13 +151,7 @@ def test_page_resumes_after_its_server_restarts_with_nothing_missed_or_twice(
                 await browser.until("!document.getElementById('status').classList.contains('live')")
                 for text in ["three", "four", "five"]:
                     assert (await post(b.url + "/news", text)).code == 202
-                replacement = await asyncio.to_thread(
-                    lambda: (
-                        ServerProcess("--redis-url", redis_server.url, port=a.port)
-                        .start()
-                        .wait_healthy()
-                    )
-                )
+                replacement = await replace(a, "--redis-url", redis_server.url)
 
                 await browser.until(
                     bodies_are(["one", "two", "three", "four", "five"]) + " && " + LIVE,
@@ -339,13 +338,7 @@ def test_a_page_that_saw_nothing_yet_still_recovers_what_it_missed(
                 await asyncio.to_thread(a.terminate)
                 await browser.until("!document.getElementById('status').classList.contains('live')")
                 assert (await post(b.url + "/quiet", "while away")).code == 202
-                replacement = await asyncio.to_thread(
-                    lambda: (
-                        ServerProcess("--redis-url", redis_server.url, port=a.port)
-                        .start()
-                        .wait_healthy()
-                    )
-                )
+                replacement = await replace(a, "--redis-url", redis_server.url)
                 await browser.until(
                     bodies_are(["while away"]) + " && " + LIVE, timeout=RECONNECT_WAIT
                 )
