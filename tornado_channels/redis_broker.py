@@ -8,20 +8,14 @@ subtree containing it::
     <prefix>t:<subtree>   publications to every channel below <subtree>
     <prefix>n:<node id>   this process's own control channel (liveness probe)
 
-Publishing also records history: one Lua script takes the next number of the
-shared sequence (``<prefix>seq``), appends to the target's stream
-(``<prefix>h:c:<channel>`` or ``<prefix>h:t:<subtree>``), trims it by size
-and age (remembering the highest trimmed number in ``<prefix>floors``), and
-publishes the envelope with its position, atomically: positions and
-deliveries can never disagree.  ``<prefix>epoch`` changes when Redis loses
-its data, which makes old positions unrecoverable, and says so.
-
 so a process receives only what its subscribers need.  A listener task on the
 IOLoop reads them; it never dies silently: on any error it logs, marks the
 broker disconnected, and reconnects with capped exponential backoff and jitter,
 resubscribing to everything.  When it has heard nothing for a while it
 publishes a probe to its control channel and reconnects if the probe does not
 come back: a frozen Redis or a silent partition cannot leave it deaf.
+
+Publishing also records history, atomically: see redis_history.py.
 """
 
 from __future__ import annotations
@@ -45,55 +39,11 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from .broker import Broker, BrokerEvents, BrokerUnavailable, PublishOutcomeUnknown, Recovered
 from .channels import Channel
-from .envelope import MalformedEnvelope, Publication, decode, encode_head
-from .history import Entry, Position, channel_keys, recover, stream_key
+from .envelope import MalformedEnvelope, Publication, decode
+from .history import Position, channel_keys
+from .redis_history import RedisHistory
 
 log = logging.getLogger("tornado_channels.redis")
-
-
-_PUBLISH = r"""
-local seq_key, epoch_key, stream, floors, active = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
-local epoch = redis.call('GET', epoch_key)
-if not epoch then
-  epoch = ARGV[1]
-  redis.call('SET', epoch_key, epoch)
-end
-local seq = redis.call('INCR', seq_key)
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local data = ARGV[2] .. epoch .. ':' .. seq .. '\n' .. ARGV[3]
-redis.call('XADD', stream, seq .. '-0', 't', now, 'd', data)
-local max_len, max_age = tonumber(ARGV[5]), tonumber(ARGV[6])
-local floor = nil
-while true do
-  local first = redis.call('XRANGE', stream, '-', '+', 'COUNT', 1)[1]
-  if not first then break end
-  if redis.call('XLEN', stream) > max_len or now - tonumber(first[2][2]) > max_age then
-    redis.call('XDEL', stream, first[1])
-    floor = first[1]
-  else
-    break
-  end
-end
-if floor then
-  redis.call('HSET', floors, stream, string.match(floor, '^(%d+)'))
-end
--- Streams nobody has published to for max_age hold only expired entries:
--- drop a few per publish (else every channel ever used stays in Redis),
--- remembering their last number so a resume from before it fails loudly.
-redis.call('ZADD', active, now, stream)
-local idle = redis.call('ZRANGEBYSCORE', active, '-inf', now - max_age, 'LIMIT', 0, 4)
-for _, key in ipairs(idle) do
-  local last = redis.call('XREVRANGE', key, '+', '-', 'COUNT', 1)[1]
-  if last then
-    redis.call('HSET', floors, key, string.match(last[1], '^(%d+)'))
-  end
-  redis.call('DEL', key)
-  redis.call('ZREM', active, key)
-end
-redis.call('PUBLISH', ARGV[4], data)
-return {epoch, seq}
-"""
 
 
 class _Deaf(Exception):
@@ -141,12 +91,7 @@ class RedisBroker(Broker):
         self._prefix = prefix.encode("utf-8")
         node_id = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
         self._control_key = self._prefix + b"n:" + node_id.encode("utf-8")
-        self._seq_key = self._prefix + b"seq"
-        self._epoch_key = self._prefix + b"epoch"
-        self._floors_key = self._prefix + b"floors"
-        self._active_key = self._prefix + b"active"
-        self._history_size = history_size
-        self._history_age = history_age
+        self._history = RedisHistory(self._prefix, history_size, history_age)
         self._connect_timeout = connect_timeout
         self._command_timeout = command_timeout
         self._subscribe_timeout = subscribe_timeout
@@ -190,7 +135,7 @@ class RedisBroker(Broker):
             socket_connect_timeout=self._connect_timeout,
             socket_timeout=self._command_timeout,
         )
-        self._publish_script = self._client.register_script(_PUBLISH)
+        self._history.bind(self._client)
         self._listener = asyncio.ensure_future(self._run())
 
     async def stop(self) -> None:
@@ -210,28 +155,9 @@ class RedisBroker(Broker):
 
     async def publish(self, publication: Publication) -> Position:
         """Record and PUBLISH once, never retried; see :class:`~.broker.PublishOutcomeUnknown`."""
-        if not self._connected or self._client is None:
-            raise BrokerUnavailable("not connected to Redis")
-        key = stream_key(publication.target)
+        self._require_connected()
         try:
-            epoch, seq = await self._publish_script(
-                keys=[
-                    self._seq_key,
-                    self._epoch_key,
-                    self._prefix + b"h:" + key,
-                    self._floors_key,
-                    self._active_key,
-                ],
-                args=[
-                    secrets.token_hex(4),  # The epoch, if this publish starts one.
-                    encode_head(publication.target),
-                    publication.payload,
-                    self._prefix + key,
-                    self._history_size,
-                    int(self._history_age * 1000),
-                ],
-            )
-            return Position(epoch.decode("ascii"), int(seq))
+            return await self._history.publish(publication)
         except RedisTimeoutError as exc:
             raise PublishOutcomeUnknown(f"Redis did not answer the publish in time: {exc}") from exc
         except (RedisError, OSError) as exc:
@@ -265,47 +191,24 @@ class RedisBroker(Broker):
             raise
 
     async def head(self) -> Position:
-        """The latest position in Redis's history (starting an epoch if none exists yet)."""
-        if not self._connected or self._client is None:
-            raise BrokerUnavailable("not connected to Redis")
+        """The latest position in Redis's history (see redis_history.py)."""
+        self._require_connected()
         try:
-            # SET NX: a client that starts before any publish still gets the
-            # epoch that the first publish will use.
-            await self._client.set(self._epoch_key, secrets.token_hex(4), nx=True)
-            epoch, seq = await self._client.mget(self._epoch_key, self._seq_key)
+            return await self._history.head()
         except (RedisError, OSError) as exc:
             raise BrokerUnavailable(f"Redis could not read the history: {exc}") from exc
-        if not isinstance(epoch, bytes):
-            raise BrokerUnavailable("Redis lost the epoch it was just given")
-        return Position(epoch.decode("ascii"), int(seq or 0))
 
     async def recover(self, channel: Channel, since: Position) -> Recovered:
-        """Merge the channel's and its subtrees' streams after ``since``."""
-        if not self._connected or self._client is None:
-            raise BrokerUnavailable("not connected to Redis")
-        streams = [self._prefix + b"h:" + key for key in channel_keys(channel)]
+        """What reached ``channel`` after ``since``, from Redis's history."""
+        self._require_connected()
         try:
-            pipe = self._client.pipeline(transaction=False)
-            pipe.get(self._epoch_key)
-            pipe.time()
-            pipe.hmget(self._floors_key, streams)
-            for stream in streams:
-                pipe.xrange(stream, min=f"{since.seq + 1}-0")
-            epoch, (seconds, micros), floors, *ranges = await pipe.execute()
+            return await self._history.recover(channel, since)
         except (RedisError, OSError) as exc:
             raise BrokerUnavailable(f"Redis could not read the history: {exc}") from exc
-        if epoch is None or epoch.decode("ascii") != since.epoch:
-            return Recovered([], False, "the history was lost (a new epoch began)")
-        found = recover(
-            (
-                (_entries(entries), int(floor or 0))
-                for entries, floor in zip(ranges, floors, strict=True)
-            ),
-            since.seq,
-            seconds + micros / 1e6,
-            self._history_age,
-        )
-        return Recovered([decode(e.data) for e in found.entries], found.complete, found.reason)
+
+    def _require_connected(self) -> None:
+        if not self._connected or self._client is None:
+            raise BrokerUnavailable("not connected to Redis")
 
     def unsubscribe(self, channel: Channel) -> None:
         """Release the channel's keys; UNSUBSCRIBE (in the background) those now unused."""
@@ -449,14 +352,6 @@ class RedisBroker(Broker):
         task = asyncio.ensure_future(_quietly(coro))
         self._background.add(task)
         task.add_done_callback(self._background.discard)
-
-
-def _entries(raw: list[tuple[bytes, dict[bytes, bytes]]]) -> list[Entry]:
-    """Stream entries as XRANGE returns them; IDs are ``<seq>-0``, ``t`` is in ms."""
-    return [
-        Entry(int(ident.split(b"-")[0]), int(fields[b"t"]) / 1000, fields[b"d"])
-        for ident, fields in raw
-    ]
 
 
 async def _quietly(coro: Awaitable[Any]) -> None:

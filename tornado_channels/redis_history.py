@@ -1,0 +1,158 @@
+"""History in Redis: positions, the streams they index, and recovery from them.
+
+One Lua script takes the next number of the shared sequence (``<prefix>seq``),
+appends to the target's stream (``<prefix>h:c:<channel>`` or
+``<prefix>h:t:<subtree>``), trims it by size and age (remembering the highest
+trimmed number in ``<prefix>floors``), and publishes the envelope with its
+position, atomically: positions and deliveries can never disagree.
+``<prefix>epoch`` changes when Redis loses its data, which makes old positions
+unrecoverable, and says so.
+
+Streams nobody has published to for the history age are dropped a few at a
+time by later publishes (``<prefix>active`` orders them by last publish),
+their last number kept as their floor, so memory stays bounded and a resume
+from before them fails loudly instead of silently.
+"""
+
+from __future__ import annotations
+
+import secrets
+
+from redis.asyncio import Redis
+from redis.commands.core import AsyncScript
+from redis.exceptions import RedisError
+
+from .broker import Recovered
+from .channels import Channel
+from .envelope import Publication, decode, encode_head
+from .history import Entry, Position, channel_keys, recover, stream_key
+
+_PUBLISH = r"""
+local seq_key, epoch_key, stream, floors, active = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local epoch = redis.call('GET', epoch_key)
+if not epoch then
+  epoch = ARGV[1]
+  redis.call('SET', epoch_key, epoch)
+end
+local seq = redis.call('INCR', seq_key)
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local data = ARGV[2] .. epoch .. ':' .. seq .. '\n' .. ARGV[3]
+redis.call('XADD', stream, seq .. '-0', 't', now, 'd', data)
+local max_len, max_age = tonumber(ARGV[5]), tonumber(ARGV[6])
+local floor = nil
+while true do
+  local first = redis.call('XRANGE', stream, '-', '+', 'COUNT', 1)[1]
+  if not first then break end
+  if redis.call('XLEN', stream) > max_len or now - tonumber(first[2][2]) > max_age then
+    redis.call('XDEL', stream, first[1])
+    floor = first[1]
+  else
+    break
+  end
+end
+if floor then
+  redis.call('HSET', floors, stream, string.match(floor, '^(%d+)'))
+end
+-- Streams nobody has published to for max_age hold only expired entries:
+-- drop a few per publish (else every channel ever used stays in Redis),
+-- remembering their last number so a resume from before it fails loudly.
+redis.call('ZADD', active, now, stream)
+local idle = redis.call('ZRANGEBYSCORE', active, '-inf', now - max_age, 'LIMIT', 0, 4)
+for _, key in ipairs(idle) do
+  local last = redis.call('XREVRANGE', key, '+', '-', 'COUNT', 1)[1]
+  if last then
+    redis.call('HSET', floors, key, string.match(last[1], '^(%d+)'))
+  end
+  redis.call('DEL', key)
+  redis.call('ZREM', active, key)
+end
+redis.call('PUBLISH', ARGV[4], data)
+return {epoch, seq}
+"""
+
+
+class RedisHistory:
+    """The history side of a :class:`~tornado_channels.redis_broker.RedisBroker`.
+
+    Its methods raise Redis's own errors; the broker turns them into its own.
+    """
+
+    def __init__(self, prefix: bytes, size: int, age: float) -> None:
+        self._prefix = prefix
+        self._seq_key = prefix + b"seq"
+        self._epoch_key = prefix + b"epoch"
+        self._floors_key = prefix + b"floors"
+        self._active_key = prefix + b"active"
+        self._size = size
+        self._age = age
+        self._client: Redis | None = None
+        self._script: AsyncScript | None = None
+
+    def bind(self, client: Redis) -> None:
+        """Use ``client`` from now on (the broker's publishing client)."""
+        self._client = client
+        self._script = client.register_script(_PUBLISH)
+
+    async def publish(self, publication: Publication) -> Position:
+        """Record and publish ``publication`` in one script; return its position."""
+        assert self._script is not None
+        key = stream_key(publication.target)
+        epoch, seq = await self._script(
+            keys=[
+                self._seq_key,
+                self._epoch_key,
+                self._prefix + b"h:" + key,
+                self._floors_key,
+                self._active_key,
+            ],
+            args=[
+                secrets.token_hex(4),  # The epoch, if this publish starts one.
+                encode_head(publication.target),
+                publication.payload,
+                self._prefix + key,
+                self._size,
+                int(self._age * 1000),
+            ],
+        )
+        return Position(epoch.decode("ascii"), int(seq))
+
+    async def head(self) -> Position:
+        """The latest position (starting an epoch if none exists yet)."""
+        assert self._client is not None
+        # SET NX: a client that starts before any publish still gets the
+        # epoch that the first publish will use.
+        await self._client.set(self._epoch_key, secrets.token_hex(4), nx=True)
+        epoch, seq = await self._client.mget(self._epoch_key, self._seq_key)
+        if not isinstance(epoch, bytes):
+            raise RedisError("Redis lost the epoch it was just given")
+        return Position(epoch.decode("ascii"), int(seq or 0))
+
+    async def recover(self, channel: Channel, since: Position) -> Recovered:
+        """Merge the channel's and its subtrees' streams after ``since``."""
+        assert self._client is not None
+        streams = [self._prefix + b"h:" + key for key in channel_keys(channel)]
+        pipe = self._client.pipeline(transaction=False)
+        pipe.get(self._epoch_key)
+        pipe.time()
+        pipe.hmget(self._floors_key, streams)
+        for stream in streams:
+            pipe.xrange(stream, min=f"{since.seq + 1}-0")
+        epoch, (seconds, micros), floors, *ranges = await pipe.execute()
+        if epoch is None or epoch.decode("ascii") != since.epoch:
+            return Recovered([], False, "the history was lost (a new epoch began)")
+        found = recover(
+            ((_entries(raw), int(floor or 0)) for raw, floor in zip(ranges, floors, strict=True)),
+            since.seq,
+            seconds + micros / 1e6,
+            self._age,
+        )
+        return Recovered([decode(e.data) for e in found.entries], found.complete, found.reason)
+
+
+def _entries(raw: list[tuple[bytes, dict[bytes, bytes]]]) -> list[Entry]:
+    """Stream entries as XRANGE returns them; IDs are ``<seq>-0``, ``t`` is in ms."""
+    return [
+        Entry(int(ident.split(b"-")[0]), int(fields[b"t"]) / 1000, fields[b"d"])
+        for ident, fields in raw
+    ]
