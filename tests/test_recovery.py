@@ -9,7 +9,9 @@ from tornado.httpclient import HTTPClientError
 from tornado.testing import gen_test
 from tornado.web import Application
 
-from tornado_channels import Node, make_app
+from tornado_channels import Channel, Node, Publication, make_app
+from tornado_channels.broker import Recovered
+from tornado_channels.history import Position
 from tornado_channels.memory import MemoryBroker
 
 from .cases import NodeAppTestCase
@@ -137,3 +139,29 @@ class FreshClientTest(NodeAppTestCase):
         self.assertEqual(await next_json(resumed), {"position": missed, "data": "while away"})
         outcome = await next_json(resumed)
         self.assertEqual((outcome["recovered"], outcome["missed"]), (True, 1))
+
+
+class RacingBroker(MemoryBroker):
+    """A memory broker on which a message is published in the middle of every recovery."""
+
+    async def recover(self, channel: Channel, since: Position) -> Recovered:
+        await self.publish(Publication(channel, b"during the recovery"))
+        return await super().recover(channel, since)
+
+
+class FailedRecoveryRaceTest(NodeAppTestCase):
+    def make_node(self) -> Node:
+        return Node(RacingBroker())
+
+    @gen_test
+    async def test_messages_held_during_a_failed_recovery_still_arrive(self) -> None:
+        """After a failed recovery (another epoch, a higher number), held messages are delivered."""
+        resumed = await self.ws("/a?since=deadbeef:500")
+        outcome = await next_json(resumed)
+        self.assertFalse(outcome["recovered"])
+        during = await next_json(resumed)
+        self.assertEqual(during["data"], "during the recovery")
+        # The position to continue from lies before the held message, not after it.
+        self.assertLess(
+            int(outcome["position"].split(":")[1]), int(during["position"].split(":")[1])
+        )

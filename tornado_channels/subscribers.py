@@ -121,12 +121,18 @@ class SubscriberMixin(JSONErrorsMixin):
         if recovered.complete:
             resume_from = Position(since.epoch, last)
         else:
-            # The client's position is useless now; the head is where it
-            # continues (what it missed is lost, and it was told so).
+            # The client's position is useless now (what it missed is lost,
+            # and it is told so). Nothing was replayed, so every held frame is
+            # new to it, whatever its number (a new epoch starts again at 1):
+            # release them all, and say to continue from just before the
+            # first of them, or from the head when none is held.
+            last = -1
             try:
-                resume_from = await self.node.head()
+                head = await self.node.head()
             except BrokerUnavailable:
-                resume_from = since
+                head = since
+            held = self._held or []
+            resume_from = Position(head.epoch, held[0][0] - 1) if held else head
         outcome: dict[str, object] = {
             "recovered": recovered.complete,
             "missed": len(recovered.publications),
