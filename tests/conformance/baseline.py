@@ -76,21 +76,6 @@ ALLOWANCES = (
     # them; tornado_channels answers 1002 (protocol.py), so they must be OK.
     # This server's deliberate differences from a plain Tornado echo server.
     Allowance(
-        "3.*",
-        "NON-STRICT",
-        "OK",
-        "a valid message, then a frame with reserved bits: the echo is a publish that travels "
-        "through the broker (Redis, behind nginx) and back, so failing the connection on the "
-        "bad frame can win the race against the echo of the good one",
-    ),
-    Allowance(
-        "4.*",
-        "NON-STRICT",
-        "OK",
-        "a valid message, then a frame with a reserved opcode: as 3.*, the echo comes back "
-        "through the broker and can lose the race against failing the connection",
-    ),
-    Allowance(
         "1.2.1",
         "FAILED",
         "WRONG CODE",

