@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 PORT   ?= 5000
 PYTEST_ARGS ?=
 
-.PHONY: help install run-deps test-deps run stop status serve test lint format clean conformance
+.PHONY: help install run-deps test-deps run stop status serve test lint format clean conformance bench
 
 help:
 	@echo "make run    - one worker per core under supervisord, nginx in front on http://127.0.0.1:$(PORT), Redis"
@@ -15,6 +15,7 @@ help:
 	@echo "make serve  - one process in the foreground on the embedded broker (no Redis, no nginx)"
 	@echo "make test   - install what the tests need and run the whole suite"
 	@echo "make lint   - ruff and mypy"
+	@echo "make bench  - fan-out, latency, publish cost and memory per connection (BENCH_ARGS=--idle 10000)"
 	@echo "make conformance - Autobahn|Testsuite against a worker and through nginx (needs Python 2.7: PYTHON27=...)"
 	@echo "make clean  - remove the virtualenv and build leftovers"
 
@@ -107,3 +108,8 @@ $(AUTOBAHN_STAMP):
 
 conformance: install run-deps $(AUTOBAHN_STAMP)
 	$(BIN)/python -m tests.conformance.run --wstest $(AUTOBAHN_VENV)/bin/wstest
+
+# Fan-out, latency, publish cost and idle memory of one process on the embedded broker (then
+# two on a private Redis); prints a Markdown table, fails on any lost/duplicated/reordered message.
+bench: install
+	$(BIN)/python -m tests.bench.run $(BENCH_ARGS)
