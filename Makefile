@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 PORT   ?= 5000
 PYTEST_ARGS ?=
 
-.PHONY: help install run-deps test-deps run stop status serve test lint format clean conformance bench
+.PHONY: help install run-deps test-deps run stop status serve test lint format clean conformance bench bench-nchan
 
 help:
 	@echo "make run    - one worker per core under supervisord, nginx in front on http://127.0.0.1:$(PORT), Redis"
@@ -16,6 +16,7 @@ help:
 	@echo "make test   - install what the tests need and run the whole suite"
 	@echo "make lint   - ruff and mypy"
 	@echo "make bench  - fan-out, latency, publish cost and memory per connection (BENCH_ARGS=--idle 10000)"
+	@echo "make bench-nchan - the same scenarios against ours and against Nchan (nginx), side by side"
 	@echo "make conformance - Autobahn|Testsuite against a worker and through nginx (needs Python 2.7: PYTHON27=...)"
 	@echo "make clean  - remove the virtualenv and build leftovers"
 
@@ -35,10 +36,11 @@ RUN_DEPS  := nginx=nginx redis-server=redis-server
 TEST_DEPS := $(RUN_DEPS) chromium=chromium
 
 # Install the missing ones with apt-get as root; otherwise say what to install.
+# A pair's left side may also be a file's absolute path (a module, not a command).
 define install_missing
 	@missing=""; for pair in $(1); do \
 	  command -v "$${pair%%=*}" >/dev/null 2>&1 || [ -x "/usr/sbin/$${pair%%=*}" ] \
-	    || missing="$$missing $${pair#*=}"; \
+	    || [ -f "$${pair%%=*}" ] || missing="$$missing $${pair#*=}"; \
 	done; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
@@ -113,3 +115,11 @@ conformance: install run-deps $(AUTOBAHN_STAMP)
 # two on a private Redis); prints a Markdown table, fails on any lost/duplicated/reordered message.
 bench: install
 	$(BIN)/python -m tests.bench.run $(BENCH_ARGS)
+
+# Every scenario against ours (as `make bench`) and against Nchan (Debian's nginx with
+# libnginx-mod-nchan, one worker; two for the 2-process scenario) in one run, side by side.
+# Nchan is a module, not a command: installed when its .so is there.
+NCHAN_MODULE := /usr/lib/nginx/modules/ngx_nchan_module.so
+bench-nchan: install
+	$(call install_missing,nginx=nginx $(NCHAN_MODULE)=libnginx-mod-nchan)
+	$(BIN)/python -m tests.bench.run --nchan $(BENCH_ARGS)

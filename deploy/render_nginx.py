@@ -33,6 +33,7 @@ def render(env: dict[str, str]) -> str:
         "ADDRESS": env.get("TC_ADDRESS", "127.0.0.1"),
         "UPSTREAM_SERVERS": upstream,
         "MAX_BODY": env.get("TORNADO_CHANNELS_MAX_MESSAGE_SIZE", "1048576"),
+        "MAX_BATCH_BODY": env.get("TORNADO_CHANNELS_MAX_BATCH_BYTES", str(8 << 20)),
         "READ_TIMEOUT": env.get("TC_READ_TIMEOUT", "60s"),
     }
     text = TEMPLATE.read_text()

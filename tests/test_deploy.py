@@ -57,6 +57,36 @@ def test_post_anywhere_reaches_subscribers_everywhere(deployment: Deploy) -> Non
     run(scenario())
 
 
+def test_a_batch_through_nginx_reaches_every_worker(deployment: Deploy) -> None:
+    """A batch POSTed to nginx reaches subscribers on each worker; past its limit, a JSON 413."""
+    deployed = deployment(
+        TORNADO_CHANNELS_MAX_MESSAGE_SIZE="300", TORNADO_CHANNELS_MAX_BATCH_BYTES="2000"
+    )
+
+    async def scenario() -> None:
+        subscribers = [
+            await connect(deployed.worker_url(n, "ws") + f"/room/{n}")
+            for n in range(deployed.workers)
+        ]
+        messages = [{"channel": f"room/{n}", "data": f"to {n}"} for n in range(deployed.workers)]
+        # A body larger than one message may be (300 bytes), within a batch's limit.
+        messages += [{"channel": "room/", "data": "x" * 250}] * 3
+        body = json.dumps({"messages": messages})
+        response = await post(deployed.url + "/_/publish", body)
+        assert response.code == 202, response.body
+        assert json.loads(response.body)["published"] == deployed.workers + 3
+        for n, ws in enumerate(subscribers):
+            assert await receive(ws) == f"to {n}"
+            for _ in range(3):
+                assert await receive(ws) == "x" * 250
+        big = await post(deployed.url + "/_/publish", b"x" * 2001)
+        assert big.code == 413
+        assert json.loads(big.body)["error"] == "batch_too_large"
+        close_all(*subscribers)
+
+    run(scenario())
+
+
 def test_nginx_keeps_names_requests_and_errors_intact(deployment: Deploy) -> None:
     """Through nginx: encoded names survive /ws/, Host is forwarded, and refusals are JSON."""
     deployed = deployment(TORNADO_CHANNELS_MAX_MESSAGE_SIZE="100")

@@ -9,6 +9,7 @@ import pytest
 from tornado_channels import frames
 from tornado_channels.channels import Channel, Subtree
 from tornado_channels.envelope import Publication
+from tornado_channels.history import Position
 from tornado_channels.hub import Hub
 
 
@@ -27,14 +28,17 @@ class FakeSubscriber:
         self.fail_send = fail_send
         self.fail_close = fail_close
         self.frames: list[bytes] = []
+        self.seqs: list[int] = []
         self.closes: list[tuple[int | None, str | None]] = []
 
     encoding = "raw"
+    recovering = False
 
     def send_frame(self, frame: bytes, seq: int = 0) -> None:
         if self.fail_send:
             raise OSError("stream closed")
         self.frames.append(frame)
+        self.seqs.append(seq)
 
     def buffered_bytes(self) -> int:
         return self.buffered
@@ -124,6 +128,43 @@ def test_subscriber_on_two_matching_channels_gets_two_frames(hub):
     hub.add(Channel("room/2"), subscriber)
     assert hub.deliver(Publication(Subtree("room"), b"x")) == 2
     assert subscriber.frames == [frames.encode_frame(b"x")] * 2
+
+
+def test_consecutive_publications_to_a_channel_go_out_in_one_write(hub):
+    """Messages to one channel delivered together reach each subscriber as one joined write."""
+    first, second = subscribe(hub, "room"), subscribe(hub, "room")
+    sent = hub.deliver_many([Publication(Channel("room"), b"%d" % i) for i in range(3)])
+    assert sent == 6
+    joined = b"".join(frames.encode_frame(b"%d" % i) for i in range(3))
+    assert first.frames == second.frames == [joined]
+    assert hub.delivered == 6
+
+
+def test_interleaved_targets_keep_publish_order(hub):
+    """Publications to a channel and to its subtree, interleaved, arrive in publish order."""
+    subscriber = subscribe(hub, "room/1")
+    hub.deliver_many(
+        [
+            Publication(Channel("room/1"), b"a"),
+            Publication(Subtree("room"), b"b"),
+            Publication(Subtree("room"), b"c"),
+            Publication(Channel("room/1"), b"d"),
+        ]
+    )
+    assert b"".join(subscriber.frames) == b"".join(
+        frames.encode_frame(p) for p in (b"a", b"b", b"c", b"d")
+    )
+    assert len(subscriber.frames) == 3
+
+
+def test_a_recovering_subscriber_gets_one_frame_per_message(hub):
+    """A subscriber that is recovering gets each message as its own frame, with its number."""
+    subscriber = subscribe(hub, "room")
+    subscriber.recovering = True
+    numbered = [Publication(Channel("room"), b"%d" % i, Position("e", i)) for i in range(1, 4)]
+    assert hub.deliver_many(numbered) == 3
+    assert subscriber.frames == [frames.encode_frame(b"%d" % i) for i in range(1, 4)]
+    assert subscriber.seqs == [1, 2, 3]
 
 
 @pytest.mark.parametrize("target", [Channel("nobody"), Subtree("nobody"), Subtree("")])

@@ -165,3 +165,19 @@ class FailedRecoveryRaceTest(NodeAppTestCase):
         self.assertLess(
             int(outcome["position"].split(":")[1]), int(during["position"].split(":")[1])
         )
+
+
+class RecoveryRaceTest(NodeAppTestCase):
+    def make_node(self) -> Node:
+        return Node(RacingBroker())
+
+    @gen_test
+    async def test_a_message_published_during_a_recovery_arrives_once(self) -> None:
+        """A message published while the history is read is replayed once, never again live."""
+        ws = await self.ws("/a?positions=1")
+        replayed = await next_json(ws)
+        self.assertEqual(replayed["data"], "during the recovery")
+        outcome = await next_json(ws)
+        self.assertEqual((outcome["recovered"], outcome["missed"]), (True, 1))
+        self.assertEqual(outcome["position"], replayed["position"])
+        await silent(ws)

@@ -30,6 +30,7 @@ class Inbox:
         self.arrived = asyncio.Event()
 
     encoding = "raw"
+    recovering = False
 
     def send_frame(self, frame: bytes, seq: int = 0) -> None:
         self.frames.append(frame)
@@ -272,5 +273,34 @@ def test_idle_history_is_dropped_from_redis_but_never_silently(redis_server: Red
         assert not recovered.complete
         assert (await node.recover(Channel("old"), old)).complete
         await node.stop()
+
+    run(scenario())
+
+
+def test_a_batch_is_published_in_order_with_consecutive_positions(
+    redis_server: RedisServer,
+) -> None:
+    """publish_many is one script call: consecutive positions, delivered in order elsewhere."""
+
+    async def scenario() -> None:
+        a, b = await started(redis_server.url), await started(redis_server.url)
+        inbox = Inbox()
+        await b.subscribe(Channel("room/1"), inbox)
+        positions = await a.publish_many(
+            [
+                (Channel("room/1"), b"one"),
+                (Channel("room/2"), b"elsewhere"),
+                (Subtree("room"), b"everyone"),
+                (Channel("room/1"), b"two"),
+            ]
+        )
+        assert len({p.epoch for p in positions}) == 1
+        assert [p.seq for p in positions] == list(range(positions[0].seq, positions[0].seq + 4))
+        assert [await inbox.next() for _ in range(3)] == [b"one", b"everyone", b"two"]
+        await inbox.nothing()
+        recovered = await b.recover(Channel("room/1"), Position(positions[0].epoch, 0))
+        assert [p.payload for p in recovered.publications] == [b"one", b"everyone", b"two"]
+        await a.stop()
+        await b.stop()
 
     run(scenario())

@@ -9,6 +9,7 @@ back from the broker, so one code path serves one process and many.
 from __future__ import annotations
 
 import abc
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -87,6 +88,14 @@ class Broker(abc.ABC):
         """Publish and record in history; return its position once accepted.
 
         Raise :class:`BrokerUnavailable` or :class:`PublishOutcomeUnknown` otherwise.
+        """
+
+    @abc.abstractmethod
+    async def publish_many(self, publications: Sequence[Publication]) -> list[Position]:
+        """Publish several, in order, as one operation; return their positions.
+
+        All or none: raise :class:`BrokerUnavailable` when none was published,
+        or :class:`PublishOutcomeUnknown` when it cannot be known.
         """
 
     @abc.abstractmethod

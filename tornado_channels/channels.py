@@ -8,6 +8,7 @@ strictly below it (``/users/`` reaches ``users/1`` and ``users/1/a`` but not
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from urllib.parse import unquote_to_bytes
@@ -99,6 +100,10 @@ def _decode_segment(raw: str) -> str:
         raise InvalidChannel("channel name is not valid UTF-8 once percent-decoded") from None
 
 
+# Cached: the same few channels are published to again and again (a batch of
+# a thousand messages may name a handful), and parsing one is most of the
+# per-message cost of a batch.  Refusals raise, and are never cached.
+@functools.lru_cache(maxsize=4096)
 def parse_target(path: str) -> Target:
     """Parse a percent-encoded path into the :class:`Channel` or :class:`Subtree` it names.
 

@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 #: Default maximum size of a published message (POST body or WebSocket message).
 DEFAULT_MAX_MESSAGE_SIZE = 1 << 20
+#: Default largest batch publish body (``POST /_/publish``).
+DEFAULT_MAX_BATCH_BYTES = 8 << 20
 
 
 @dataclass(frozen=True)
@@ -30,6 +32,8 @@ class ChannelConfig:
         ``client_burst`` it is closed with 1008.
     :param sse_heartbeat: seconds between heartbeats on an idle event stream
         (below any proxy's read timeout).
+    :param max_batch_messages: most messages in one ``POST /_/publish``.
+    :param max_batch_bytes: largest ``POST /_/publish`` body, in bytes.
     """
 
     prefix: str = "/"
@@ -44,12 +48,16 @@ class ChannelConfig:
     client_rate: float = 0.0
     client_burst: float = 100.0
     sse_heartbeat: float = 15.0
+    max_batch_messages: int = 1000
+    max_batch_bytes: int = DEFAULT_MAX_BATCH_BYTES
 
     def __post_init__(self) -> None:
         if not self.prefix.startswith("/") or not self.prefix.endswith("/"):
             raise ValueError(f"prefix must start and end with '/': {self.prefix!r}")
         if self.max_message_size < 1:
             raise ValueError("max_message_size must be positive")
+        if self.max_batch_messages < 1 or self.max_batch_bytes < 1:
+            raise ValueError("max_batch_messages and max_batch_bytes must be positive")
 
     def client_may_publish(self, channel: str) -> bool:
         """Whether a WebSocket client may publish to ``channel``."""

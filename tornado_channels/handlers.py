@@ -31,7 +31,12 @@ class ApiError(tornado.web.HTTPError):
     """An HTTP error answered with ``{"error": code, "message": text}`` and ``headers``."""
 
     def __init__(
-        self, status: int, error: str, message: str, headers: dict[str, str] | None = None
+        self,
+        status: int,
+        error: str,
+        message: str,
+        headers: dict[str, str] | None = None,
+        details: dict[str, Any] | None = None,
     ) -> None:
         # HTTPError formats log_message with %; keep user text out of the format.
         super().__init__(status, "%s", message)
@@ -39,6 +44,8 @@ class ApiError(tornado.web.HTTPError):
         self.message = message
         # Carried here because Tornado clears a handler's headers before write_error.
         self.headers = headers or {}
+        #: More fields for the JSON body (e.g. which entry of a batch is at fault).
+        self.details = details or {}
 
 
 def invalid_channel(exc: InvalidChannel) -> ApiError:
@@ -78,24 +85,114 @@ class JSONErrorsMixin(tornado.web.RequestHandler):
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         """Answer ``{"error": code, "message": text}``."""
         exc = kwargs.get("exc_info", (None, None, None))[1]
+        body: dict[str, Any]
         if isinstance(exc, ApiError):
-            error, message = exc.error, exc.message
+            body = {"error": exc.error, "message": exc.message, **exc.details}
             for name, value in exc.headers.items():
                 self.set_header(name, value)
         else:
-            error = self._reason.lower().replace(" ", "_")
-            message = self._reason
+            body = {"error": self._reason.lower().replace(" ", "_"), "message": self._reason}
         self.set_header("Content-Type", "application/json; charset=UTF-8")
-        self.finish(json.dumps({"error": error, "message": message}))
+        self.finish(json.dumps(body))
+
+
+class PublishingMixin(JSONErrorsMixin):
+    """What the publishing edges share: the publish key, a bounded body, in-flight counting.
+
+    The body is streamed (the class needs ``@stream_request_body``) so an
+    oversized one is refused (413) without being held in memory, and without
+    Tornado's own limit answering a bare 400 first.
+    """
+
+    node: Node
+    config: ChannelConfig
+    #: Largest body accepted, and the error code past it.
+    body_limit: int
+    too_large_code = "message_too_large"
+
+    def start_publish(self) -> None:
+        """Before the body is read: check the key, count the request, refuse a declared oversize."""
+        self._body = bytearray()
+        self._too_large = False
+        # An unauthorized body is never buffered.
+        self._check_publish_key()
+        # Counted from here, so a shutdown waits for bodies still arriving.
+        self._in_flight = True
+        self.node.request_started()
+        length = self.request.headers.get("Content-Length")
+        if length is not None and length.isdigit() and int(length) > self.body_limit:
+            raise self.too_large_error()
+
+    def data_received(self, chunk: bytes) -> None:
+        """Collect the body, keeping nothing once it passes the limit."""
+        # A chunked body has no Content-Length to refuse up front: count, and
+        # stop keeping bytes once past the limit.
+        if self._too_large:
+            return
+        if len(self._body) + len(chunk) > self.body_limit:
+            self._too_large = True
+            self._body = bytearray()
+        else:
+            self._body += chunk
+
+    def body(self) -> bytes:
+        """The whole body; raise the 413 if it was too large."""
+        if self._too_large:
+            raise self.too_large_error()
+        return bytes(self._body)
+
+    def too_large_error(self) -> ApiError:
+        """The 413 for a body past the limit."""
+        return ApiError(
+            413, self.too_large_code, f"the body exceeds the limit of {self.body_limit} bytes"
+        )
+
+    def _check_publish_key(self) -> None:
+        key = self.config.publish_key
+        if key is None:
+            return
+        scheme, _, given = self.request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not given:
+            raise ApiError(
+                401,
+                "unauthorized",
+                "publishing needs the header 'Authorization: Bearer <key>'",
+                {"WWW-Authenticate": 'Bearer realm="publish"'},
+            )
+        # Constant-time: the comparison must not leak how much of the key matched.
+        if not hmac.compare_digest(given.strip().encode(), key.encode()):
+            raise ApiError(403, "forbidden", "wrong publish key")
+
+    def check_trusted_origin(self, origin: str) -> bool:
+        """Cross-site POSTs are refused (403) unless from a trusted origin."""
+        return origin in self.config.trusted_origins
+
+    def on_finish(self) -> None:
+        """The answer is sent: this publish is no longer in flight."""
+        self._end_flight()
+
+    def on_connection_close(self) -> None:
+        """The client went away before its answer: no longer in flight either."""
+        self._end_flight()
+        super().on_connection_close()
+
+    def _end_flight(self) -> None:
+        if getattr(self, "_in_flight", False):
+            self._in_flight = False
+            self.node.request_finished()
+
+
+def publish_errors(exc: Exception) -> ApiError:
+    """The answer to a publish the broker did not take."""
+    if isinstance(exc, PublishOutcomeUnknown):
+        # Not retried: a retry could deliver the message twice.
+        return ApiError(504, "publish_outcome_unknown", str(exc))
+    return broker_unavailable(exc)
 
 
 @tornado.web.stream_request_body
-class ChannelHandler(JSONErrorsMixin):
-    """``POST /<channel>`` publishes; ``GET /<channel>`` is the channel's live page.
-
-    The body is streamed so an oversized one is refused (413) without being
-    held in memory, and without Tornado's own limit answering a bare 400 first.
-    """
+class ChannelHandler(PublishingMixin):
+    """``POST /<channel>`` publishes; ``GET /<channel>`` is the channel's live page."""
 
     SUPPORTED_METHODS = ("GET", "POST")
 
@@ -111,9 +208,7 @@ class ChannelHandler(JSONErrorsMixin):
         self.hooks = hooks
         self.config = config
         self.templates = templates
-        self._body = bytearray()
-        self._too_large = False
-        self._in_flight = False
+        self.body_limit = config.max_message_size
 
     def prepare(self) -> None:
         """Parse the channel from the path; refuse a declared oversize body early."""
@@ -122,45 +217,20 @@ class ChannelHandler(JSONErrorsMixin):
         except InvalidChannel as exc:
             raise invalid_channel(exc) from None
         if self.request.method == "POST":
-            # Before the body is read: an unauthorized one is never buffered.
-            self._check_publish_key()
-            # Counted from here, so a shutdown waits for bodies still arriving.
-            self._in_flight = True
-            self.node.request_started()
-            length = self.request.headers.get("Content-Length")
-            limit = self.config.max_message_size
-            if length is not None and length.isdigit() and int(length) > limit:
-                raise self._too_large_error()
-
-    def data_received(self, chunk: bytes) -> None:
-        """Collect the body, keeping nothing once it passes the maximum."""
-        # A chunked body has no Content-Length to refuse up front: count, and
-        # stop keeping bytes once past the maximum.
-        if self._too_large:
-            return
-        if len(self._body) + len(chunk) > self.config.max_message_size:
-            self._too_large = True
-            self._body = bytearray()
-        else:
-            self._body += chunk
+            self.start_publish()
 
     async def post(self, path: str) -> None:
         """Publish the body; 202 once the broker accepted it."""
-        if self._too_large:
-            raise self._too_large_error()
+        payload = self.body()
         target = self.target
         await authorize(
             self.hooks.authorize_publish(self.request, target),
             f"publishing to '{target}' is not allowed",
         )
-        payload = bytes(self._body)
         try:
             position = await self.node.publish(target, payload)
-        except PublishOutcomeUnknown as exc:
-            # Not retried: a retry could deliver the message twice.
-            raise ApiError(504, "publish_outcome_unknown", str(exc)) from None
-        except BrokerUnavailable as exc:
-            raise broker_unavailable(exc) from None
+        except (PublishOutcomeUnknown, BrokerUnavailable) as exc:
+            raise publish_errors(exc) from None
         key = "channel" if isinstance(target, Channel) else "subtree"
         self.set_status(202)
         self.finish(
@@ -197,50 +267,9 @@ class ChannelHandler(JSONErrorsMixin):
             )
         self.finish(page)
 
-    def check_trusted_origin(self, origin: str) -> bool:
-        """Cross-site POSTs are refused (403) unless from a trusted origin."""
-        return origin in self.config.trusted_origins
-
-    def _check_publish_key(self) -> None:
-        key = self.config.publish_key
-        if key is None:
-            return
-        scheme, _, given = self.request.headers.get("Authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not given:
-            raise ApiError(
-                401,
-                "unauthorized",
-                "publishing needs the header 'Authorization: Bearer <key>'",
-                {"WWW-Authenticate": 'Bearer realm="publish"'},
-            )
-        # Constant-time: the comparison must not leak how much of the key matched.
-        if not hmac.compare_digest(given.strip().encode(), key.encode()):
-            raise ApiError(403, "forbidden", "wrong publish key")
-
     def _url_without_query(self) -> str:
         # For the curl examples on the pages: a page's own ?query is not the channel's.
         return f"{self.request.protocol}://{self.request.host}{self.request.path}"
-
-    def on_finish(self) -> None:
-        """The answer is sent: this publish is no longer in flight."""
-        self._end_flight()
-
-    def on_connection_close(self) -> None:
-        """The client went away before its answer: no longer in flight either."""
-        self._end_flight()
-        super().on_connection_close()
-
-    def _end_flight(self) -> None:
-        if self._in_flight:
-            self._in_flight = False
-            self.node.request_finished()
-
-    def _too_large_error(self) -> ApiError:
-        return ApiError(
-            413,
-            "message_too_large",
-            f"the body exceeds the maximum message size of {self.config.max_message_size} bytes",
-        )
 
 
 class NotFoundHandler(JSONErrorsMixin):

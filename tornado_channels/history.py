@@ -123,8 +123,14 @@ class MemoryHistory:
         """The position the next stored entry gets."""
         return Position(self.epoch, self.seq + 1)
 
-    def store(self, key: bytes, position: Position, data: bytes, now: float) -> None:
-        """Store ``data`` at ``position`` (from :meth:`next_position`) under ``key``."""
+    def store(
+        self, key: bytes, position: Position, data: bytes, now: float, prune: bool = True
+    ) -> None:
+        """Store ``data`` at ``position`` (from :meth:`next_position`) under ``key``.
+
+        ``prune=False`` leaves pruning idle streams to a later :meth:`prune`
+        (once for a whole batch).
+        """
         self.seq = position.seq
         stream = self._streams.get(key)
         if stream is None:
@@ -134,13 +140,17 @@ class MemoryHistory:
         stream.append(Entry(position.seq, now, data))
         while len(stream) > self.max_size or (stream and now - stream[0].stored_at > self.max_age):
             self._floors[key] = stream.popleft().seq
-        self._prune(now)
+        if prune:
+            self.prune(now)
 
-    def _prune(self, now: float) -> None:
-        # Streams nobody has published to for max_age hold only expired
-        # entries: drop them (else every channel ever used stays in memory),
-        # remembering their last number so a resume from before it fails loudly.
-        for _ in range(_PRUNE_PER_APPEND):
+    def prune(self, now: float, stored: int = 1) -> None:
+        """Drop a few streams nobody has published to for max_age (more after ``stored`` stores).
+
+        They hold only expired entries: without this every channel ever used
+        would stay in memory.  Their last number is kept as their floor, so a
+        resume from before it fails loudly.
+        """
+        for _ in range(_PRUNE_PER_APPEND * stored):
             key, stream = next(iter(self._streams.items()))
             if stream and now - stream[-1].stored_at <= self.max_age:
                 return

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import secrets
 import time
-from dataclasses import replace
+from collections.abc import Sequence
 
 from .broker import Broker, BrokerEvents, BrokerUnavailable, Recovered
 from .channels import Channel
@@ -43,13 +43,22 @@ class MemoryBroker(Broker):
         return self._events is not None
 
     async def publish(self, publication: Publication) -> Position:
-        """Record, then deliver to this process's subscribers before returning."""
+        """Record, then hand to this process's node before returning."""
+        return self._publish(publication, time.monotonic())
+
+    async def publish_many(self, publications: Sequence[Publication]) -> list[Position]:
+        """Record and hand over each, in order, with no pause between them."""
+        now = time.monotonic()
+        positions = [self._publish(publication, now, False) for publication in publications]
+        self.history.prune(now, len(positions))
+        return positions
+
+    def _publish(self, publication: Publication, now: float, prune: bool = True) -> Position:
         if self._events is None:
             raise BrokerUnavailable("the memory broker is stopped")
         position = self.history.next_position()
-        stamped = replace(publication, position=position)
-        key = stream_key(publication.target)
-        self.history.store(key, position, encode(stamped), time.monotonic())
+        stamped = Publication(publication.target, publication.payload, position)
+        self.history.store(stream_key(publication.target), position, encode(stamped), now, prune)
         self._events.deliver(stamped)
         return position
 

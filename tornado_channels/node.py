@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Sequence
+from typing import TypeVar
 
 from .broker import Broker, BrokerUnavailable, PublishOutcomeUnknown, Recovered
 from .channels import Channel, Target
@@ -21,6 +23,8 @@ from .memory import MemoryBroker
 from .metrics import NodeMetrics
 
 log = logging.getLogger("tornado_channels.node")
+
+T = TypeVar("T")
 
 
 class Node:
@@ -46,6 +50,9 @@ class Node:
         self._requests = 0
         self._idle = asyncio.Event()
         self._idle.set()
+        # Publications received in this pass of the event loop, delivered
+        # together at the start of the next (see deliver()).
+        self._pending: list[Publication] = []
         # Last: the collector reads the attributes above.
         self.metrics = NodeMetrics(self)
 
@@ -74,19 +81,33 @@ class Node:
         """
         if log.isEnabledFor(logging.DEBUG):
             log.debug("Publishing message to channel %s: %d bytes", target, len(payload))
+        return await self._accepted(self.broker.publish(Publication(target, payload)), 1)
+
+    async def publish_many(self, messages: Sequence[tuple[Target, bytes]]) -> list[Position]:
+        """Publish several messages, in order, as one broker operation; all or none.
+
+        Returns their positions; raises like :meth:`publish`.
+        """
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("Publishing %d messages in one batch", len(messages))
+        publications = [Publication(target, payload) for target, payload in messages]
+        return await self._accepted(self.broker.publish_many(publications), len(messages))
+
+    async def _accepted(self, publishing: Awaitable[T], count: int) -> T:
+        """Await a broker publish, counting what it accepted or why it refused."""
         started = time.perf_counter()
         try:
-            position = await self.broker.publish(Publication(target, payload))
+            result = await publishing
         except BrokerUnavailable:
             self.publish_failures["unavailable"] += 1
             raise
         except PublishOutcomeUnknown:
             self.publish_failures["outcome_unknown"] += 1
             raise
-        self.published += 1
+        self.published += count
         # Successful publishes only: a refusal is fast and would skew latency.
         self.metrics.publish_seconds.observe(time.perf_counter() - started)
-        return position
+        return result
 
     async def head(self) -> Position:
         """The position of the latest publication: where a client without one starts."""
@@ -152,6 +173,8 @@ class Node:
 
     def close_subscribers(self, code: int, reason: str) -> None:
         """Close every local subscriber (each unsubscribes as it goes)."""
+        # What was received before the close reaches them before the close.
+        self.flush()
         for subscriber in self.hub.subscribers():
             try:
                 subscriber.close(code, reason)
@@ -161,10 +184,28 @@ class Node:
     # BrokerEvents
 
     def deliver(self, publication: Publication) -> None:
-        """Hand a publication from the broker to the local subscribers."""
-        sent = self.hub.deliver(publication)
+        """Hand a publication from the broker to the local subscribers.
+
+        Delivered at the start of the event loop's next pass, with every other
+        publication received in this one: under load, several messages to a
+        channel then reach each subscriber in one write instead of one write
+        each (the hub joins consecutive ones), and an idle loop adds no delay
+        worth measuring (one pass).
+        """
+        pending = self._pending
+        pending.append(publication)
+        if len(pending) == 1:
+            asyncio.get_running_loop().call_soon(self.flush)
+
+    def flush(self) -> None:
+        """Deliver the publications received so far, in order; safe to call at any time."""
+        pending, self._pending = self._pending, []
+        if not pending:
+            return
+        sent = self.hub.deliver_many(pending)
         if sent and log.isEnabledFor(logging.DEBUG):
-            log.debug("Sending message to %d clients on channel %s", sent, publication.target)
+            for publication in pending:
+                log.debug("Sending message to clients on channel %s", publication.target)
 
     def broker_state_changed(self, connected: bool) -> None:
         """On loss, tell subscribers they may have missed messages.

@@ -26,7 +26,7 @@ import os
 import random
 import secrets
 import socket
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Sequence
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -155,9 +155,16 @@ class RedisBroker(Broker):
 
     async def publish(self, publication: Publication) -> Position:
         """Record and PUBLISH once, never retried; see :class:`~.broker.PublishOutcomeUnknown`."""
+        (position,) = await self.publish_many((publication,))
+        return position
+
+    async def publish_many(self, publications: Sequence[Publication]) -> list[Position]:
+        """Record and PUBLISH all in one atomic script call, never retried."""
         self._require_connected()
+        if not publications:
+            return []
         try:
-            return await self._history.publish(publication)
+            return await self._history.publish(publications)
         except RedisTimeoutError as exc:
             raise PublishOutcomeUnknown(f"Redis did not answer the publish in time: {exc}") from exc
         except (RedisError, OSError) as exc:

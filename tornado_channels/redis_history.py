@@ -17,6 +17,7 @@ from before them fails loudly instead of silently.
 from __future__ import annotations
 
 import secrets
+from collections.abc import Sequence
 
 from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
@@ -27,38 +28,49 @@ from .channels import Channel
 from .envelope import Publication, decode, encode_head
 from .history import Entry, Position, channel_keys, recover, stream_key
 
+# KEYS: seq, epoch, floors, active, then one stream per message.
+# ARGV: a new epoch, max length, max age (ms), then per message: its envelope
+# head, its payload, its pub/sub channel.  Returns {epoch, first seq}: the
+# messages get consecutive numbers from there, in order.
 _PUBLISH = r"""
-local seq_key, epoch_key, stream, floors, active = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local seq_key, epoch_key, floors, active = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local count = #KEYS - 4
 local epoch = redis.call('GET', epoch_key)
 if not epoch then
   epoch = ARGV[1]
   redis.call('SET', epoch_key, epoch)
 end
-local seq = redis.call('INCR', seq_key)
+local max_len, max_age = tonumber(ARGV[2]), tonumber(ARGV[3])
+local first_seq = redis.call('INCRBY', seq_key, count) - count + 1
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local data = ARGV[2] .. epoch .. ':' .. seq .. '\n' .. ARGV[3]
-redis.call('XADD', stream, seq .. '-0', 't', now, 'd', data)
-local max_len, max_age = tonumber(ARGV[5]), tonumber(ARGV[6])
-local floor = nil
-while true do
-  local first = redis.call('XRANGE', stream, '-', '+', 'COUNT', 1)[1]
-  if not first then break end
-  if redis.call('XLEN', stream) > max_len or now - tonumber(first[2][2]) > max_age then
-    redis.call('XDEL', stream, first[1])
-    floor = first[1]
-  else
-    break
+for i = 1, count do
+  local stream, seq = KEYS[4 + i], first_seq + i - 1
+  local base = 3 + (i - 1) * 3
+  local data = ARGV[base + 1] .. epoch .. ':' .. seq .. '\n' .. ARGV[base + 2]
+  redis.call('XADD', stream, seq .. '-0', 't', now, 'd', data)
+  local floor = nil
+  while true do
+    local oldest = redis.call('XRANGE', stream, '-', '+', 'COUNT', 1)[1]
+    if not oldest then break end
+    if redis.call('XLEN', stream) > max_len or now - tonumber(oldest[2][2]) > max_age then
+      redis.call('XDEL', stream, oldest[1])
+      floor = oldest[1]
+    else
+      break
+    end
   end
-end
-if floor then
-  redis.call('HSET', floors, stream, string.match(floor, '^(%d+)'))
+  if floor then
+    redis.call('HSET', floors, stream, string.match(floor, '^(%d+)'))
+  end
+  redis.call('ZADD', active, now, stream)
+  redis.call('PUBLISH', ARGV[base + 3], data)
 end
 -- Streams nobody has published to for max_age hold only expired entries:
--- drop a few per publish (else every channel ever used stays in Redis),
--- remembering their last number so a resume from before it fails loudly.
-redis.call('ZADD', active, now, stream)
-local idle = redis.call('ZRANGEBYSCORE', active, '-inf', now - max_age, 'LIMIT', 0, 4)
+-- drop a few more than were written to (else every channel ever used stays
+-- in Redis), remembering their last number so a resume from before it fails
+-- loudly.
+local idle = redis.call('ZRANGEBYSCORE', active, '-inf', now - max_age, 'LIMIT', 0, count + 3)
 for _, key in ipairs(idle) do
   local last = redis.call('XREVRANGE', key, '+', '-', 'COUNT', 1)[1]
   if last then
@@ -67,8 +79,7 @@ for _, key in ipairs(idle) do
   redis.call('DEL', key)
   redis.call('ZREM', active, key)
 end
-redis.call('PUBLISH', ARGV[4], data)
-return {epoch, seq}
+return {epoch, first_seq}
 """
 
 
@@ -94,28 +105,27 @@ class RedisHistory:
         self._client = client
         self._script = client.register_script(_PUBLISH)
 
-    async def publish(self, publication: Publication) -> Position:
-        """Record and publish ``publication`` in one script; return its position."""
+    async def publish(self, publications: Sequence[Publication]) -> list[Position]:
+        """Record and publish ``publications`` in one script call; return their positions.
+
+        One round trip and one atomic script for the whole batch: the
+        messages get consecutive positions and are published in order, all
+        of them or (if the script cannot run) none.
+        """
         assert self._script is not None
-        key = stream_key(publication.target)
-        epoch, seq = await self._script(
-            keys=[
-                self._seq_key,
-                self._epoch_key,
-                self._prefix + b"h:" + key,
-                self._floors_key,
-                self._active_key,
-            ],
-            args=[
-                secrets.token_hex(4),  # The epoch, if this publish starts one.
-                encode_head(publication.target),
-                publication.payload,
-                self._prefix + key,
-                self._size,
-                int(self._age * 1000),
-            ],
-        )
-        return Position(epoch.decode("ascii"), int(seq))
+        keys = [self._seq_key, self._epoch_key, self._floors_key, self._active_key]
+        args: list[bytes | str | int] = [
+            secrets.token_hex(4),  # The epoch, if this publish starts one.
+            self._size,
+            int(self._age * 1000),
+        ]
+        for publication in publications:
+            key = stream_key(publication.target)
+            keys.append(self._prefix + b"h:" + key)
+            args += (encode_head(publication.target), publication.payload, self._prefix + key)
+        epoch, first = await self._script(keys=keys, args=args)
+        epoch = epoch.decode("ascii")
+        return [Position(epoch, int(first) + i) for i in range(len(publications))]
 
     async def head(self) -> Position:
         """The latest position (starting an epoch if none exists yet)."""

@@ -15,7 +15,7 @@ from tornado.httputil import HTTPServerRequest
 from tornado.routing import Matcher, PathMatches, Rule
 
 from .config import ChannelConfig
-from .endpoints import MetricsHandler, StatsHandler
+from .endpoints import BatchPublishHandler, MetricsHandler, StatsHandler
 from .events import ChannelEventsHandler
 from .handlers import ChannelHandler, HealthHandler
 from .hooks import ChannelHooks
@@ -95,6 +95,7 @@ def channel_routes(
     shared = {"node": node, "hooks": hooks, "config": config}
     return [
         Rule(PathMatches(prefix + "_/health"), HealthHandler, {"node": node}),
+        Rule(PathMatches(prefix + "_/publish"), BatchPublishHandler, shared),
         Rule(PathMatches(prefix + "_/metrics"), MetricsHandler, {"node": node}),
         Rule(PathMatches(prefix + "_/stats"), StatsHandler, {"node": node}),
         Rule(

@@ -12,14 +12,14 @@ import asyncio
 import logging
 import os
 import signal
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from tornado.netutil import bind_sockets
 
 from . import __version__
 from .app import make_app
 from .broker import Broker
-from .config import DEFAULT_MAX_MESSAGE_SIZE
+from .config import DEFAULT_MAX_BATCH_BYTES, DEFAULT_MAX_MESSAGE_SIZE
 from .listener import ChannelHTTPServer
 from .memory import MemoryBroker
 from .node import Node
@@ -175,6 +175,19 @@ def build_parser() -> argparse.ArgumentParser:
         "seconds between heartbeats on an idle event stream (below proxies' read timeouts)",
         type=float,
     )
+    flag("--max-batch-messages", 1000, "most messages in one POST /_/publish", type=int)
+    flag(
+        "--max-batch-bytes",
+        DEFAULT_MAX_BATCH_BYTES,
+        "largest POST /_/publish body in bytes (413 beyond)",
+        type=int,
+    )
+    flag(
+        "--event-loop",
+        "auto",
+        "asyncio event loop: uvloop (faster; 'auto' uses it when installed) or asyncio's own",
+        choices=["auto", "uvloop", "asyncio"],
+    )
     flag("--drain-timeout", 5.0, "seconds to wait for clients to close on shutdown", type=float)
     flag(
         "--log-level",
@@ -228,6 +241,8 @@ async def serve(args: argparse.Namespace) -> int:
         client_rate=args.client_rate,
         client_burst=args.client_burst,
         sse_heartbeat=args.sse_heartbeat,
+        max_batch_messages=args.max_batch_messages,
+        max_batch_bytes=args.max_batch_bytes,
     )
     # Slow clients (slowloris) get seconds, not Tornado's default hour.
     server = ChannelHTTPServer(
@@ -284,6 +299,28 @@ async def serve(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``tornado-channels`` console script."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     configure_logging(args.log_level)
-    return asyncio.run(serve(args))
+    loop_factory = event_loop_factory(args.event_loop)
+    if loop_factory is None:
+        parser.error("--event-loop uvloop: uvloop is not installed (pip install uvloop)")
+    with asyncio.Runner(loop_factory=loop_factory) as runner:
+        return runner.run(serve(args))
+
+
+def event_loop_factory(choice: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """The loop to run on: uvloop when chosen or, for "auto", when installed.
+
+    uvloop runs Tornado's IOLoop unchanged and takes less CPU per callback
+    and per socket event (measured in the README's "Performance").  None
+    when uvloop is asked for and missing.
+    """
+    if choice == "asyncio":
+        return asyncio.new_event_loop
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.new_event_loop if choice == "auto" else None
+    factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
+    return factory

@@ -91,6 +91,11 @@ class SubscriberMixin(JSONErrorsMixin):
             "trusted_origins", ()
         )
 
+    @property
+    def recovering(self) -> bool:
+        """Whether a recovery is being sent (live frames are held meanwhile)."""
+        return self._held is not None
+
     def hold(self, frame: bytes, seq: int) -> bool:
         """Keep a live frame back while recovering; True if it was held."""
         if self._held is None:
@@ -112,6 +117,11 @@ class SubscriberMixin(JSONErrorsMixin):
             recovered = await self.node.recover(self.channel, since)
         except BrokerUnavailable as exc:
             recovered = Recovered([], False, f"broker unavailable: {exc}")
+        # Publications the node has received but not yet delivered (it
+        # delivers once per pass of the event loop) may be in the history just
+        # read: deliver them now, into the held frames, so the seam below
+        # sees them and nothing is sent twice.
+        self.node.flush()
         last = since.seq
         for publication in recovered.publications:
             position = publication.position

@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from tornado.iostream import IOStream
 from tornado.websocket import WebSocketHandler
 
 from .broker import BrokerUnavailable, PublishError
@@ -16,6 +15,7 @@ from .hooks import ChannelHooks, Reject, resolve
 from .node import Node
 from .protocol import ChannelProtocol13, WebSocketParams
 from .ratelimit import TokenBucket
+from .sockets import write_now
 from .subscribers import SubscriberMixin
 
 
@@ -96,31 +96,31 @@ class ChannelSocketHandler(SubscriberMixin, WebSocketHandler):
 
     def send_frame(self, frame: bytes, seq: int) -> None:
         """Write a pre-encoded frame straight to the socket (no per-call Task)."""
-        if not self.hold(frame, seq):
+        if self._held is None or not self.hold(frame, seq):
             self.write_frame(frame)
 
     def write_frame(self, frame: bytes) -> None:
-        """Write a frame to the socket now, if the connection is open."""
-        stream = self._stream()
-        if stream is not None:
-            # IOStream.write retrieves its own future's exception, so a write
-            # that fails later leaves no "exception was never retrieved" behind.
-            stream.write(frame)
-
-    def _stream(self) -> IOStream | None:
-        """The socket's stream while frames may be written to it, else None."""
+        """Write a frame to the socket now, unless the connection is closing or closed."""
+        # Called once per subscriber per message: plain attribute reads
+        # instead of is_closing(), which says the same (write_now copes with
+        # a closed stream).
         connection = self.ws_connection
-        if not self._live or connection is None or connection.is_closing():
-            return None
-        return connection.stream
+        if (
+            self._live
+            and connection is not None
+            and not connection.client_terminated
+            and not connection.server_terminated
+            and connection.stream is not None
+        ):
+            write_now(connection.stream, frame)
 
     def buffered_bytes(self) -> int:
         """Bytes written to this client that the kernel has not yet accepted."""
         connection = self.ws_connection
-        stream = getattr(connection, "stream", None)
+        if connection is None or connection.stream is None:
+            return 0
         # IOStream has no public accessor for this; _write_buffer is its queue.
-        buffer = getattr(stream, "_write_buffer", None)
-        return len(buffer) if buffer is not None else 0
+        return len(connection.stream._write_buffer)
 
     # Tornado settings, taken from this mount point's config instead of the
     # application's, so a host application's own settings are left alone.

@@ -1,5 +1,8 @@
 """``make bench``: fan-out, latency, publish cost and idle memory of one server process.
 
+``make bench-nchan`` (``--nchan``) runs the same scenarios against Nchan (nginx's pub/sub
+module, tests/bench/nchan.py) in the same run and prints them side by side.
+
 A raw asyncio WebSocket client (an ``asyncio.Protocol`` parsing frames by hand) and raw
 keep-alive HTTP/1.1 POSTs, so that the load client costs less than the server it measures.
 Every server and Redis started here is stopped by its PID in ``finally``.
@@ -17,9 +20,11 @@ import resource
 import sys
 import tempfile
 import time
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import Any, cast
 
+from tests.bench import nchan
+from tests.bench.target import Target
 from tests.support import RedisServer, ServerProcess, free_port
 
 try:
@@ -109,8 +114,8 @@ class Subscriber(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # uvloop's transports are not asyncio.Transport subclasses: no isinstance check.
+        self.transport = cast(asyncio.Transport, transport)
         transport.write(self.request)
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -239,8 +244,9 @@ async def open_subscribers(
 class Publisher:
     """A keep-alive HTTP/1.1 connection: one POST at a time, answer read before the next."""
 
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, published: tuple[int, ...] = (202,)) -> None:
         self.port = port
+        self.published = published
         self.reader: asyncio.StreamReader | None = None
         self.writer: asyncio.StreamWriter | None = None
 
@@ -248,21 +254,38 @@ class Publisher:
         self.reader, self.writer = await asyncio.open_connection(HOST, self.port)
         return self
 
-    async def post(self, path: str, body: bytes) -> bytes:
+    async def request(self, path: str, body: bytes, headers: bytes = b"") -> tuple[int, bytes]:
+        """POST ``body`` (``headers``: extra CRLF-terminated lines); the status and body."""
         assert self.reader is not None
         assert self.writer is not None
         self.writer.write(
-            b"POST %s HTTP/1.1\r\nHost: %s:%d\r\nContent-Length: %d\r\n\r\n%s"
-            % (path.encode(), HOST.encode(), self.port, len(body), body)
+            b"POST %s HTTP/1.1\r\nHost: %s:%d\r\n%sContent-Length: %d\r\n\r\n%s"
+            % (path.encode(), HOST.encode(), self.port, headers, len(body), body)
         )
         head = await self.reader.readuntil(b"\r\n\r\n")
-        if not head.startswith(b"HTTP/1.1 202"):
+        if not head.startswith(b"HTTP/1.1 "):
             raise RuntimeError(f"POST {path}: {head[:200]!r}")
+        status = int(head[9:12])
         length = 0
+        close = False
         for line in head.split(b"\r\n"):
-            if line[:15].lower() == b"content-length:":
+            lower = line.lower()
+            if lower.startswith(b"content-length:"):
                 length = int(line[15:])
-        return await self.reader.readexactly(length)
+            elif lower.startswith(b"connection:") and b"close" in lower:
+                close = True
+        answer = await self.reader.readexactly(length)
+        if close:  # the server ends keep-alive: carry on over a new connection
+            self.close()
+            await self.open()
+        return status, answer
+
+    async def post(self, path: str, body: bytes) -> bytes:
+        """POST ``body``; fails unless the status is one of ``published``."""
+        status, answer = await self.request(path, body)
+        if status not in self.published:
+            raise RuntimeError(f"POST {path}: {status} {answer[:200]!r}")
+        return answer
 
     def close(self) -> None:
         if self.writer is not None:
@@ -273,14 +296,17 @@ def body(seq: int) -> bytes:
     return b"%d %d" % (seq, time.monotonic_ns())
 
 
-async def publish_all(port: int, plan: list[list[tuple[str, int]]]) -> None:
-    """Each inner list is one connection's POSTs, sent in order (so per-channel order holds)."""
-    publishers = [await Publisher(port).open() for _ in plan]
+async def publish_all(target: Target, plan: list[list[tuple[str, int]]]) -> None:
+    """Each inner list is one connection's POSTs (channel, seq), sent in order.
+
+    So per-channel order holds per connection.
+    """
+    publishers = [await Publisher(target.pub_port, target.published).open() for _ in plan]
     try:
 
         async def run(publisher: Publisher, posts: list[tuple[str, int]]) -> None:
-            for path, seq in posts:
-                await publisher.post(path, body(seq))
+            for channel, seq in posts:
+                await publisher.post(target.pub_path(channel), body(seq))
 
         await asyncio.gather(*(run(p, posts) for p, posts in zip(publishers, plan, strict=True)))
     finally:
@@ -316,24 +342,28 @@ class Meter:
         }
 
 
+def tagged(target: Target, scenario: str, m: dict[str, Any]) -> dict[str, Any]:
+    """``m`` with the scenario and the target first (the JSON reads better)."""
+    return {"target": target.name, "server": target.label, "scenario": scenario, **m}
+
+
 async def fanout(
     name: str,
-    sub_ports: list[int],
-    pub_port: int,
-    pids: list[int],
+    target: Target,
     channels: int,
     per_channel: int,
     messages: int,
     publishers: int,
 ) -> dict[str, Any]:
     """``channels`` x ``per_channel`` subscribers, ``messages`` per channel, round-robin."""
-    tag = f"bench/{name}-{time.monotonic_ns()}"
+    tag = f"/bench/{name}-{time.monotonic_ns()}"
     tally = Tally(0)
-    paths = [f"/{tag}/{c}" for c in range(channels) for _ in range(per_channel)]
-    groups = [paths[i :: len(sub_ports)] for i in range(len(sub_ports))]
+    paths = [target.sub_path(f"{tag}/{c}") for c in range(channels) for _ in range(per_channel)]
+    ports = target.sub_ports
+    groups = [paths[i :: len(ports)] for i in range(len(ports))]
     subscribers: list[Subscriber] = []
     try:
-        for port, group in zip(sub_ports, groups, strict=True):
+        for port, group in zip(ports, groups, strict=True):
             subscribers += await open_subscribers(port, group, tally, messages, publishers)
         tally.arm(channels * per_channel * messages)
         # Message seq of channel c goes over connection (c + seq) % publishers: each
@@ -342,9 +372,9 @@ async def fanout(
         plan: list[list[tuple[str, int]]] = [[] for _ in range(publishers)]
         for seq in range(messages):
             for c in range(channels):
-                plan[(c + seq) % publishers].append((f"/{tag}/{c}", seq))
-        meter = Meter(pids)
-        await asyncio.wait_for(publish_all(pub_port, plan), SCENARIO_TIMEOUT)
+                plan[(c + seq) % publishers].append((f"{tag}/{c}", seq))
+        meter = Meter(target.pids)
+        await asyncio.wait_for(publish_all(target, plan), SCENARIO_TIMEOUT)
         publish_done = time.monotonic_ns()
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(tally.done.wait(), SCENARIO_TIMEOUT)
@@ -352,7 +382,6 @@ async def fanout(
         m = meter.stop(max(tally.last_ns, publish_done))
         m.update(
             {
-                "scenario": name,
                 "sizes": f"{channels} ch x {per_channel} subs, {messages} msgs/ch, "
                 f"{publishers} POST conns",
                 "published": channels * messages,
@@ -363,7 +392,7 @@ async def fanout(
             }
         )
         m.update(integrity(subscribers, messages))
-        return m
+        return tagged(target, name, m)
     finally:
         for s in subscribers:
             s.close()
@@ -371,22 +400,26 @@ async def fanout(
 
 
 async def latency(
-    port: int, pid: int, subscribers_n: int, rate: float, seconds: float
+    target: Target, subscribers_n: int, rate: float, seconds: float
 ) -> dict[str, Any]:
-    tag = f"bench/latency-{time.monotonic_ns()}"
+    tag = f"/bench/latency-{time.monotonic_ns()}"
     messages = int(rate * seconds)
     tally = Tally(0)
-    subscribers = await open_subscribers(port, [f"/{tag}"] * subscribers_n, tally, messages)
-    publisher = await Publisher(port).open()
+    paths = [target.sub_path(tag)] * subscribers_n
+    subscribers = await open_subscribers(target.sub_ports[0], paths, tally, messages)
+    publisher = Publisher(target.pub_port, target.published)
     try:
+        await publisher.open()
         tally.arm(subscribers_n * messages, latency=True)
-        meter = Meter([pid])
+        meter = Meter(target.pids)
         start = time.monotonic()
         for seq in range(messages):
             delay = start + seq / rate - time.monotonic()
             if delay > 0:
                 await asyncio.sleep(delay)
-            await asyncio.wait_for(publisher.post(f"/{tag}", body(seq)), SCENARIO_TIMEOUT)
+            await asyncio.wait_for(
+                publisher.post(target.pub_path(tag), body(seq)), SCENARIO_TIMEOUT
+            )
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(tally.done.wait(), SCENARIO_TIMEOUT)
         await asyncio.sleep(0.2)
@@ -398,7 +431,6 @@ async def latency(
 
         m.update(
             {
-                "scenario": "latency",
                 "sizes": f"1 ch x {subscribers_n} subs, {rate:g} msg/s x {seconds:g} s",
                 "published": messages,
                 "deliveries": tally.count,
@@ -408,7 +440,7 @@ async def latency(
             }
         )
         m.update(integrity(subscribers, messages))
-        return m
+        return tagged(target, "latency", m)
     finally:
         publisher.close()
         for s in subscribers:
@@ -416,48 +448,122 @@ async def latency(
         await asyncio.sleep(0.3)
 
 
-async def publish_only(port: int, pid: int, posts: int, connections: int) -> dict[str, Any]:
-    tag = f"bench/nobody-{time.monotonic_ns()}"
+async def publish_only(target: Target, posts: int, connections: int) -> dict[str, Any]:
+    tag = f"/bench/nobody-{time.monotonic_ns()}"
     plan = [
-        [(f"/{tag}/{c}/{i}", i) for i in range(posts // connections)] for c in range(connections)
+        [(f"{tag}/{c}/{i}", i) for i in range(posts // connections)] for c in range(connections)
     ]
-    meter = Meter([pid])
-    await asyncio.wait_for(publish_all(port, plan), SCENARIO_TIMEOUT)
+    meter = Meter(target.pids)
+    await asyncio.wait_for(publish_all(target, plan), SCENARIO_TIMEOUT)
     m = meter.stop()
     total = sum(len(p) for p in plan)
     m.update(
         {
-            "scenario": "publish-only",
             "sizes": f"{total} POSTs over {connections} keep-alive conns, no subscribers",
             "published": total,
             "publishes_per_s": total / m["wall_s"],
             "publishes_per_server_cpu_s": total / max(m["server_cpu_s"], 1e-9),
         }
     )
-    return m
+    return tagged(target, "publish-only", m)
 
 
-async def idle(port: int, pid: int, count: int) -> dict[str, Any]:
+BATCH_PATH = "/_/publish"
+BATCH_HEADERS = b"Content-Type: application/json\r\n"
+
+
+async def batch_publish(
+    target: Target, batches: int, size: int, connections: int
+) -> dict[str, Any]:
+    """``batches`` POSTs of ``size`` messages each to ``/_/publish``, no subscribers.
+
+    The contract: ``{"messages": [{"channel": ..., "data": ...}, ...]}`` answered by 202 and
+    ``{"published": <n>, ...}``.  A 404 (the endpoint is not there) skips the scenario.
+    """
+    tag = f"/bench/batch-{time.monotonic_ns()}"
+    sizes = f"{batches} batches x {size} msgs over {connections} keep-alive conns, no subscribers"
+
+    def batch(b: int) -> bytes:
+        messages = [
+            {"channel": f"{tag}/{i}", "data": body(b * size + i).decode()} for i in range(size)
+        ]
+        return json.dumps({"messages": messages}).encode()
+
+    payloads = [[batch(b) for b in range(c, batches, connections)] for c in range(connections)]
+    publishers = [await Publisher(target.pub_port).open() for _ in range(connections)]
+    try:
+        status, answer = await asyncio.wait_for(
+            publishers[0].request(BATCH_PATH, batch(batches), BATCH_HEADERS), SCENARIO_TIMEOUT
+        )
+        if status == 404:
+            return tagged(target, "batch-publish", {"sizes": sizes, "skipped": "endpoint missing"})
+        problems: list[str] = []
+
+        def check(status: int, answer: bytes) -> None:
+            try:
+                published = json.loads(answer).get("published") if status == 202 else None
+            except (ValueError, AttributeError):
+                published = None
+            if published != size and len(problems) < 3:
+                problems.append(f"{status} {answer[:200]!r}")
+
+        check(status, answer)
+        if problems:
+            return tagged(target, "batch-publish", {"sizes": sizes, "error": problems[0]})
+        meter = Meter(target.pids)
+
+        async def run(publisher: Publisher, bodies: list[bytes]) -> None:
+            for payload in bodies:
+                check(*await publisher.request(BATCH_PATH, payload, BATCH_HEADERS))
+
+        await asyncio.wait_for(
+            asyncio.gather(*(run(p, b) for p, b in zip(publishers, payloads, strict=True))),
+            SCENARIO_TIMEOUT,
+        )
+        m = meter.stop()
+    finally:
+        for p in publishers:
+            p.close()
+    total = sum(len(b) for b in payloads) * size
+    m.update(
+        {
+            "sizes": sizes,
+            "published": total,
+            "publishes_per_s": total / m["wall_s"],
+            "publishes_per_server_cpu_s": total / max(m["server_cpu_s"], 1e-9),
+        }
+    )
+    if problems:
+        m["error"] = "; ".join(problems)
+    return tagged(target, "batch-publish", m)
+
+
+def rss(pids: list[int]) -> int:
+    return sum(proc_rss(p) for p in pids)
+
+
+async def idle(target: Target, count: int) -> dict[str, Any]:
     gc.collect()
     await asyncio.sleep(0.5)
-    before = proc_rss(pid)
-    meter = Meter([pid])
-    tag = f"bench/idle-{time.monotonic_ns()}"
-    subscribers = await open_subscribers(port, [f"/{tag}/{i % 100}" for i in range(count)], None, 0)
+    before = rss(target.pids)
+    meter = Meter(target.pids)
+    tag = f"/bench/idle-{time.monotonic_ns()}"
+    paths = [target.sub_path(f"{tag}/{i % 100}") for i in range(count)]
+    subscribers = await open_subscribers(target.sub_ports[0], paths, None, 0)
     try:
         await asyncio.sleep(1.0)
-        after = proc_rss(pid)
+        after = rss(target.pids)
         m = meter.stop()
         m.update(
             {
-                "scenario": "idle-memory",
                 "sizes": f"{count} idle WebSockets over 100 channels",
                 "rss_before_mib": before / 2**20,
                 "rss_after_mib": after / 2**20,
                 "rss_per_connection_kib": (after - before) / count / 1024,
+                "rss_per_connection_kb": (after - before) / count / 1000,
             }
         )
-        return m
+        return tagged(target, "idle-memory", m)
     finally:
         for s in subscribers:
             s.close()
@@ -470,81 +576,125 @@ def start_server(*args: str) -> ServerProcess:
     return server.start().wait_healthy()
 
 
-async def main_async(options: argparse.Namespace) -> list[dict[str, Any]]:
-    results: list[dict[str, Any]] = []
-    deadline = time.monotonic() + options.budget
+@contextlib.contextmanager
+def ours() -> Iterator[Target]:
+    """One tornado-channels process on the embedded broker."""
     server = start_server()
     try:
         assert server.process is not None
-        pid, port = server.process.pid, server.port
-        results.append(
-            await fanout(
-                "fanout-1x1000",
-                [port],
-                port,
-                [pid],
-                channels=1,
-                per_channel=options.subscribers,
-                messages=options.messages,
-                publishers=options.publishers,
-            )
+        yield Target(
+            "ours", "tornado-channels (1 process)", [server.port], server.port, [server.process.pid]
         )
-        print(results[-1], flush=True)
-        results.append(
-            await fanout(
-                "fanout-100x10",
-                [port],
-                port,
-                [pid],
-                channels=100,
-                per_channel=10,
-                messages=options.messages_per_channel,
-                publishers=4,
-            )
-        )
-        print(results[-1], flush=True)
-        results.append(await latency(port, pid, options.subscribers, options.rate, options.seconds))
-        print(results[-1], flush=True)
-        results.append(await publish_only(port, pid, options.posts, 4))
-        print(results[-1], flush=True)
-        results.append(await idle(port, pid, options.idle))
-        print(results[-1], flush=True)
     finally:
         server.terminate()
         server.log.unlink(missing_ok=True)
-    if options.no_redis or time.monotonic() > deadline:
-        print("skipping the Redis scenario", flush=True)
-        return results
+
+
+@contextlib.contextmanager
+def ours_redis() -> Iterator[Target]:
+    """Two tornado-channels processes on a private Redis; subscribers over both."""
     redis = RedisServer(free_port()).start()
     servers: list[ServerProcess] = []
     try:
         for _ in range(2):
             servers.append(start_server("--redis-url", redis.url))
-        pids = [s.process.pid for s in servers if s.process is not None]
-        redis_pids = [redis.process.pid] if redis.process is not None else []
-        m = await fanout(
-            "fanout-1x1000-redis-2proc",
+        yield Target(
+            "ours",
+            "tornado-channels (2 processes, Redis)",
             [s.port for s in servers],
             servers[0].port,
-            pids,
-            channels=1,
-            per_channel=options.subscribers,
-            messages=options.messages,
-            publishers=options.publishers,
+            [s.process.pid for s in servers if s.process is not None],
+            extra_pids=[redis.process.pid] if redis.process is not None else [],
         )
-        m["redis_cpu_s"] = sum(proc_cpu(p) for p in redis_pids)
-        m["ratio_vs_1proc"] = m["deliveries_per_s"] / results[0]["deliveries_per_s"]
-        results.append(m)
-        print(results[-1], flush=True)
     finally:
         for s in servers:
             s.terminate()
             s.log.unlink(missing_ok=True)
         redis.stop()
+
+
+def show(result: dict[str, Any]) -> dict[str, Any]:
+    print(result, flush=True)
+    return result
+
+
+async def suite(target: Target, options: argparse.Namespace) -> list[dict[str, Any]]:
+    """Every one-server scenario against ``target`` (batch-publish: ours only)."""
+    results = [
+        show(
+            await fanout(
+                "fanout-1x1000",
+                target,
+                channels=1,
+                per_channel=options.subscribers,
+                messages=options.messages,
+                publishers=options.publishers,
+            )
+        ),
+        show(
+            await fanout(
+                "fanout-100x10",
+                target,
+                channels=100,
+                per_channel=10,
+                messages=options.messages_per_channel,
+                publishers=4,
+            )
+        ),
+        show(await latency(target, options.subscribers, options.rate, options.seconds)),
+        show(await publish_only(target, options.posts, 4)),
+    ]
+    if target.name == "ours":
+        results.append(show(await batch_publish(target, options.batches, options.batch_size, 4)))
+    results.append(show(await idle(target, options.idle)))
+    return results
+
+
+async def two_process(
+    target: Target, options: argparse.Namespace, one: dict[str, Any]
+) -> dict[str, Any]:
+    """Scenario 1 against a two-process ``target``; ``one`` is its one-process result."""
+    m = await fanout(
+        "fanout-1x1000-2proc",
+        target,
+        channels=1,
+        per_channel=options.subscribers,
+        messages=options.messages,
+        publishers=options.publishers,
+    )
+    if target.extra_pids:
+        m["redis_cpu_s"] = sum(proc_cpu(p) for p in target.extra_pids)
+    m["ratio_vs_1proc"] = m["deliveries_per_s"] / one["deliveries_per_s"]
+    return show(m)
+
+
+async def main_async(options: argparse.Namespace) -> list[dict[str, Any]]:
+    results: list[dict[str, Any]] = []
+    deadline = time.monotonic() + options.budget
+    with ours() as target:
+        results += await suite(target, options)
+    if options.nchan:
+        with nchan.nchan(workers=1) as target:
+            results += await suite(target, options)
+    if options.no_redis or time.monotonic() > deadline:
+        print("skipping the 2-process scenarios", flush=True)
+        return results
+    with ours_redis() as target:
+        results.append(await two_process(target, options, results[0]))
+    if options.nchan:
+        if time.monotonic() > deadline:
+            print("skipping Nchan's 2-worker scenario: past --budget", flush=True)
+            return results
+        one = next(
+            r for r in results if r["target"] == "nchan" and r["scenario"] == "fanout-1x1000"
+        )
+        with nchan.nchan(workers=2) as target:
+            results.append(await two_process(target, options, one))
     return results
 
 
 COLUMNS: list[tuple[str, str, Callable[[Any], str]]] = [
+    ("server", "server", str),
     ("scenario", "scenario", str),
     ("sizes", "sizes", str),
     ("deliveries_per_s", "deliveries/s", lambda v: f"{v:,.0f}"),
@@ -562,22 +712,138 @@ COLUMNS: list[tuple[str, str, Callable[[Any], str]]] = [
     ("wall_s", "wall s", lambda v: f"{v:.2f}"),
     ("server_cpu_s", "server CPU s", lambda v: f"{v:.2f}"),
     ("client_cpu_s", "client CPU s", lambda v: f"{v:.2f}"),
+    ("skipped", "skipped", str),
+    ("error", "error", str),
 ]
 
 
 def table(results: list[dict[str, Any]]) -> str:
+    columns = [c for c in COLUMNS if any(c[0] in r for r in results)]
     lines = [
-        "| " + " | ".join(title for _, title, _ in COLUMNS) + " |",
-        "|" + "---|" * len(COLUMNS),
+        "| " + " | ".join(title for _, title, _ in columns) + " |",
+        "|" + "---|" * len(columns),
     ]
     for r in results:
-        cells = [fmt(r[key]) if key in r else "" for key, _, fmt in COLUMNS]
+        cells = [fmt(r[key]) if key in r else "" for key, _, fmt in columns]
         lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+#: The comparison: (our scenario, Nchan's scenario, key, metric title, format).
+#: Nchan has no batch endpoint: our batch-publish is set against its publish-only.
+COMPARED: list[tuple[str, str, str, str, Callable[[float], str]]] = [
+    (
+        "fanout-1x1000",
+        "fanout-1x1000",
+        "deliveries_per_server_cpu_s",
+        "deliveries/server-CPU-s ↑",
+        "{:,.0f}".format,
+    ),
+    ("fanout-1x1000", "fanout-1x1000", "deliveries_per_s", "deliveries/s ↑", "{:,.0f}".format),
+    (
+        "fanout-100x10",
+        "fanout-100x10",
+        "deliveries_per_server_cpu_s",
+        "deliveries/server-CPU-s ↑",
+        "{:,.0f}".format,
+    ),
+    ("fanout-100x10", "fanout-100x10", "deliveries_per_s", "deliveries/s ↑", "{:,.0f}".format),
+    ("latency", "latency", "p50_ms", "p50 ms ↓", "{:.2f}".format),
+    ("latency", "latency", "p99_ms", "p99 ms ↓", "{:.2f}".format),
+    (
+        "publish-only",
+        "publish-only",
+        "publishes_per_server_cpu_s",
+        "publishes/server-CPU-s ↑",
+        "{:,.0f}".format,
+    ),
+    ("publish-only", "publish-only", "publishes_per_s", "publishes/s ↑", "{:,.0f}".format),
+    (
+        "batch-publish",
+        "publish-only",
+        "publishes_per_server_cpu_s",
+        "messages/server-CPU-s ↑ (Nchan: single POSTs)",
+        "{:,.0f}".format,
+    ),
+    (
+        "idle-memory",
+        "idle-memory",
+        "rss_per_connection_kib",
+        "RSS/idle conn KiB ↓",
+        "{:.1f}".format,
+    ),
+    ("idle-memory", "idle-memory", "rss_per_connection_kb", "RSS/idle conn KB ↓", "{:.1f}".format),
+    (
+        "fanout-1x1000-2proc",
+        "fanout-1x1000-2proc",
+        "deliveries_per_server_cpu_s",
+        "deliveries/server-CPU-s ↑",
+        "{:,.0f}".format,
+    ),
+    (
+        "fanout-1x1000-2proc",
+        "fanout-1x1000-2proc",
+        "deliveries_per_s",
+        "deliveries/s ↑",
+        "{:,.0f}".format,
+    ),
+    (
+        "fanout-1x1000-2proc",
+        "fanout-1x1000-2proc",
+        "ratio_vs_1proc",
+        "2proc/1proc deliveries/s ↑",
+        "{:.2f}".format,
+    ),
+]
+
+
+def metric_cell(r: dict[str, Any] | None, key: str, fmt: Callable[[float], str]) -> str:
+    if r is None:
+        return "not run"
+    if "skipped" in r:
+        return f"skipped: {r['skipped']}"
+    if "error" in r and key not in r:
+        return f"error: {r['error']}"
+    return fmt(r[key]) if key in r else ""
+
+
+def pair(a: dict[str, Any] | None, b: dict[str, Any] | None, key: str) -> str:
+    return " / ".join(f"{r[key]:.2f}" if r is not None and key in r else "-" for r in (a, b))
+
+
+def checks(r: dict[str, Any] | None) -> str:
+    if r is None or "lost" not in r:
+        return "-"
+    return f"{r['lost']}/{r['duplicated']}/{r['out_of_order']}"
+
+
+def comparison(results: list[dict[str, Any]]) -> str:
+    """One row per scenario and key metric: ours, Nchan, ours/Nchan, and the CPU beside."""
+    found = {(r["target"], r["scenario"]): r for r in results}
+    lines = [
+        "| scenario | metric | ours | Nchan | ours/Nchan | server CPU s ours / Nchan "
+        "| client CPU s ours / Nchan | wall s ours / Nchan | lost/dup/ooo ours / Nchan |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for mine, theirs, key, title, fmt in COMPARED:
+        a, b = found.get(("ours", mine)), found.get(("nchan", theirs))
+        if a is None and b is None:
+            continue
+        scenario = mine if mine == theirs else f"{mine} (Nchan: {theirs})"
+        ratio = ""
+        if a is not None and b is not None and key in a and b.get(key):
+            ratio = f"{a[key] / b[key]:.2f}"
+        lines.append(
+            f"| {scenario} | {title} | {metric_cell(a, key, fmt)} | {metric_cell(b, key, fmt)} "
+            f"| {ratio} | {pair(a, b, 'server_cpu_s')} | {pair(a, b, 'client_cpu_s')} "
+            f"| {pair(a, b, 'wall_s')} | {checks(a)} / {checks(b)} |"
+        )
     return "\n".join(lines)
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--nchan", action="store_true", help="the same scenarios against Nchan")
     parser.add_argument("--subscribers", type=int, default=1000)
     parser.add_argument("--messages", type=int, default=200, help="scenario 1 messages")
     parser.add_argument("--messages-per-channel", type=int, default=50, help="scenario 2")
@@ -585,10 +851,18 @@ def main() -> int:
     parser.add_argument("--rate", type=float, default=10.0, help="latency: messages/s")
     parser.add_argument("--seconds", type=float, default=3.0, help="latency: duration")
     parser.add_argument("--posts", type=int, default=4000, help="publish-only POSTs")
+    parser.add_argument("--batches", type=int, default=200, help="batch-publish POSTs")
+    parser.add_argument("--batch-size", type=int, default=100, help="batch-publish messages/POST")
     parser.add_argument("--idle", type=int, default=2000, help="idle WebSockets")
-    parser.add_argument("--no-redis", action="store_true", help="skip the 2-process scenario")
-    parser.add_argument("--budget", type=float, default=150.0, help="skip Redis past this (s)")
+    parser.add_argument("--no-redis", action="store_true", help="skip the 2-process scenarios")
+    parser.add_argument("--budget", type=float, default=150.0, help="skip 2-process past this (s)")
     options = parser.parse_args()
+    if options.nchan and not nchan.installed():
+        print(
+            "Nchan needs nginx and libnginx-mod-nchan (make bench-nchan installs them)",
+            file=sys.stderr,
+        )
+        return 2
     raise_nofile()
     started = time.monotonic()
     if uvloop is not None:
@@ -600,20 +874,36 @@ def main() -> int:
     print(f"CPUs: {os.cpu_count()}; runtime {runtime:.1f} s")
     print(table(results))
     for r in results:
-        if r["client_cpu_s"] > 0.85 * r["wall_s"]:
+        if r.get("client_cpu_s", 0) > 0.85 * r.get("wall_s", float("inf")):
             share = r["client_cpu_s"] / r["wall_s"]
-            print(f"note: {r['scenario']}: the client used {share:.0%} of a core: client-bound")
+            print(
+                f"note: {r['server']}: {r['scenario']}: the client used {share:.0%} of a core: "
+                "client-bound"
+            )
+    if options.nchan:
+        print()
+        servers = sorted({r["server"] for r in results}, key=lambda s: (not s.startswith("t"), s))
+        print(f"ours vs Nchan ({'; '.join(servers)}); ↑/↓: higher/lower is better")
+        print()
+        print(comparison(results))
     fd, path = tempfile.mkstemp(prefix="tc-bench-", suffix=".json")
     with os.fdopen(fd, "w") as f:
         json.dump({"uvloop": USING_UVLOOP, "runtime_s": runtime, "results": results}, f, indent=2)
     print(f"\nJSON: {path}")
     bad = [
-        r["scenario"]
+        f"{r['target']} {r['scenario']}"
         for r in results
-        if r.get("lost") or r.get("duplicated") or r.get("out_of_order") or r.get("invalid")
+        if r.get("lost")
+        or r.get("duplicated")
+        or r.get("out_of_order")
+        or r.get("invalid")
+        or r.get("error")
     ]
     if bad:
-        print(f"FAIL: lost, duplicated, out-of-order or invalid messages in {bad}", file=sys.stderr)
+        print(
+            f"FAIL: lost, duplicated, out-of-order or invalid messages, or errors, in {bad}",
+            file=sys.stderr,
+        )
         return 1
     return 0
 
