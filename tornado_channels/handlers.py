@@ -6,7 +6,6 @@ Dependencies arrive through ``initialize`` from the route table.
 
 from __future__ import annotations
 
-import hmac
 import json
 from collections.abc import Awaitable
 from typing import Any
@@ -14,7 +13,6 @@ from typing import Any
 import tornado.template
 import tornado.web
 
-from .broker import BrokerUnavailable, PublishOutcomeUnknown
 from .channels import Channel, InvalidChannel, Subtree, Target, parse_target
 from .config import ChannelConfig
 from .hooks import ChannelHooks, Reject, resolve
@@ -96,105 +94,10 @@ class JSONErrorsMixin(tornado.web.RequestHandler):
         self.finish(json.dumps(body))
 
 
-class PublishingMixin(JSONErrorsMixin):
-    """What the publishing edges share: the publish key, a bounded body, in-flight counting.
+class ChannelHandler(JSONErrorsMixin):
+    """``GET /<channel>`` is the channel's live page (POSTs go to publishing.py)."""
 
-    The body is streamed (the class needs ``@stream_request_body``) so an
-    oversized one is refused (413) without being held in memory, and without
-    Tornado's own limit answering a bare 400 first.
-    """
-
-    node: Node
-    config: ChannelConfig
-    #: Largest body accepted, and the error code past it.
-    body_limit: int
-    too_large_code = "message_too_large"
-
-    def start_publish(self) -> None:
-        """Before the body is read: check the key, count the request, refuse a declared oversize."""
-        self._body = bytearray()
-        self._too_large = False
-        # An unauthorized body is never buffered.
-        self._check_publish_key()
-        # Counted from here, so a shutdown waits for bodies still arriving.
-        self._in_flight = True
-        self.node.request_started()
-        length = self.request.headers.get("Content-Length")
-        if length is not None and length.isdigit() and int(length) > self.body_limit:
-            raise self.too_large_error()
-
-    def data_received(self, chunk: bytes) -> None:
-        """Collect the body, keeping nothing once it passes the limit."""
-        # A chunked body has no Content-Length to refuse up front: count, and
-        # stop keeping bytes once past the limit.
-        if self._too_large:
-            return
-        if len(self._body) + len(chunk) > self.body_limit:
-            self._too_large = True
-            self._body = bytearray()
-        else:
-            self._body += chunk
-
-    def body(self) -> bytes:
-        """The whole body; raise the 413 if it was too large."""
-        if self._too_large:
-            raise self.too_large_error()
-        return bytes(self._body)
-
-    def too_large_error(self) -> ApiError:
-        """The 413 for a body past the limit."""
-        return ApiError(
-            413, self.too_large_code, f"the body exceeds the limit of {self.body_limit} bytes"
-        )
-
-    def _check_publish_key(self) -> None:
-        key = self.config.publish_key
-        if key is None:
-            return
-        scheme, _, given = self.request.headers.get("Authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not given:
-            raise ApiError(
-                401,
-                "unauthorized",
-                "publishing needs the header 'Authorization: Bearer <key>'",
-                {"WWW-Authenticate": 'Bearer realm="publish"'},
-            )
-        # Constant-time: the comparison must not leak how much of the key matched.
-        if not hmac.compare_digest(given.strip().encode(), key.encode()):
-            raise ApiError(403, "forbidden", "wrong publish key")
-
-    def check_trusted_origin(self, origin: str) -> bool:
-        """Cross-site POSTs are refused (403) unless from a trusted origin."""
-        return origin in self.config.trusted_origins
-
-    def on_finish(self) -> None:
-        """The answer is sent: this publish is no longer in flight."""
-        self._end_flight()
-
-    def on_connection_close(self) -> None:
-        """The client went away before its answer: no longer in flight either."""
-        self._end_flight()
-        super().on_connection_close()
-
-    def _end_flight(self) -> None:
-        if getattr(self, "_in_flight", False):
-            self._in_flight = False
-            self.node.request_finished()
-
-
-def publish_errors(exc: Exception) -> ApiError:
-    """The answer to a publish the broker did not take."""
-    if isinstance(exc, PublishOutcomeUnknown):
-        # Not retried: a retry could deliver the message twice.
-        return ApiError(504, "publish_outcome_unknown", str(exc))
-    return broker_unavailable(exc)
-
-
-@tornado.web.stream_request_body
-class ChannelHandler(PublishingMixin):
-    """``POST /<channel>`` publishes; ``GET /<channel>`` is the channel's live page."""
-
-    SUPPORTED_METHODS = ("GET", "POST")
+    SUPPORTED_METHODS = ("GET",)
 
     def initialize(
         self,
@@ -208,34 +111,13 @@ class ChannelHandler(PublishingMixin):
         self.hooks = hooks
         self.config = config
         self.templates = templates
-        self.body_limit = config.max_message_size
 
     def prepare(self) -> None:
-        """Parse the channel from the path; refuse a declared oversize body early."""
+        """Parse the channel from the path."""
         try:
             self.target: Target = parse_target(self.path_kwargs["path"])
         except InvalidChannel as exc:
             raise invalid_channel(exc) from None
-        if self.request.method == "POST":
-            self.start_publish()
-
-    async def post(self, path: str) -> None:
-        """Publish the body; 202 once the broker accepted it."""
-        payload = self.body()
-        target = self.target
-        await authorize(
-            self.hooks.authorize_publish(self.request, target),
-            f"publishing to '{target}' is not allowed",
-        )
-        try:
-            position = await self.node.publish(target, payload)
-        except (PublishOutcomeUnknown, BrokerUnavailable) as exc:
-            raise publish_errors(exc) from None
-        key = "channel" if isinstance(target, Channel) else "subtree"
-        self.set_status(202)
-        self.finish(
-            {"published": True, key: str(target), "bytes": len(payload), "position": str(position)}
-        )
 
     def get(self, path: str) -> None:
         """The channel's live page, or the home page for the root."""

@@ -15,11 +15,12 @@ from tornado.httputil import HTTPServerRequest
 from tornado.routing import Matcher, PathMatches, Rule
 
 from .config import ChannelConfig
-from .endpoints import BatchPublishHandler, MetricsHandler, StatsHandler
+from .endpoints import MetricsHandler, StatsHandler
 from .events import ChannelEventsHandler
 from .handlers import ChannelHandler, HealthHandler
 from .hooks import ChannelHooks
 from .node import Node
+from .publishing import PublishEndpoint
 from .websocket import ChannelSocketHandler
 
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -36,9 +37,11 @@ def wants_event_stream(request: HTTPServerRequest) -> bool:
 
 
 def request_kind(request: HTTPServerRequest) -> str:
-    """Which edge serves a request for a channel: websocket, events or http."""
+    """Which edge serves a request for a channel: websocket, events, publish or http."""
     if is_websocket_upgrade(request):
         return "websocket"
+    if request.method == "POST":
+        return "publish"
     return "events" if wants_event_stream(request) else "http"
 
 
@@ -95,7 +98,7 @@ def channel_routes(
     shared = {"node": node, "hooks": hooks, "config": config}
     return [
         Rule(PathMatches(prefix + "_/health"), HealthHandler, {"node": node}),
-        Rule(PathMatches(prefix + "_/publish"), BatchPublishHandler, shared),
+        Rule(PathMatches(prefix + "_/publish"), PublishEndpoint(node, hooks, config, batch=True)),
         Rule(PathMatches(prefix + "_/metrics"), MetricsHandler, {"node": node}),
         Rule(PathMatches(prefix + "_/stats"), StatsHandler, {"node": node}),
         Rule(
@@ -105,6 +108,7 @@ def channel_routes(
         ),
         Rule(ChannelMatcher(prefix, kind="websocket"), ChannelSocketHandler, shared),
         Rule(ChannelMatcher(prefix, kind="events"), ChannelEventsHandler, shared),
+        Rule(ChannelMatcher(prefix, kind="publish"), PublishEndpoint(node, hooks, config)),
         Rule(
             ChannelMatcher(prefix, kind="http"),
             ChannelHandler,

@@ -1,0 +1,343 @@
+"""The publishing edge: ``POST /<channel>`` and ``POST /_/publish``, without RequestHandler.
+
+A POST is the hottest request there is, and Tornado's ``RequestHandler``
+costs more than twice what the HTTP connection itself does: a handler
+object, its UI namespaces, a default header set, a coroutine and a Task,
+and an access-log line formatted even when nothing logs it (the README's
+"Performance" has the profile).  So publishing is served by a plain
+:class:`~tornado.httputil.HTTPMessageDelegate`, routed like any handler.
+Parsing HTTP, keep-alive, chunked bodies and the timeouts stay Tornado's
+(``HTTP1Connection``); what a publish needs is here, and stays thin:
+
+- before the body: the channel name, the publish key, cross-site origins,
+  the declared size (so nothing unauthorized or oversized is buffered);
+- after it: the ``authorize_publish`` hook, then the node publishes;
+- every answer is JSON (``{"error", "message"}`` on refusals), as elsewhere.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import json
+import logging
+import time
+from collections.abc import Iterator
+from http import HTTPStatus
+from typing import Any
+from urllib.parse import urlsplit
+
+from tornado import httputil
+from tornado.log import access_log
+
+from .batch import InvalidBatch, parse_batch
+from .broker import BrokerUnavailable, PublishOutcomeUnknown
+from .channels import Channel, InvalidChannel, Target, parse_target
+from .config import ChannelConfig
+from .handlers import ApiError, broker_unavailable, invalid_channel
+from .hooks import ChannelHooks, Reject, resolve
+from .node import Node
+
+log = logging.getLogger("tornado_channels.publishing")
+
+
+class PublishEndpoint(httputil.HTTPServerConnectionDelegate):
+    """The route target for publishing: one delegate per request.
+
+    ``batch`` selects ``POST /_/publish`` (many messages, see batch.py) over
+    ``POST /<channel>`` (the body is the message).
+    """
+
+    def __init__(
+        self, node: Node, hooks: ChannelHooks, config: ChannelConfig, *, batch: bool = False
+    ) -> None:
+        self.node = node
+        self.hooks = hooks
+        self.config = config
+        self.batch = batch
+
+    def start_request(
+        self, server_conn: object, request_conn: httputil.HTTPConnection
+    ) -> httputil.HTTPMessageDelegate:
+        """A delegate for one request on ``request_conn``."""
+        return PublishRequest(self, server_conn, request_conn)
+
+
+class PublishRequest(httputil.HTTPMessageDelegate):
+    """One publishing request, from its headers to its answer."""
+
+    def __init__(
+        self, endpoint: PublishEndpoint, server_conn: object, connection: httputil.HTTPConnection
+    ) -> None:
+        self.endpoint = endpoint
+        self.server_conn = server_conn
+        self.connection = connection
+        self.request: httputil.HTTPServerRequest | None = None
+        self.target: Target | None = None
+        self.limit = (
+            endpoint.config.max_batch_bytes if endpoint.batch else endpoint.config.max_message_size
+        )
+        self.body = bytearray()
+        self.too_large = False
+        self.answered = False
+        self.in_flight = False
+        self.started = time.monotonic()
+
+    # HTTPMessageDelegate
+
+    def headers_received(
+        self,
+        start_line: httputil.RequestStartLine | httputil.ResponseStartLine,
+        headers: httputil.HTTPHeaders,
+    ) -> None:
+        """Refuse what can be refused before the body: name, method, key, origin, size."""
+        assert isinstance(start_line, httputil.RequestStartLine)
+        self.request = httputil.HTTPServerRequest(
+            connection=self.connection,
+            server_connection=self.server_conn,
+            start_line=start_line,
+            headers=headers,
+        )
+        try:
+            self.check_headers(self.request)
+        except ApiError as exc:
+            self.refuse(exc)
+
+    def data_received(self, chunk: bytes) -> None:
+        """Collect the body, keeping nothing once it passes the limit (or after a refusal)."""
+        # A chunked body has no Content-Length to refuse up front: count, and
+        # stop keeping bytes once past the limit.
+        if self.answered or self.too_large:
+            return
+        if len(self.body) + len(chunk) > self.limit:
+            self.too_large = True
+            self.body = bytearray()
+        else:
+            self.body += chunk
+
+    def finish(self) -> None:
+        """The body is complete: publish it (in a task: hooks and brokers may await)."""
+        if self.answered:
+            return
+        task = asyncio.ensure_future(self.publish())
+        # The task answers every outcome itself; this only keeps a bug from
+        # passing silently (and the exception from going unretrieved).
+        task.add_done_callback(_log_failure)
+
+    def on_connection_close(self) -> None:
+        """The client went away before its answer: this publish is no longer in flight."""
+        self.end_flight()
+
+    # The request
+
+    def check_headers(self, request: httputil.HTTPServerRequest) -> None:
+        """Raise the ApiError that refuses ``request`` before its body, if any."""
+        endpoint = self.endpoint
+        if request.method != "POST":
+            raise ApiError(405, "method_not_allowed", "only POST publishes", {"Allow": "POST"})
+        if not endpoint.batch:
+            rest = request.path[len(endpoint.config.prefix) :]
+            try:
+                self.target = parse_target(rest)
+            except InvalidChannel as exc:
+                raise invalid_channel(exc) from None
+        self.check_publish_key(request)
+        self.check_origin(request)
+        # Counted from here, so a shutdown waits for bodies still arriving.
+        self.in_flight = True
+        endpoint.node.request_started()
+        length = request.headers.get("Content-Length")
+        if length is not None and length.isdigit() and int(length) > self.limit:
+            raise self.too_large_error()
+
+    def check_publish_key(self, request: httputil.HTTPServerRequest) -> None:
+        """With a publish key configured, only ``Authorization: Bearer <key>`` may publish."""
+        key = self.endpoint.config.publish_key
+        if key is None:
+            return
+        scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not given:
+            raise ApiError(
+                401,
+                "unauthorized",
+                "publishing needs the header 'Authorization: Bearer <key>'",
+                {"WWW-Authenticate": 'Bearer realm="publish"'},
+            )
+        # Constant-time: the comparison must not leak how much of the key matched.
+        if not hmac.compare_digest(given.strip().encode(), key.encode()):
+            raise ApiError(403, "forbidden", "wrong publish key")
+
+    def check_origin(self, request: httputil.HTTPServerRequest) -> None:
+        """Refuse cross-site POSTs from browsers unless their origin is trusted.
+
+        The algorithm of Tornado's ``cross_origin_protection`` (which this
+        edge, not being a RequestHandler, applies itself, always).
+        """
+        headers = request.headers
+        site = headers.get("Sec-Fetch-Site")
+        if site in ("same-origin", "none"):
+            return
+        origin = headers.get("Origin")
+        if site is None:
+            # An old browser, or not a browser: a browser sends Origin.
+            if origin is None or self.trusted(origin):
+                return
+            if urlsplit(origin).netloc.lower() == headers.get("Host", "").lower():
+                return
+        elif origin and self.trusted(origin):
+            return
+        raise ApiError(403, "forbidden", f"cross-site publishing from {origin!r} is not allowed")
+
+    def trusted(self, origin: str) -> bool:
+        """Whether the mount point's config trusts ``origin``."""
+        return origin in self.endpoint.config.trusted_origins
+
+    async def publish(self) -> None:
+        """Authorize, publish, answer: 202 with the position(s), or the refusal."""
+        try:
+            if self.too_large:
+                raise self.too_large_error()
+            if self.endpoint.batch:
+                answer = await self.publish_batch(bytes(self.body))
+            else:
+                answer = await self.publish_one(bytes(self.body))
+        except ApiError as exc:
+            self.refuse(exc)
+        except Exception:
+            log.exception("publishing failed")
+            self.refuse(ApiError(500, "internal_error", "the server failed to publish"))
+        else:
+            self.answer(202, answer)
+
+    async def publish_one(self, payload: bytes) -> dict[str, Any]:
+        """``POST /<channel>``: the body is the message."""
+        target = self.target
+        assert target is not None
+        await self.authorize(target)
+        with broker_refusals():
+            position = await self.endpoint.node.publish(target, payload)
+        key = "channel" if isinstance(target, Channel) else "subtree"
+        return {
+            "published": True,
+            key: str(target),
+            "bytes": len(payload),
+            "position": str(position),
+        }
+
+    async def publish_batch(self, body: bytes) -> dict[str, Any]:
+        """``POST /_/publish``: checked whole, then published as one broker operation."""
+        config = self.endpoint.config
+        try:
+            messages = parse_batch(
+                body,
+                max_messages=config.max_batch_messages,
+                max_message_size=config.max_message_size,
+            )
+        except InvalidBatch as exc:
+            details = {} if exc.index is None else {"index": exc.index}
+            status = 413 if exc.too_large else 400
+            raise ApiError(status, exc.error, str(exc), None, details) from None
+        for target in dict.fromkeys(target for target, _ in messages):
+            await self.authorize(target)
+        if not messages:
+            return {"published": 0, "positions": []}
+        with broker_refusals():
+            positions = await self.endpoint.node.publish_many(messages)
+        return {"published": len(positions), "positions": list(map(str, positions))}
+
+    async def authorize(self, target: Target) -> None:
+        """Ask the ``authorize_publish`` hook; raise the 403 when it refuses."""
+        assert self.request is not None
+        try:
+            allowed = await resolve(self.endpoint.hooks.authorize_publish(self.request, target))
+        except Reject as exc:
+            raise ApiError(403, "forbidden", exc.reason) from None
+        if not allowed:
+            raise ApiError(403, "forbidden", f"publishing to '{target}' is not allowed")
+
+    def too_large_error(self) -> ApiError:
+        """The 413 for a body past the limit."""
+        if self.endpoint.batch:
+            error = "batch_too_large"
+            limit = f"the batch limit of {self.limit} bytes"
+        else:
+            error = "message_too_large"
+            limit = f"the maximum message size of {self.limit} bytes"
+        return ApiError(413, error, f"the body exceeds {limit}")
+
+    # The answer
+
+    def refuse(self, exc: ApiError) -> None:
+        """Answer ``{"error": code, "message": text}`` with the error's status and headers."""
+        body = {"error": exc.error, "message": exc.message, **exc.details}
+        self.answer(exc.status_code, body, exc.headers)
+
+    def answer(
+        self, status: int, body: dict[str, Any], headers: dict[str, str] | None = None
+    ) -> None:
+        """Write the JSON answer and finish the request (once; later calls do nothing)."""
+        if self.answered:
+            return
+        self.answered = True
+        data = json.dumps(body).encode()
+        response = httputil.HTTPHeaders(
+            {
+                "Content-Type": "application/json; charset=UTF-8",
+                "Content-Length": str(len(data)),
+                "Date": _date(),
+                "Cache-Control": "no-store",
+            }
+        )
+        for name, value in (headers or {}).items():
+            response[name] = value
+        reason = HTTPStatus(status).phrase
+        start_line = httputil.ResponseStartLine("HTTP/1.1", status, reason)
+        self.connection.write_headers(start_line, response, data)
+        self.connection.finish()
+        self.end_flight()
+        self.log(status)
+
+    def end_flight(self) -> None:
+        """End this publish's flight: a shutdown no longer waits for it."""
+        if self.in_flight:
+            self.in_flight = False
+            self.endpoint.node.request_finished()
+
+    def log(self, status: int) -> None:
+        """The access-log line RequestHandler would write, when anything would print it."""
+        level = logging.INFO if status < 400 else logging.WARNING if status < 500 else logging.ERROR
+        request = self.request
+        if request is not None and access_log.isEnabledFor(level):
+            elapsed = 1000 * (time.monotonic() - self.started)
+            summary = f"{request.method} {request.uri} ({request.remote_ip})"
+            access_log.log(level, "%d %s %.2fms", status, summary, elapsed)
+
+
+@contextlib.contextmanager
+def broker_refusals() -> Iterator[None]:
+    """Turn the broker's refusals of a publish into their answers (503, 504)."""
+    try:
+        yield
+    except PublishOutcomeUnknown as exc:
+        # Not retried: a retry could deliver the message twice.
+        raise ApiError(504, "publish_outcome_unknown", str(exc)) from None
+    except BrokerUnavailable as exc:
+        raise broker_unavailable(exc) from None
+
+
+_date_cache: tuple[int, str] = (0, "")
+
+
+def _date() -> str:
+    """The Date header's value, formatted once per second."""
+    global _date_cache
+    now = int(time.time())
+    if _date_cache[0] != now:
+        _date_cache = (now, httputil.format_timestamp(now))
+    return _date_cache[1]
+
+
+def _log_failure(task: asyncio.Future[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("publishing task failed", exc_info=task.exception())
