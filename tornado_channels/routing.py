@@ -15,6 +15,7 @@ from tornado.httputil import HTTPServerRequest
 from tornado.routing import Matcher, PathMatches, Rule
 
 from .config import ChannelConfig
+from .connection import Heartbeat
 from .endpoints import MetricsHandler, StatsHandler
 from .events import ChannelEventsHandler
 from .handlers import ChannelHandler, HealthHandler
@@ -96,6 +97,10 @@ def channel_routes(
     hooks = hooks if hooks is not None else ChannelHooks()
     templates = tornado.template.Loader(str(PACKAGE_DIR / "templates"))
     shared = {"node": node, "hooks": hooks, "config": config}
+    # One timer pings every WebSocket of this mount point (none when disabled).
+    heartbeat = (
+        Heartbeat(config.ping_interval, config.ping_timeout) if config.ping_interval else None
+    )
     return [
         Rule(PathMatches(prefix + "_/health"), HealthHandler, {"node": node}),
         Rule(PathMatches(prefix + "_/publish"), PublishEndpoint(node, hooks, config, batch=True)),
@@ -106,7 +111,11 @@ def channel_routes(
             tornado.web.StaticFileHandler,
             {"path": str(PACKAGE_DIR / "static")},
         ),
-        Rule(ChannelMatcher(prefix, kind="websocket"), ChannelSocketHandler, shared),
+        Rule(
+            ChannelMatcher(prefix, kind="websocket"),
+            ChannelSocketHandler,
+            {**shared, "heartbeat": heartbeat},
+        ),
         Rule(ChannelMatcher(prefix, kind="events"), ChannelEventsHandler, shared),
         Rule(ChannelMatcher(prefix, kind="publish"), PublishEndpoint(node, hooks, config)),
         Rule(

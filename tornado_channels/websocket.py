@@ -1,77 +1,228 @@
-"""The WebSocket edge: subscribe to the channel in the URL; chat into it."""
+"""The WebSocket edge: subscribe to the channel in the URL; chat into it.
+
+The handler checks and answers the handshake itself, then hands the socket
+to a :class:`~.connection.WebSocketConnection` on the event loop's own
+transport (see connection.py for why).  The handler stays the hub's
+subscriber: it holds the channel, the request (for the hooks) and the
+recovery state, and writes frames to its connection.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import base64
+import hashlib
+import logging
 import time
-from typing import Any
 
-from tornado.websocket import WebSocketHandler
+from tornado.iostream import IOStream
 
 from .broker import BrokerUnavailable, PublishError
 from .config import ChannelConfig
-from .frames import CLOSE_POLICY_VIOLATION, CLOSE_TRY_AGAIN_LATER
-from .handlers import broker_unavailable
+from .connection import Heartbeat, StreamTransport, WebSocketConnection
+from .frames import CLOSE_INTERNAL_ERROR, CLOSE_POLICY_VIOLATION, CLOSE_TRY_AGAIN_LATER
+from .handlers import ApiError, broker_unavailable
 from .hooks import ChannelHooks, Reject, resolve
 from .node import Node
-from .protocol import ChannelProtocol13, WebSocketParams
 from .ratelimit import TokenBucket
-from .sockets import write_now
 from .subscribers import SubscriberMixin
 
+log = logging.getLogger("tornado_channels.websocket")
 
-class ChannelSocketHandler(SubscriberMixin, WebSocketHandler):
-    """A WebSocket subscribed to one channel; every frame it sends is published there.
+_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+#: Client messages waiting to be published past which reading pauses.
+_INBOX_LIMIT = 64
+
+
+class ChannelSocketHandler(SubscriberMixin):
+    """A WebSocket subscribed to one channel; every message it sends is published there.
 
     The subscription is in effect before the handshake is answered, so a
     client that has seen its 101 cannot miss a message published after it.
-    Problems found before the upgrade (bad name, refused, broker down) are
-    answered like any HTTP error: a status and a JSON body.
+    Problems found before the upgrade (bad name, refused, broker down, a
+    malformed handshake) are answered like any HTTP error: a status and a
+    JSON body.
 
     Plain clients get each payload as it was published.  With ``?positions=1``
     they get JSON envelopes with positions, and with ``?since=<position>``
     they first get what they missed since then (see subscribers.py).
     """
 
-    def initialize(self, node: Node, hooks: ChannelHooks, config: ChannelConfig) -> None:
-        """Take the shared node, hooks and config from the route table."""
-        super().initialize(node, hooks, config)
-        self._live = False
-        self._budget = TokenBucket(config.client_rate, config.client_burst, time.monotonic())
+    SUPPORTED_METHODS = ("GET",)
 
-    async def get(self, *args: Any, **kwargs: Any) -> None:
-        """Admit and subscribe; then run the WebSocket until it closes."""
+    def initialize(
+        self,
+        node: Node,
+        hooks: ChannelHooks,
+        config: ChannelConfig,
+        heartbeat: Heartbeat | None = None,
+    ) -> None:
+        """Take the shared node, hooks, config and heartbeat from the route table."""
+        super().initialize(node, hooks, config)
+        self.heartbeat = heartbeat
+        self.connection: WebSocketConnection | None = None
+        # Frames sent before the connection opened, and a close asked for then.
+        self._pending: list[bytes] | None = []
+        self._close_on_open: tuple[int | None, str | None] | None = None
+        self._budget = TokenBucket(config.client_rate, config.client_burst, time.monotonic())
+        # Client messages waiting to be published, one at a time, in order.
+        self._inbox: list[bytes] = []
+        self._publisher: asyncio.Task[None] | None = None
+        # A protocol error waiting for the messages before it to be published.
+        self._fail_after: tuple[int, str] | None = None
+
+    async def get(self, path: str) -> None:
+        """Check the handshake, admit and subscribe, answer 101 and hand the socket over."""
+        key = self._handshake_key()
         since = self.get_query_argument("since", None)
         if since is not None or self.get_query_argument("positions", None) is not None:
             self.encoding = "envelope"
-        channel = await self.admit(kwargs["path"], since)
+        channel = await self.admit(path, since)
         try:
             await self.node.subscribe(channel, self)
         except BrokerUnavailable as exc:
             raise broker_unavailable(exc) from None
         try:
-            # Returns when the connection ends (or the handshake fails).
-            await super().get(*args, **kwargs)
-        finally:
+            await self._take_over(key)
+        except BaseException:
             self.node.unsubscribe(channel, self)
-
-    async def open(self, *args: Any, **kwargs: Any) -> None:
-        """The handshake is done: frames flow from now on, after any recovery."""
-        self._live = True
+            raise
         await self.resume()
 
-    def check_origin(self, origin: str) -> bool:
-        """Tornado's own check, a step after admit(): the same answer."""
-        return self.origin_allowed(origin)
+    def _handshake_key(self) -> str:
+        """The client's Sec-WebSocket-Key, once the handshake is found well formed."""
+        headers = self.request.headers
+        if headers.get("Upgrade", "").lower() != "websocket":
+            raise ApiError(400, "invalid_handshake", 'can "Upgrade" only to "websocket"')
+        tokens = [token.strip().lower() for token in headers.get("Connection", "").split(",")]
+        if "upgrade" not in tokens:
+            raise ApiError(400, "invalid_handshake", '"Connection" must include "Upgrade"')
+        if headers.get("Sec-WebSocket-Version") != "13":
+            raise ApiError(
+                426,
+                "unsupported_version",
+                "only WebSocket version 13 is supported",
+                {"Sec-WebSocket-Version": "13"},
+            )
+        key = headers.get("Sec-WebSocket-Key", "").strip()
+        if not key or not headers.get("Host"):
+            raise ApiError(400, "invalid_handshake", "missing Sec-WebSocket-Key or Host")
+        return key
 
-    async def on_message(self, message: str | bytes) -> None:
-        """Publish the client's message to its channel, through the message hook."""
-        if self.ws_connection is None:
-            return  # Already closed by us (e.g. over its rate): publish nothing more.
+    async def _take_over(self, key: str) -> None:
+        """Answer 101 and move the socket to a WebSocketConnection on the loop's transport."""
+        accept = base64.b64encode(hashlib.sha1(key.encode() + _GUID).digest())
+        handshake = (
+            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+            b"Connection: Upgrade\r\nSec-WebSocket-Accept: " + accept + b"\r\n\r\n"
+        )
+        stream = self.detach()
+        # What the client sent after its request (frames, already read by
+        # the stream): a private attribute, as IOStream offers no way to
+        # take its buffer.
+        leftover = bytes(stream._read_buffer[: stream._read_buffer_size])
+        self.connection = connection = WebSocketConnection(
+            self, handshake, leftover, self.config.max_message_size, self.heartbeat
+        )
+        if type(stream) is IOStream and stream.socket is not None:
+            # A duplicate of the socket goes to the loop's transport; closing
+            # the stream then releases only its own descriptor.
+            sock = stream.socket.dup()
+            stream.close()
+            try:
+                await asyncio.get_running_loop().connect_accepted_socket(
+                    lambda: connection, sock=sock
+                )
+            except BaseException:
+                sock.close()
+                raise
+        else:
+            StreamTransport(stream, connection)  # TLS: the session stays in its SSLSocket.
+        # The HTTP side is done with: let its objects go (hooks keep the request).
+        self._break_cycles()
+        self.request.connection = None
+        self.request.server_connection = None
+
+    # From the connection (see connection.ConnectionOwner)
+
+    def opened(self) -> None:
+        """The 101 is written: send what was published meanwhile, or the close asked for."""
+        pending, self._pending = self._pending or [], None
+        connection = self.connection
+        assert connection is not None
+        for frame in pending:
+            connection.send(frame)
+        if self._close_on_open is not None:
+            connection.close(*self._close_on_open)
+
+    def frames_received(self, count: int) -> None:
+        """Spend ``count`` frames of the client's budget; past its rate and burst, close 1008.
+
+        Data, continuation and control frames alike: a flood of tiny
+        fragments or of pings costs the client as much as one of messages.
+        """
+        now = time.monotonic()
+        for _ in range(count):
+            if not self._budget.take(now):
+                self.close(CLOSE_POLICY_VIOLATION, "rate limit exceeded")
+                return
+
+    def message_received(self, payload: bytes) -> None:
+        """Queue the client's message for publishing (in order, one at a time)."""
+        self._inbox.append(payload)
+        connection = self.connection
+        if len(self._inbox) >= _INBOX_LIMIT and connection and connection.transport:
+            connection.transport.pause_reading()  # type: ignore[attr-defined]
+        if self._publisher is None:
+            self._publisher = asyncio.ensure_future(self._publish_inbox())
+            self._publisher.add_done_callback(self._published)
+
+    def protocol_error(self, code: int, reason: str) -> None:
+        """Fail the connection, once the messages that came before the bad frame are published.
+
+        So a client whose valid message is followed by a bad frame still
+        gets its own message back (when the node delivers it at once, as
+        the embedded broker does) before the close.
+        """
+        if self._publisher is None:
+            self._fail(code, reason)
+        else:
+            self._fail_after = (code, reason)
+
+    def _fail(self, code: int, reason: str) -> None:
+        # Deliver what was published so far (the echo) before the close frame.
+        self.node.flush()
+        if self.connection is not None:
+            self.connection.fail(code, reason)
+
+    def closed(self) -> None:
+        """The connection is gone: leave the channel."""
+        self._inbox.clear()
+        self.node.unsubscribe(self.channel, self)
+
+    async def _publish_inbox(self) -> None:
+        while self._inbox:
+            await self._publish(self._inbox.pop(0))
+            connection = self.connection
+            if len(self._inbox) < _INBOX_LIMIT // 2 and connection and connection.transport:
+                connection.transport.resume_reading()  # type: ignore[attr-defined]
+
+    def _published(self, task: asyncio.Task[None]) -> None:
+        self._publisher = None
+        if not task.cancelled() and task.exception() is not None:
+            log.error("publishing a client's message failed", exc_info=task.exception())
+            self.close(CLOSE_INTERNAL_ERROR, "internal error")
+        if self._fail_after is not None:
+            self._fail(*self._fail_after)
+
+    async def _publish(self, raw: bytes) -> None:
+        """Publish one client message to its channel, through the message hook."""
+        connection = self.connection
+        if connection is None or connection.close_sent or connection.transport is None:
+            return  # Already closing (e.g. over its rate): publish nothing more.
         if not self.config.client_may_publish(self.channel.name):
             self.close(CLOSE_POLICY_VIOLATION, "publishing here is disabled for WebSocket clients")
             return
-        # Tornado hands text frames over decoded; publish the exact bytes.
-        raw = message.encode("utf-8") if isinstance(message, str) else message
         try:
             payload = await resolve(self.hooks.on_client_message(self.request, self.channel, raw))
         except Reject as exc:
@@ -84,84 +235,31 @@ class ChannelSocketHandler(SubscriberMixin, WebSocketHandler):
         except PublishError:
             self.close(CLOSE_TRY_AGAIN_LATER, "broker unavailable: message not published")
 
-    def frame_received(self) -> None:
-        """Spend one frame of the client's budget (called by the protocol, per frame).
-
-        Past its rate and burst, the client is closed with 1008.
-        """
-        if not self._budget.take(time.monotonic()) and self.ws_connection is not None:
-            self.close(CLOSE_POLICY_VIOLATION, "rate limit exceeded")
-
     # Subscriber protocol (see hub.Subscriber)
 
     def send_frame(self, frame: bytes, seq: int) -> None:
-        """Write a pre-encoded frame straight to the socket (no per-call Task)."""
+        """Write a pre-encoded frame (held back while a recovery is being sent)."""
         if self._held is None or not self.hold(frame, seq):
             self.write_frame(frame)
 
     def write_frame(self, frame: bytes) -> None:
-        """Write a frame to the socket now, unless the connection is closing or closed."""
-        # Called once per subscriber per message: plain attribute reads
-        # instead of is_closing(), which says the same (write_now copes with
-        # a closed stream).
-        connection = self.ws_connection
-        if (
-            self._live
-            and connection is not None
-            and not connection.client_terminated
-            and not connection.server_terminated
-            and connection.stream is not None
-        ):
-            write_now(connection.stream, frame)
+        """Write a frame now (or, before the 101 is written, right after it)."""
+        if self._pending is not None:
+            self._pending.append(frame)
+        elif self.connection is not None:
+            self.connection.send(frame)
 
     def buffered_bytes(self) -> int:
-        """Bytes written to this client that the kernel has not yet accepted."""
-        connection = self.ws_connection
-        if connection is None or connection.stream is None:
+        """Bytes written to this client that it has not yet taken."""
+        connection = self.connection
+        if connection is None or connection.transport is None or connection.close_sent:
+            # Closing: nothing more is written to it, so nothing counts as unread.
             return 0
-        # IOStream has no public accessor for this; _write_buffer is its queue.
-        return len(connection.stream._write_buffer)
+        return connection.transport.get_write_buffer_size()
 
-    # Tornado settings, taken from this mount point's config instead of the
-    # application's, so a host application's own settings are left alone.
-
-    @property
-    def max_message_size(self) -> int:
-        """Largest message accepted from the client; beyond it, close 1009."""
-        return self.config.max_message_size
-
-    @property
-    def ping_interval(self) -> float | None:
-        """Seconds between server pings; None disables them."""
-        return self.config.ping_interval or None
-
-    @property
-    def ping_timeout(self) -> float | None:
-        """Seconds without a pong before the peer is dropped."""
-        return self.config.ping_timeout
-
-    def get_compression_options(self) -> None:
-        """No permessage-deflate.
-
-        Frames are encoded once and shared by every subscriber; per-connection
-        compression would make each one different.
-        """
-        return
-
-    def get_websocket_protocol(self) -> ChannelProtocol13 | None:
-        """Tornado's own, with a protocol that answers invalid close frames with 1002.
-
-        The body is Tornado 6.6's, only the class substituted (see protocol.py
-        for why, and for the private Tornado API this relies on).
-        """
-        websocket_version = self.request.headers.get("Sec-WebSocket-Version")
-        if websocket_version == "13":
-            params = WebSocketParams(
-                ping_interval=self.ping_interval,
-                ping_timeout=self.ping_timeout,
-                max_message_size=self.max_message_size,
-                # None here (no permessage-deflate), but asked as Tornado asks.
-                compression_options=self.get_compression_options(),  # type: ignore[func-returns-value]
-            )
-            return ChannelProtocol13(self, False, params)
-        return None
+    def close(self, code: int | None = None, reason: str | None = None) -> None:
+        """Close with a WebSocket close code (right after the 101, if it is not written yet)."""
+        if self._pending is not None:
+            self._close_on_open = (code, reason)
+        elif self.connection is not None:
+            self.connection.close(code, reason)

@@ -1,0 +1,71 @@
+"""The WebSocket handshake and the socket handed to the loop's transport after it."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import struct
+
+from tornado.httpclient import HTTPRequest
+from tornado.testing import gen_test
+
+from .cases import NodeAppTestCase
+from .support import WAIT, receive
+
+
+def masked_text(payload: bytes) -> bytes:
+    mask = os.urandom(4)
+    body = bytes(byte ^ mask[i % 4] for i, byte in enumerate(payload))
+    return struct.pack("!BB", 0x81, 0x80 | len(payload)) + mask + body
+
+
+class HandshakeTest(NodeAppTestCase):
+    def upgrade(self, **headers: str) -> HTTPRequest:
+        base = {
+            "Upgrade": "websocket",
+            "Connection": "Upgrade",
+            "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+            "Sec-WebSocket-Version": "13",
+        }
+        return HTTPRequest(self.get_url("/room"), headers={**base, **headers})
+
+    @gen_test
+    async def test_an_unsupported_version_is_426_naming_the_supported_one(self) -> None:
+        """A handshake for another WebSocket version gets 426 and Sec-WebSocket-Version: 13."""
+        response = await self.http_client.fetch(
+            self.upgrade(**{"Sec-WebSocket-Version": "8"}), raise_error=False
+        )
+        self.assertEqual(response.code, 426)
+        self.assertEqual(response.headers["Sec-WebSocket-Version"], "13")
+        self.assertEqual(json.loads(response.body)["error"], "unsupported_version")
+
+    @gen_test
+    async def test_a_handshake_without_a_key_is_400(self) -> None:
+        """A handshake without Sec-WebSocket-Key is refused with 400 invalid_handshake."""
+        response = await self.http_client.fetch(
+            self.upgrade(**{"Sec-WebSocket-Key": ""}), raise_error=False
+        )
+        self.assertEqual(response.code, 400)
+        self.assertEqual(json.loads(response.body)["error"], "invalid_handshake")
+
+    @gen_test
+    async def test_a_frame_sent_with_the_handshake_is_not_lost(self) -> None:
+        """A message in the same packet as the handshake request is read after the upgrade."""
+        listener = await self.ws("/room")
+        port = self.get_http_port()
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        try:
+            writer.write(
+                f"GET /room HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
+                "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                "Sec-WebSocket-Version: 13\r\n\r\n".encode()
+                + masked_text(b"early bird")
+            )
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), WAIT)
+            self.assertIn(b"Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=", head)
+            self.assertEqual(await receive(listener), "early bird")
+            echo = await asyncio.wait_for(reader.readexactly(12), WAIT)
+            self.assertEqual(echo, b"\x81\x0aearly bird")
+        finally:
+            writer.close()

@@ -1,0 +1,302 @@
+"""An upgraded WebSocket's socket, served by a small asyncio protocol instead of Tornado's stack.
+
+Once the handshake is answered, Tornado's WebSocket machinery keeps, per idle
+connection, an IOStream with its queues, a protocol object, and a chain of
+coroutines waiting for the next frame: about 15 KiB each (tracemalloc, see the
+README's "Performance").  Here the socket goes to the event loop's own
+transport (uvloop's, written in C, when it runs) with this protocol on top:
+frames the clients send are parsed by :mod:`.inbound`, frames for them are
+written as they are (already encoded once for every subscriber), and one
+:class:`Heartbeat` per mount point pings every connection from a single timer.
+
+The owner (the handler that did the handshake, and that the hub knows as
+the subscriber) is told when the connection opens, what arrives, and when
+it is gone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import struct
+import time
+from typing import Protocol, cast
+
+from tornado.ioloop import PeriodicCallback
+from tornado.iostream import IOStream, StreamClosedError
+
+from .frames import OPCODE_CLOSE, encode_frame
+from .inbound import NO_STATUS, OPCODE_PING, OPCODE_PONG, FrameReader
+
+log = logging.getLogger("tornado_channels.connection")
+
+#: Seconds a closing connection waits for the peer's close frame before dropping it.
+CLOSE_WAIT = 5.0
+_PING = b"\x89\x00"
+
+
+class ConnectionOwner(Protocol):
+    """What a :class:`WebSocketConnection` reports to (the WebSocket handler)."""
+
+    def opened(self) -> None:
+        """The 101 is on its way: frames may be written from now on."""
+
+    def frames_received(self, count: int) -> None:
+        """``count`` frames arrived (messages, fragments, control frames alike)."""
+
+    def message_received(self, payload: bytes) -> None:
+        """A whole message (text or binary) arrived."""
+
+    def protocol_error(self, code: int, reason: str) -> None:
+        """The client broke the protocol: the connection must be failed with ``code``."""
+
+    def closed(self) -> None:
+        """The connection is gone."""
+
+
+class WebSocketConnection(asyncio.Protocol):
+    """The server side of one WebSocket after its handshake.
+
+    ``handshake`` (the 101 response) is written first, then ``leftover``
+    (bytes the client sent right after its request) is read as frames.
+    """
+
+    __slots__ = (
+        "_close_timer",
+        "_handshake",
+        "_leftover",
+        "close_received",
+        "close_sent",
+        "heartbeat",
+        "last_ping",
+        "owner",
+        "pinged",
+        "reader",
+        "transport",
+    )
+
+    def __init__(
+        self,
+        owner: ConnectionOwner,
+        handshake: bytes,
+        leftover: bytes,
+        max_message_size: int,
+        heartbeat: Heartbeat | None,
+    ) -> None:
+        self.owner = owner
+        self._handshake = handshake
+        self._leftover = leftover
+        self.reader = FrameReader(max_message_size)
+        self.heartbeat = heartbeat
+        self.transport: asyncio.WriteTransport | None = None
+        self.close_sent = False
+        self.close_received = False
+        self._close_timer: asyncio.TimerHandle | None = None
+        #: When the last ping was sent, and whether it is still unanswered.
+        self.last_ping = time.monotonic()
+        self.pinged = False
+
+    # asyncio.Protocol
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        """Answer the handshake, then read what the client sent after it."""
+        # uvloop's transports are not asyncio.WriteTransport subclasses, only alike.
+        self.transport = cast(asyncio.WriteTransport, transport)
+        transport = self.transport
+        transport.write(self._handshake)
+        self._handshake = b""
+        if self.heartbeat is not None:
+            self.heartbeat.add(self)
+        self.owner.opened()
+        leftover, self._leftover = self._leftover, b""
+        if leftover and not self.close_received:
+            self.data_received(leftover)
+
+    def data_received(self, data: bytes) -> None:
+        """Parse frames; answer pings and close frames; hand messages to the owner."""
+        if self.close_received:
+            return
+        self.pinged = False  # Anything from the peer shows it is alive.
+        inbound, frames, error = self.reader.feed(data)
+        if frames:
+            self.owner.frames_received(frames)
+        for item in inbound:
+            if self.transport is None or self.transport.is_closing():
+                return
+            if item.opcode == OPCODE_PING:
+                self.send(encode_frame(item.payload, OPCODE_PONG))
+            elif item.opcode == OPCODE_PONG:
+                pass
+            elif item.opcode == OPCODE_CLOSE:
+                self._peer_closed(item.code)
+                return
+            elif not self.close_sent:
+                self.owner.message_received(item.payload)
+        if error is not None:
+            self.close_received = True  # Nothing more is read.
+            self.owner.protocol_error(error.code, error.reason)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        """Gone: stop pinging, tell the owner."""
+        if self._close_timer is not None:
+            self._close_timer.cancel()
+            self._close_timer = None
+        if self.heartbeat is not None:
+            self.heartbeat.discard(self)
+        self.transport = None
+        self.owner.closed()
+
+    # Writing
+
+    def send(self, frame: bytes) -> None:
+        """Write an encoded frame, unless a close frame has been sent."""
+        transport = self.transport
+        if transport is not None and not self.close_sent:
+            transport.write(frame)
+
+    def buffered_bytes(self) -> int:
+        """Bytes written that the peer has not yet taken (in the transport's buffer)."""
+        transport = self.transport
+        return transport.get_write_buffer_size() if transport is not None else 0
+
+    def ping(self, now: float) -> None:
+        """Send a ping; the peer has until the heartbeat's timeout to show it is alive."""
+        self.send(_PING)
+        self.last_ping = now
+        self.pinged = True
+
+    # Closing
+
+    def close(self, code: int | None = None, reason: str | None = None) -> None:
+        """Send a close frame; the connection ends when the peer answers (or after a wait)."""
+        transport = self.transport
+        if transport is None or self.close_sent:
+            return
+        self.close_sent = True
+        transport.write(close_frame(code, reason))
+        if self.close_received:
+            transport.close()
+        else:
+            loop = asyncio.get_running_loop()
+            self._close_timer = loop.call_later(CLOSE_WAIT, transport.abort)
+
+    def fail(self, code: int, reason: str) -> None:
+        """Fail the connection (RFC 6455 7.1.7): a close frame, then the TCP connection closes."""
+        self.close_received = True  # Nothing more is read.
+        self.close(code, reason)
+        if self.transport is not None:
+            self.transport.close()
+
+    def abort(self) -> None:
+        """Drop the connection at once (a dead peer)."""
+        if self.transport is not None:
+            self.transport.abort()
+
+    def _peer_closed(self, code: int) -> None:
+        self.close_received = True
+        if not self.close_sent:
+            # Echo the peer's code, as RFC 6455 5.5.1 suggests; none if it sent none.
+            self.close(None if code == NO_STATUS else code)
+        elif self.transport is not None:
+            self.transport.close()
+
+
+def close_frame(code: int | None, reason: str | None) -> bytes:
+    """A close frame with ``code`` and ``reason`` (cut to fit 125 bytes), or an empty one."""
+    if code is None:
+        return encode_frame(b"", OPCODE_CLOSE)
+    payload = struct.pack("!H", code) + (reason or "").encode("utf-8")[:123]
+    return encode_frame(payload, OPCODE_CLOSE)
+
+
+class Heartbeat:
+    """Pings every connection of a mount point from one timer, and drops the silent ones.
+
+    A connection is pinged every ``interval`` seconds; one that sends
+    nothing at all for ``timeout`` seconds after a ping is dropped.
+    """
+
+    def __init__(self, interval: float, timeout: float) -> None:
+        self.interval = interval
+        self.timeout = timeout
+        self._connections: set[WebSocketConnection] = set()
+        self._timer: PeriodicCallback | None = None
+
+    def add(self, connection: WebSocketConnection) -> None:
+        """Start pinging ``connection``."""
+        self._connections.add(connection)
+        if self._timer is None:
+            tick = min(self.interval, self.timeout) * 1000 / 2
+            self._timer = PeriodicCallback(self._tick, tick)
+            self._timer.start()
+
+    def discard(self, connection: WebSocketConnection) -> None:
+        """Stop pinging ``connection``; the timer stops with the last one."""
+        self._connections.discard(connection)
+        if not self._connections and self._timer is not None:
+            self._timer.stop()
+            self._timer = None
+
+    def _tick(self) -> None:
+        now = time.monotonic()
+        for connection in list(self._connections):
+            if connection.pinged:
+                if now - connection.last_ping >= self.timeout:
+                    connection.abort()
+            elif now - connection.last_ping >= self.interval:
+                connection.ping(now)
+
+
+class StreamTransport:
+    """A transport over a Tornado IOStream, for the streams the event loop cannot adopt (TLS).
+
+    A TLS session lives in its SSLSocket, so an SSLIOStream cannot be handed
+    to the loop's own transport; this reads and writes through the stream
+    instead, with the same interface the protocol uses.
+    """
+
+    def __init__(self, stream: IOStream, protocol: WebSocketConnection) -> None:
+        self.stream = stream
+        self.protocol = protocol
+        self._closing = False
+        self._reading = asyncio.ensure_future(self._read())
+
+    def write(self, data: bytes) -> None:
+        """Queue ``data`` on the stream."""
+        if not self.stream.closed():
+            self.stream.write(data)
+
+    def get_write_buffer_size(self) -> int:
+        """Bytes queued on the stream (a private attribute: there is no public one)."""
+        return len(self.stream._write_buffer)
+
+    def is_closing(self) -> bool:
+        """Whether close() or abort() was called, or the stream closed."""
+        return self._closing or self.stream.closed()
+
+    def close(self) -> None:
+        """Close once what is queued is written."""
+        self._closing = True
+        if self.stream.closed():
+            return
+        if not self.stream.writing():
+            self.stream.close()
+            return
+        # The last write's Future resolves when everything queued is sent.
+        self.stream.write(b"").add_done_callback(lambda _: self.stream.close())
+
+    def abort(self) -> None:
+        """Close now, dropping what is queued."""
+        self._closing = True
+        self.stream.close()
+
+    async def _read(self) -> None:
+        self.protocol.connection_made(self)  # type: ignore[arg-type]
+        try:
+            while True:
+                data = await self.stream.read_bytes(65536, partial=True)
+                self.protocol.data_received(data)
+        except StreamClosedError:
+            pass
+        finally:
+            self.protocol.connection_lost(None)
