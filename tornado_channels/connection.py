@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import struct
 import time
 from typing import Protocol, cast
@@ -67,6 +68,7 @@ class WebSocketConnection(asyncio.Protocol):
         "_leftover",
         "close_received",
         "close_sent",
+        "fd",
         "heartbeat",
         "last_ping",
         "owner",
@@ -89,6 +91,7 @@ class WebSocketConnection(asyncio.Protocol):
         self.reader = FrameReader(max_message_size)
         self.heartbeat = heartbeat
         self.transport: asyncio.WriteTransport | None = None
+        self.fd = -1
         self.close_sent = False
         self.close_received = False
         self._close_timer: asyncio.TimerHandle | None = None
@@ -103,6 +106,9 @@ class WebSocketConnection(asyncio.Protocol):
         # uvloop's transports are not asyncio.WriteTransport subclasses, only alike.
         self.transport = cast(asyncio.WriteTransport, transport)
         transport = self.transport
+        # The socket's descriptor, for direct writes (see send()); none over TLS.
+        if not isinstance(transport, StreamTransport):
+            self.fd = transport.get_extra_info("socket").fileno()
         transport.write(self._handshake)
         self._handshake = b""
         if self.heartbeat is not None:
@@ -149,10 +155,31 @@ class WebSocketConnection(asyncio.Protocol):
     # Writing
 
     def send(self, frame: bytes) -> None:
-        """Write an encoded frame, unless a close frame has been sent."""
+        """Write an encoded frame, unless a close frame has been sent.
+
+        With nothing queued in the transport, the frame goes straight to the
+        socket: called once per subscriber per message, ``transport.write``
+        costs 0.3-1.5 us more per call than ``os.write`` (uvloop queues the
+        write to the end of the loop's pass; asyncio runs its checks in
+        Python).  What the socket does not take goes to the transport, which
+        keeps the order from then on.
+        """
         transport = self.transport
-        if transport is not None and not self.close_sent:
-            transport.write(frame)
+        if transport is None or self.close_sent:
+            return
+        if self.fd >= 0 and not transport.get_write_buffer_size() and not transport.is_closing():
+            # The descriptor is this connection's until its transport begins
+            # to close (is_closing), so it cannot be another's by now.
+            try:
+                sent = os.write(self.fd, frame)
+            except OSError:
+                # Full (EAGAIN), or reset: the transport queues it, or fails
+                # the same way and closes through its usual path.
+                sent = 0
+            if sent == len(frame):
+                return
+            frame = frame[sent:]
+        transport.write(frame)
 
     def buffered_bytes(self) -> int:
         """Bytes written that the peer has not yet taken (in the transport's buffer)."""
