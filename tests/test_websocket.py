@@ -8,7 +8,12 @@ import os
 import struct
 
 from tornado.httpclient import HTTPRequest
-from tornado.testing import gen_test
+from tornado.httputil import HTTPServerRequest
+from tornado.testing import AsyncHTTPSTestCase, gen_test
+from tornado.web import Application
+from tornado.websocket import websocket_connect
+
+from tornado_channels import Channel, ChannelHooks, MemoryBroker, Node, make_app
 
 from .cases import NodeAppTestCase
 from .support import WAIT, receive
@@ -69,3 +74,55 @@ class HandshakeTest(NodeAppTestCase):
             self.assertEqual(echo, b"\x81\x0aearly bird")
         finally:
             writer.close()
+
+
+class TLSTest(AsyncHTTPSTestCase):
+    """Over TLS the session stays in Tornado's SSLIOStream (StreamTransport), not the loop's."""
+
+    def get_app(self) -> Application:
+        self.node = Node(MemoryBroker())
+        self.io_loop.run_sync(self.node.start)
+        return make_app(self.node)
+
+    def tearDown(self) -> None:
+        self.io_loop.run_sync(self.node.stop)
+        super().tearDown()
+
+    @gen_test
+    async def test_a_tls_websocket_subscribes_chats_and_closes(self) -> None:
+        """Over wss:// a client gets published messages, its own echo, and a clean close."""
+        request = HTTPRequest(f"wss://127.0.0.1:{self.get_http_port()}/secure", validate_cert=False)
+        ws = await websocket_connect(request)
+        response = await self.http_client.fetch(
+            self.get_url("/secure"), method="POST", body=b"over tls"
+        )
+        self.assertEqual(response.code, 202)
+        self.assertEqual(await receive(ws), "over tls")
+        await ws.write_message("echo")
+        self.assertEqual(await receive(ws), "echo")
+        ws.close(1000)
+        self.assertIsNone(await asyncio.wait_for(ws.read_message(), WAIT))
+        self.assertEqual(ws.close_code, 1000)
+
+
+class SlowHooks(ChannelHooks):
+    async def on_client_message(
+        self, request: HTTPServerRequest, channel: Channel, payload: bytes
+    ) -> bytes:
+        await asyncio.sleep(0.001)  # messages queue up behind this one
+        return payload
+
+
+class BurstTest(NodeAppTestCase):
+    def make_app(self, node: Node) -> Application:
+        return make_app(node, hooks=SlowHooks(), client_rate=0)
+
+    @gen_test(timeout=30)
+    async def test_a_burst_from_one_client_is_published_in_order(self) -> None:
+        """200 messages sent at once, past the queue that pauses reading, all arrive in order."""
+        listener, sender = await self.ws("/burst"), await self.ws("/burst")
+        for i in range(200):
+            await sender.write_message(f"m{i}")
+        expected = [f"m{i}" for i in range(200)]
+        self.assertEqual([await receive(listener) for _ in range(200)], expected)
+        self.assertEqual([await receive(sender) for _ in range(200)], expected)

@@ -286,7 +286,17 @@ class StreamTransport:
         self.stream = stream
         self.protocol = protocol
         self._closing = False
+        self._readable = asyncio.Event()
+        self._readable.set()
         self._reading = asyncio.ensure_future(self._read())
+
+    def pause_reading(self) -> None:
+        """Read nothing more until resume_reading()."""
+        self._readable.clear()
+
+    def resume_reading(self) -> None:
+        """Read again."""
+        self._readable.set()
 
     def write(self, data: bytes) -> None:
         """Queue ``data`` on the stream."""
@@ -321,6 +331,7 @@ class StreamTransport:
         self.protocol.connection_made(self)  # type: ignore[arg-type]
         try:
             while True:
+                await self._readable.wait()
                 data = await self.stream.read_bytes(65536, partial=True)
                 self.protocol.data_received(data)
         except StreamClosedError:

@@ -14,6 +14,7 @@ import base64
 import hashlib
 import logging
 import time
+from typing import cast
 
 from tornado.iostream import IOStream
 
@@ -68,6 +69,7 @@ class ChannelSocketHandler(SubscriberMixin):
         # Client messages waiting to be published, one at a time, in order.
         self._inbox: list[bytes] = []
         self._publisher: asyncio.Task[None] | None = None
+        self._paused = False
         # A protocol error waiting for the messages before it to be published.
         self._fail_after: tuple[int, str] | None = None
 
@@ -170,9 +172,8 @@ class ChannelSocketHandler(SubscriberMixin):
     def message_received(self, payload: bytes) -> None:
         """Queue the client's message for publishing (in order, one at a time)."""
         self._inbox.append(payload)
-        connection = self.connection
-        if len(self._inbox) >= _INBOX_LIMIT and connection and connection.transport:
-            connection.transport.pause_reading()  # type: ignore[attr-defined]
+        if len(self._inbox) >= _INBOX_LIMIT:
+            self._reading(False)
         if self._publisher is None:
             self._publisher = asyncio.ensure_future(self._publish_inbox())
             self._publisher.add_done_callback(self._published)
@@ -203,9 +204,19 @@ class ChannelSocketHandler(SubscriberMixin):
     async def _publish_inbox(self) -> None:
         while self._inbox:
             await self._publish(self._inbox.pop(0))
-            connection = self.connection
-            if len(self._inbox) < _INBOX_LIMIT // 2 and connection and connection.transport:
-                connection.transport.resume_reading()  # type: ignore[attr-defined]
+            if len(self._inbox) < _INBOX_LIMIT // 2:
+                self._reading(True)
+
+    def _reading(self, on: bool) -> None:
+        """Pause reading while too many client messages wait to be published; resume after."""
+        connection = self.connection
+        if on == self._paused and connection is not None and connection.transport is not None:
+            self._paused = not on
+            transport = cast(asyncio.ReadTransport, connection.transport)
+            if on:
+                transport.resume_reading()
+            else:
+                transport.pause_reading()
 
     def _published(self, task: asyncio.Task[None]) -> None:
         self._publisher = None
