@@ -96,9 +96,10 @@ def test_running_out_of_descriptors_neither_spins_nor_floods_the_log(servers: St
     log = server.output()
     server.terminate()
     server.log.unlink()
-    # One line per streak of pauses (draining the backlog may start a second
-    # streak), never one per readiness event: plain Tornado logs thousands here.
-    assert 1 <= log.count("cannot accept connections") <= 3, log[-2000:]
+    # One line for the streaks of pauses of these few seconds (draining the
+    # backlog starts more), never one per readiness event: plain Tornado logs
+    # thousands here.
+    assert log.count("cannot accept connections") == 1, log[-2000:]
     assert len(log.splitlines()) < 12, log[-2000:]
     assert "accepting again" in log
 

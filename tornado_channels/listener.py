@@ -3,7 +3,8 @@
 Tornado's accept handler lets EMFILE escape: the IOLoop logs it, the listening
 socket is still readable, and the loop spins on it, logging on every pass.
 Here, out of descriptors, the server stops watching the socket for a moment
-(pending connections wait in the kernel's backlog) and logs once per streak.
+(pending connections wait in the kernel's backlog) and logs once per streak,
+at most once every 10 seconds.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import errno
 import logging
 import resource
 import socket
+import time
 from collections.abc import Callable, Iterable
 
 from tornado.httpserver import HTTPServer
@@ -21,6 +23,8 @@ log = logging.getLogger("tornado_channels.server")
 
 #: Errors that mean "no resources for another connection right now".
 _EXHAUSTED = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
+#: Seconds between two logged streaks of "out of descriptors".
+_LOG_EVERY = 10.0
 #: Connections accepted per readiness event, as Tornado does, so one busy
 #: listener cannot starve the rest of the loop.
 _BATCH = 128
@@ -42,7 +46,9 @@ class ChannelHTTPServer(HTTPServer):
 
     def _watch(self, sock: socket.socket) -> Callable[[], None]:
         io_loop = IOLoop.current()
-        state = {"stopped": False, "paused": 0}
+        # paused: pauses in this streak; logged: whether this streak was logged;
+        # last_log: when a streak was last logged (monotonic seconds).
+        state = {"stopped": False, "paused": 0, "logged": False, "last_log": -_LOG_EVERY}
 
         def resume() -> None:
             if not state["stopped"]:
@@ -61,7 +67,10 @@ class ChannelHTTPServer(HTTPServer):
                         raise
                     io_loop.remove_handler(sock)
                     io_loop.call_later(self.accept_pause, resume)
-                    if not state["paused"]:
+                    now = time.monotonic()
+                    if not state["paused"] and now - state["last_log"] >= _LOG_EVERY:
+                        # A limit that flaps (the backlog drains, fills again)
+                        # starts many streaks: log one every _LOG_EVERY seconds.
                         soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
                         log.error(
                             "cannot accept connections: %s (file descriptor limit %d); "
@@ -69,11 +78,15 @@ class ChannelHTTPServer(HTTPServer):
                             exc.strerror,
                             soft,
                         )
+                        state["logged"] = True
+                        state["last_log"] = now
                     state["paused"] += 1
                     return
                 if state["paused"]:
-                    log.warning("accepting again after %d pauses", state["paused"])
+                    if state["logged"]:
+                        log.warning("accepting again after %d pauses", state["paused"])
                     state["paused"] = 0
+                    state["logged"] = False
                 self._handle_connection(connection, address)
 
         def stop() -> None:

@@ -89,7 +89,12 @@ class ChannelSocketHandler(SubscriberMixin):
         except BaseException:
             self.node.unsubscribe(channel, self)
             raise
-        await self.resume()
+        try:
+            await self.resume()
+        except Exception:
+            # The HTTP side is finished: nothing would answer an error but the close.
+            log.exception("resuming a subscriber failed")
+            self.close(CLOSE_INTERNAL_ERROR, "internal error")
 
     def _handshake_key(self) -> str:
         """The client's Sec-WebSocket-Key, once the handshake is found well formed."""
@@ -200,6 +205,7 @@ class ChannelSocketHandler(SubscriberMixin):
         """The connection is gone: leave the channel."""
         self._inbox.clear()
         self.node.unsubscribe(self.channel, self)
+        self.connection = None  # No cycle left for the collector to find.
 
     async def _publish_inbox(self) -> None:
         while self._inbox:
