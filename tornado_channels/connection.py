@@ -181,11 +181,6 @@ class WebSocketConnection(asyncio.Protocol):
             frame = frame[sent:]
         transport.write(frame)
 
-    def buffered_bytes(self) -> int:
-        """Bytes written that the peer has not yet taken (in the transport's buffer)."""
-        transport = self.transport
-        return transport.get_write_buffer_size() if transport is not None else 0
-
     def ping(self, now: float) -> None:
         """Send a ping; the peer has until the heartbeat's timeout to show it is alive."""
         self.send(_PING)

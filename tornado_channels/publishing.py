@@ -30,6 +30,7 @@ from urllib.parse import urlsplit
 
 from tornado import httputil
 from tornado.log import access_log
+from tornado.routing import Router
 
 from .batch import InvalidBatch, parse_batch
 from .broker import BrokerUnavailable, PublishOutcomeUnknown
@@ -42,11 +43,13 @@ from .node import Node
 log = logging.getLogger("tornado_channels.publishing")
 
 
-class PublishEndpoint(httputil.HTTPServerConnectionDelegate):
+class PublishEndpoint(Router):
     """The route target for publishing: one delegate per request.
 
     ``batch`` selects ``POST /_/publish`` (many messages, see batch.py) over
-    ``POST /<channel>`` (the body is the message).
+    ``POST /<channel>`` (the body is the message).  A :class:`Router`, so it
+    is handed the request the routing already parsed, and the matcher's
+    ``path``.
     """
 
     def __init__(
@@ -57,23 +60,25 @@ class PublishEndpoint(httputil.HTTPServerConnectionDelegate):
         self.config = config
         self.batch = batch
 
-    def start_request(
-        self, server_conn: object, request_conn: httputil.HTTPConnection
+    def find_handler(
+        self, request: httputil.HTTPServerRequest, **kwargs: Any
     ) -> httputil.HTTPMessageDelegate:
-        """A delegate for one request on ``request_conn``."""
-        return PublishRequest(self, server_conn, request_conn)
+        """A delegate for ``request``; the matcher's ``path`` is the channel's (see routing.py)."""
+        path = kwargs.get("path_kwargs", {}).get("path", "")
+        return PublishRequest(self, request, path)
 
 
 class PublishRequest(httputil.HTTPMessageDelegate):
     """One publishing request, from its headers to its answer."""
 
     def __init__(
-        self, endpoint: PublishEndpoint, server_conn: object, connection: httputil.HTTPConnection
+        self, endpoint: PublishEndpoint, request: httputil.HTTPServerRequest, path: str
     ) -> None:
+        assert request.connection is not None
         self.endpoint = endpoint
-        self.server_conn = server_conn
-        self.connection = connection
-        self.request: httputil.HTTPServerRequest | None = None
+        self.request = request
+        self.connection = request.connection
+        self.path = path
         self.target: Target | None = None
         self.limit = (
             endpoint.config.max_batch_bytes if endpoint.batch else endpoint.config.max_message_size
@@ -92,13 +97,6 @@ class PublishRequest(httputil.HTTPMessageDelegate):
         headers: httputil.HTTPHeaders,
     ) -> None:
         """Refuse what can be refused before the body: name, method, key, origin, size."""
-        assert isinstance(start_line, httputil.RequestStartLine)
-        self.request = httputil.HTTPServerRequest(
-            connection=self.connection,
-            server_connection=self.server_conn,
-            start_line=start_line,
-            headers=headers,
-        )
         try:
             self.check_headers(self.request)
         except ApiError as exc:
@@ -137,9 +135,8 @@ class PublishRequest(httputil.HTTPMessageDelegate):
         if request.method != "POST":
             raise ApiError(405, "method_not_allowed", "only POST publishes", {"Allow": "POST"})
         if not endpoint.batch:
-            rest = request.path[len(endpoint.config.prefix) :]
             try:
-                self.target = parse_target(rest)
+                self.target = parse_target(self.path)
             except InvalidChannel as exc:
                 raise invalid_channel(exc) from None
         self.check_publish_key(request)
@@ -248,7 +245,6 @@ class PublishRequest(httputil.HTTPMessageDelegate):
 
     async def authorize(self, target: Target) -> None:
         """Ask the ``authorize_publish`` hook; raise the 403 when it refuses."""
-        assert self.request is not None
         try:
             allowed = await resolve(self.endpoint.hooks.authorize_publish(self.request, target))
         except Reject as exc:
@@ -308,7 +304,7 @@ class PublishRequest(httputil.HTTPMessageDelegate):
         """The access-log line RequestHandler would write, when anything would print it."""
         level = logging.INFO if status < 400 else logging.WARNING if status < 500 else logging.ERROR
         request = self.request
-        if request is not None and access_log.isEnabledFor(level):
+        if access_log.isEnabledFor(level):
             elapsed = 1000 * (time.monotonic() - self.started)
             summary = f"{request.method} {request.uri} ({request.remote_ip})"
             access_log.log(level, "%d %s %.2fms", status, summary, elapsed)
