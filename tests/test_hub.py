@@ -317,3 +317,13 @@ def test_count_channels_subscribers_and_len(hub):
 def test_default_bound_is_one_mebibyte():
     """Without an explicit bound a subscriber may leave 1 MiB unread."""
     assert Hub().max_buffered_bytes == 1 << 20
+
+
+def test_joined_writes_stay_small():
+    """Messages delivered together are joined into writes of at most 64 KiB, in order."""
+    subscriber = subscribe(hub := Hub(), "room")
+    payloads = [bytes([65 + i]) * 30000 for i in range(5)]
+    assert hub.deliver_many([Publication(Channel("room"), p) for p in payloads]) == 5
+    assert all(len(write) <= 1 << 16 for write in subscriber.frames)
+    assert len(subscriber.frames) == 3
+    assert b"".join(subscriber.frames) == b"".join(frames.encode_frame(p) for p in payloads)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Protocol
 
 from .channels import Channel, Subtree
@@ -12,6 +12,10 @@ from .frames import CLOSE_INTERNAL_ERROR, CLOSE_SLOW_CONSUMER, encode_for
 from .trie import SubscriberTrie
 
 log = logging.getLogger("tornado_channels.hub")
+
+#: Most bytes of messages joined into one write: a subscriber's unread bytes
+#: stay within the bound plus this (or plus one message, if larger).
+_MAX_JOINED = 1 << 16
 
 
 class Subscriber(Protocol):
@@ -131,7 +135,8 @@ class Hub:
                 )
                 for p in run
             ]
-            sent += self.broadcast(members, parts)
+            for chunk in _chunks(parts, _MAX_JOINED):
+                sent += self.broadcast(members, chunk)
         return sent
 
     def broadcast(
@@ -155,7 +160,8 @@ class Hub:
         for subscriber in subscribers:
             try:
                 # Checked before writing, so a single large message still
-                # reaches an idle subscriber; the bound is limit + one write.
+                # reaches an idle subscriber; the bound is limit + one write
+                # (at most 64 KiB, or one message).
                 if subscriber.buffered_bytes() <= limit:
                     if per_subscriber > 1 and subscriber.recovering:
                         for part_seq, part in parts:
@@ -173,6 +179,20 @@ class Hub:
             _close_quietly(subscriber, CLOSE_SLOW_CONSUMER, "slow consumer")
         self.delivered += sent
         return sent
+
+
+def _chunks(parts: list[tuple[int, bytes]], most: int) -> Iterator[list[tuple[int, bytes]]]:
+    """``parts`` in order, in chunks of at most ``most`` bytes (or one part, if larger)."""
+    chunk: list[tuple[int, bytes]] = []
+    size = 0
+    for part in parts:
+        if chunk and size + len(part[1]) > most:
+            yield chunk
+            chunk, size = [], 0
+        chunk.append(part)
+        size += len(part[1])
+    if chunk:
+        yield chunk
 
 
 def _close_quietly(subscriber: Subscriber, code: int, reason: str) -> None:

@@ -59,6 +59,8 @@ class PublishEndpoint(Router):
         self.hooks = hooks
         self.config = config
         self.batch = batch
+        # Publishes in progress: the loop keeps only weak references to tasks.
+        self.tasks: set[asyncio.Task[None]] = set()
 
     def find_handler(
         self, request: httputil.HTTPServerRequest, **kwargs: Any
@@ -119,6 +121,9 @@ class PublishRequest(httputil.HTTPMessageDelegate):
         if self.answered:
             return
         task = asyncio.ensure_future(self.publish())
+        tasks = self.endpoint.tasks
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
         # The task answers every outcome itself; this only keeps a bug from
         # passing silently (and the exception from going unretrieved).
         task.add_done_callback(_log_failure)
