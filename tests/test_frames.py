@@ -138,3 +138,14 @@ def test_is_text_means_valid_utf8(payload, text):
 def test_protocol_constants_have_their_documented_values(name, code):
     """Opcodes and close codes match RFC 6455 and the README."""
     assert getattr(frames, name) == code
+
+
+def test_close_frame_reasons_are_cut_at_a_character():
+    """A long close reason is cut to fit 125 bytes without splitting a UTF-8 character."""
+    frame = frames.close_frame(1008, "é" * 100)
+    payload = frame[2:]
+    assert frame[0] == 0x88
+    assert len(payload) <= 125
+    assert payload[:2] == b"\x03\xf0"
+    assert payload[2:].decode("utf-8") == "é" * 61
+    assert frames.close_frame(None) == b"\x88\x00"

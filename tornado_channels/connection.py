@@ -19,14 +19,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import struct
 import time
 from typing import Protocol, cast
 
 from tornado.ioloop import PeriodicCallback
 from tornado.iostream import IOStream, StreamClosedError
 
-from .frames import OPCODE_CLOSE, encode_frame
+from .frames import OPCODE_CLOSE, close_frame, encode_frame
 from .inbound import NO_STATUS, OPCODE_PING, OPCODE_PONG, FrameReader
 
 log = logging.getLogger("tornado_channels.connection")
@@ -221,14 +220,6 @@ class WebSocketConnection(asyncio.Protocol):
             self.close(None if code == NO_STATUS else code)
         elif self.transport is not None:
             self.transport.close()
-
-
-def close_frame(code: int | None, reason: str | None) -> bytes:
-    """A close frame with ``code`` and ``reason`` (cut to fit 125 bytes), or an empty one."""
-    if code is None:
-        return encode_frame(b"", OPCODE_CLOSE)
-    payload = struct.pack("!H", code) + (reason or "").encode("utf-8")[:123]
-    return encode_frame(payload, OPCODE_CLOSE)
 
 
 class Heartbeat:

@@ -62,6 +62,19 @@ def encode_frame(payload: bytes, opcode: int | None = None) -> bytes:
     return header + payload
 
 
+def close_frame(code: int | None, reason: str | None = None) -> bytes:
+    """A close frame with ``code`` and ``reason``, or an empty one when ``code`` is None.
+
+    The reason is cut to fit a control frame (125 bytes with the code), at a
+    character boundary: a reason cut inside a character would not be UTF-8,
+    and the peer would have to fail the connection (1007).
+    """
+    if code is None:
+        return encode_frame(b"", OPCODE_CLOSE)
+    reason_bytes = (reason or "").encode("utf-8")[:123].decode("utf-8", "ignore").encode("utf-8")
+    return encode_frame(struct.pack("!H", code) + reason_bytes, OPCODE_CLOSE)
+
+
 def envelope_frame(position: str, payload: bytes) -> bytes:
     """A text frame for clients that asked for positions: the payload and where it sits.
 

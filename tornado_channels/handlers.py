@@ -9,9 +9,11 @@ from __future__ import annotations
 import json
 from collections.abc import Awaitable
 from typing import Any
+from urllib.parse import urlsplit
 
 import tornado.template
 import tornado.web
+from tornado.httputil import HTTPHeaders
 
 from .channels import Channel, InvalidChannel, Subtree, Target, parse_target
 from .config import ChannelConfig
@@ -54,6 +56,11 @@ def invalid_channel(exc: InvalidChannel) -> ApiError:
 def broker_unavailable(exc: Exception) -> ApiError:
     """The 503 for a publish or subscription the broker cannot take now."""
     return ApiError(503, "broker_unavailable", str(exc), {"Retry-After": "1"})
+
+
+def same_origin(origin: str, headers: HTTPHeaders) -> bool:
+    """Whether ``origin`` names the host the request was sent to (as Tornado compares them)."""
+    return urlsplit(origin).netloc.lower() == headers.get("Host", "").lower()
 
 
 async def authorize(decision: bool | Awaitable[bool], refusal: str) -> None:

@@ -26,7 +26,6 @@ import time
 from collections.abc import Iterator
 from http import HTTPStatus
 from typing import Any
-from urllib.parse import urlsplit
 
 from tornado import httputil
 from tornado.log import access_log
@@ -36,8 +35,8 @@ from .batch import InvalidBatch, parse_batch
 from .broker import BrokerUnavailable, PublishOutcomeUnknown
 from .channels import Channel, InvalidChannel, Target, parse_target
 from .config import ChannelConfig
-from .handlers import ApiError, broker_unavailable, invalid_channel
-from .hooks import ChannelHooks, Reject, resolve
+from .handlers import ApiError, authorize, broker_unavailable, invalid_channel, same_origin
+from .hooks import ChannelHooks
 from .node import Node
 
 log = logging.getLogger("tornado_channels.publishing")
@@ -185,7 +184,7 @@ class PublishRequest(httputil.HTTPMessageDelegate):
             # An old browser, or not a browser: a browser sends Origin.
             if origin is None or self.trusted(origin):
                 return
-            if urlsplit(origin).netloc.lower() == headers.get("Host", "").lower():
+            if same_origin(origin, headers):
                 return
         elif origin and self.trusted(origin):
             return
@@ -250,12 +249,10 @@ class PublishRequest(httputil.HTTPMessageDelegate):
 
     async def authorize(self, target: Target) -> None:
         """Ask the ``authorize_publish`` hook; raise the 403 when it refuses."""
-        try:
-            allowed = await resolve(self.endpoint.hooks.authorize_publish(self.request, target))
-        except Reject as exc:
-            raise ApiError(403, "forbidden", exc.reason) from None
-        if not allowed:
-            raise ApiError(403, "forbidden", f"publishing to '{target}' is not allowed")
+        await authorize(
+            self.endpoint.hooks.authorize_publish(self.request, target),
+            f"publishing to '{target}' is not allowed",
+        )
 
     def too_large_error(self) -> ApiError:
         """The 413 for a body past the limit."""

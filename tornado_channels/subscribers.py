@@ -9,13 +9,19 @@ what the history already sent, so the seam has no gap and no duplicate.
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
-from urllib.parse import urlsplit
 
 from .broker import BrokerUnavailable, Recovered
 from .channels import Channel, InvalidChannel, parse_channel
 from .config import ChannelConfig
 from .frames import CLOSE_SLOW_CONSUMER, encode_for, outcome_for
-from .handlers import ApiError, JSONErrorsMixin, authorize, broker_unavailable, invalid_channel
+from .handlers import (
+    ApiError,
+    JSONErrorsMixin,
+    authorize,
+    broker_unavailable,
+    invalid_channel,
+    same_origin,
+)
 from .history import InvalidPosition, Position
 from .hooks import ChannelHooks
 from .node import Node
@@ -85,7 +91,7 @@ class SubscriberMixin(JSONErrorsMixin):
 
     def origin_allowed(self, origin: str) -> bool:
         """Same origin (as Tornado compares them), or a trusted one (ours or the app's)."""
-        if urlsplit(origin).netloc.lower() == self.request.headers.get("Host", "").lower():
+        if same_origin(origin, self.request.headers):
             return True
         return origin in self.config.trusted_origins or origin in self.settings.get(
             "trusted_origins", ()
