@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from tornado_channels.frames import CLOSE_GOING_AWAY
+from tornado_channels.server import event_loop_factory
 
 from .support import RedisServer, ServerProcess, closed, connect, get, post, receive, run, silent
 
@@ -44,6 +45,31 @@ def test_console_script_serves_a_single_process_without_redis(servers: Start) ->
         ws.close()
 
     run(scenario())
+
+
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+def test_either_event_loop_serves_and_chats(servers: Start, loop: str) -> None:
+    """On asyncio's own loop as on uvloop, a subscriber gets POSTs and its own chat back."""
+    server = servers("--event-loop", loop)
+
+    async def scenario() -> None:
+        ws = await connect(server.ws_url + "/room")
+        assert (await post(server.url + "/room", b"posted")).code == 202
+        assert await receive(ws) == "posted"
+        await ws.write_message("chat")
+        assert await receive(ws) == "chat"
+        ws.close()
+
+    run(scenario())
+
+
+def test_event_loop_factories() -> None:
+    """Auto and uvloop pick uvloop (a dependency), asyncio picks asyncio's own."""
+    import uvloop
+
+    assert event_loop_factory("auto") is uvloop.new_event_loop
+    assert event_loop_factory("uvloop") is uvloop.new_event_loop
+    assert event_loop_factory("asyncio") is asyncio.new_event_loop
 
 
 def test_two_processes_share_one_redis(servers: Start, redis_server: RedisServer) -> None:
