@@ -53,6 +53,9 @@ class Browser:
             "about:blank",
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
+            # Chromium leaves a directory for its singleton socket in TMPDIR:
+            # inside the profile, it goes when the profile is removed.
+            env={**os.environ, "TMPDIR": self.profile},
         )
         tabs: list[dict[str, Any]] = []
         for _ in range(int(WAIT / 0.1)):
