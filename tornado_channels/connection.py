@@ -260,6 +260,13 @@ class Heartbeat:
                 connection.ping(now)
 
 
+def queued_bytes(stream: IOStream | None) -> int:
+    """Bytes written to a Tornado IOStream that the kernel has not yet taken."""
+    # IOStream has no public accessor for this; _write_buffer is its queue.
+    buffer = getattr(stream, "_write_buffer", None)
+    return len(buffer) if buffer is not None else 0
+
+
 class StreamTransport:
     """A transport over a Tornado IOStream, for the streams the event loop cannot adopt (TLS).
 
@@ -290,8 +297,8 @@ class StreamTransport:
             self.stream.write(data)
 
     def get_write_buffer_size(self) -> int:
-        """Bytes queued on the stream (a private attribute: there is no public one)."""
-        return len(self.stream._write_buffer)
+        """Bytes queued on the stream."""
+        return queued_bytes(self.stream)
 
     def is_closing(self) -> bool:
         """Whether close() or abort() was called, or the stream closed."""

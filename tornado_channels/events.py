@@ -15,6 +15,7 @@ from tornado.ioloop import PeriodicCallback
 
 from .broker import BrokerUnavailable
 from .config import ChannelConfig
+from .connection import queued_bytes
 from .frames import SSE_HEARTBEAT, sse_control
 from .handlers import broker_unavailable
 from .hooks import ChannelHooks
@@ -73,11 +74,6 @@ class ChannelEventsHandler(SubscriberMixin):
 
     # Subscriber protocol (see hub.Subscriber)
 
-    def send_frame(self, frame: bytes, seq: int) -> None:
-        """Write one encoded event now (or hold it while recovering)."""
-        if not self.hold(frame, seq):
-            self.write_frame(frame)
-
     def write_frame(self, frame: bytes) -> None:
         """Write an event to the response and flush it."""
         if not self._live or self._finished or self.request.connection is None:
@@ -89,10 +85,7 @@ class ChannelEventsHandler(SubscriberMixin):
 
     def buffered_bytes(self) -> int:
         """Bytes written to this client that the kernel has not yet accepted."""
-        stream = getattr(self.request.connection, "stream", None)
-        # IOStream has no public accessor for this; _write_buffer is its queue.
-        buffer = getattr(stream, "_write_buffer", None)
-        return len(buffer) if buffer is not None else 0
+        return queued_bytes(getattr(self.request.connection, "stream", None))
 
     def close(self, code: int | None = None, reason: str | None = None) -> None:
         """Say why the stream ends (the WebSocket close code and reason), then end it."""

@@ -163,6 +163,11 @@ class SubscriberMixin(JSONErrorsMixin):
             if seq > last:
                 self.write_frame(frame)
 
+    def send_frame(self, frame: bytes, seq: int) -> None:
+        """Write a pre-encoded frame of message ``seq`` (held back while recovering)."""
+        if not self.hold(frame, seq):
+            self.write_frame(frame)
+
     def write_frame(self, frame: bytes) -> None:
         """Write an encoded frame to the client now (each edge knows how)."""
         raise NotImplementedError

@@ -254,16 +254,6 @@ class ChannelSocketHandler(SubscriberMixin):
 
     # Subscriber protocol (see hub.Subscriber)
 
-    def send_frame(self, frame: bytes, seq: int) -> None:
-        """Write a pre-encoded frame (held back while a recovery is being sent)."""
-        # write_frame() inlined: this runs once per subscriber per message.
-        if self._held is not None and self.hold(frame, seq):
-            return
-        if self._pending is not None:
-            self._pending.append(frame)
-        elif self.connection is not None:
-            self.connection.send(frame)
-
     def write_frame(self, frame: bytes) -> None:
         """Write a frame now (or, before the 101 is written, right after it)."""
         if self._pending is not None:
