@@ -13,6 +13,7 @@ from tornado_channels.channels import (
     Channel,
     InvalidChannel,
     Subtree,
+    covers,
     parse_channel,
     parse_target,
     validate_name,
@@ -317,3 +318,24 @@ def test_any_control_character_is_rejected(before, control, after):
         parse_target(quote(text, safe="/"))
     with pytest.raises(InvalidChannel):
         validate_name(text)
+
+
+@pytest.mark.parametrize(
+    ("prefix", "name", "expected"),
+    [
+        ("users", "users", True),
+        ("users/", "users", True),
+        ("/users/", "users/1", True),
+        ("users", "users/1/a", True),
+        ("users/", "userspace", False),
+        ("users", "userspace/1", False),
+        ("users/1", "users/10", False),
+        ("/", "anything/at/all", True),
+        ("", "x", True),
+    ],
+)
+def test_covers_is_by_whole_segments_with_or_without_a_slash(
+    prefix: str, name: str, expected: bool
+) -> None:
+    """A prefix covers its own name and names below it, however its slashes are written."""
+    assert covers(prefix, name) is expected

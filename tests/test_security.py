@@ -151,6 +151,30 @@ class ReadOnlyTest(NodeAppTestCase):
         self.assertEqual(await receive(sender), "chat")
 
 
+class ReadOnlyWithTrailingSlashTest(NodeAppTestCase):
+    def make_app(self, node: Node) -> Application:
+        # The README's own spelling: a trailing slash, as in a subtree's path.
+        return make_app(node, read_only=("users/", "news/"))
+
+    @gen_test
+    async def test_a_trailing_slash_covers_the_channel_and_everything_below(self) -> None:
+        """``users/`` protects ``users``, ``users/1`` and ``news/a/b`` as ``users`` would."""
+        for path in ("/users", "/users/1", "/news/a/b"):
+            with self.subTest(path=path):
+                talker = await self.ws(path)
+                await talker.write_message("spoofed")
+                code, reason = await closed(talker)
+                self.assertEqual(code, CLOSE_POLICY_VIOLATION)
+                self.assertIn("disabled", reason or "")
+
+    @gen_test
+    async def test_segment_boundaries_hold_with_a_trailing_slash(self) -> None:
+        """``users/`` never covers ``userspace``: chat there still works."""
+        sender = await self.ws("/userspace/1")
+        await sender.write_message("chat")
+        self.assertEqual(await receive(sender), "chat")
+
+
 class ConnectionCapTest(NodeAppTestCase):
     def make_app(self, node: Node) -> Application:
         return make_app(node, max_connections=2)

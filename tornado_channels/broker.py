@@ -107,11 +107,19 @@ class Broker(abc.ABC):
         """What reached ``channel`` (directly or through a subtree) after ``since``."""
 
     @abc.abstractmethod
-    async def subscribe(self, channel: Channel) -> None:
+    def subscribe(self, channel: Channel) -> None:
         """Receive publications for ``channel`` and the subtrees containing it.
 
-        Returns once that is in effect; raises :class:`BrokerUnavailable` if it
-        cannot be.
+        Counted per call, and never fails: while disconnected it takes effect
+        on (re)connection.  :meth:`confirm` waits until it is in effect.
+        """
+
+    @abc.abstractmethod
+    async def confirm(self, channel: Channel) -> None:
+        """Return once the subscriptions of ``channel`` are in effect.
+
+        Raises :class:`BrokerUnavailable` if they cannot be now; the caller
+        then undoes its :meth:`subscribe` with :meth:`unsubscribe`.
         """
 
     @abc.abstractmethod

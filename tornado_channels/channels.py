@@ -62,6 +62,16 @@ class Subtree:
 Target = Channel | Subtree
 
 
+def covers(prefix: str, name: str) -> bool:
+    """Whether ``prefix`` names ``name`` or one of the channels above it, by whole segments.
+
+    Leading and trailing ``/`` are ignored (``users/`` is ``users``), and an
+    empty prefix (``/``) covers every name.
+    """
+    prefix = prefix.strip("/")
+    return not prefix or name == prefix or name.startswith(prefix + "/")
+
+
 def validate_name(name: str) -> str:
     """Return ``name`` if it is a valid (decoded) channel name, else raise.
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .channels import covers
+
 #: Default maximum size of a published message (POST body or WebSocket message).
 DEFAULT_MAX_MESSAGE_SIZE = 1 << 20
 #: Default largest batch publish body (``POST /_/publish``).
@@ -60,11 +62,14 @@ class ChannelConfig:
             raise ValueError("max_batch_messages and max_batch_bytes must be positive")
 
     def client_may_publish(self, channel: str) -> bool:
-        """Whether a WebSocket client may publish to ``channel``."""
-        for prefix in self.read_only:
-            if prefix == "/" or channel == prefix or channel.startswith(prefix + "/"):
-                return False
-        return True
+        """Whether a WebSocket client may publish to ``channel``.
+
+        A read-only prefix covers its channel and every channel below it,
+        whole segments only, spelled with or without a trailing ``/``:
+        ``users`` and ``users/`` both cover ``users`` and ``users/1``, never
+        ``userspace``; ``/`` covers everything.
+        """
+        return not any(covers(prefix, channel) for prefix in self.read_only)
 
     @property
     def static_prefix(self) -> str:

@@ -71,9 +71,11 @@ class MemoryBroker(Broker):
         found = self.history.recover(channel_keys(channel), since, time.monotonic())
         return Recovered([decode(e.data) for e in found.entries], found.complete, found.reason)
 
-    async def subscribe(self, channel: Channel) -> None:
-        """Nothing to do while started: every publication reaches the node."""
-        # The hub filters by channel.
+    def subscribe(self, channel: Channel) -> None:
+        """Nothing to do: every publication reaches the node, and the hub filters by channel."""
+
+    async def confirm(self, channel: Channel) -> None:
+        """In effect at once while started."""
         if self._events is None:
             raise BrokerUnavailable("the memory broker is stopped")
 

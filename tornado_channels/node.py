@@ -125,10 +125,13 @@ class Node:
         """
         if not self.hub.add(channel, subscriber):
             return
+        # Taken at once and released exactly once (by unsubscribe), whether
+        # the wait below succeeds, fails, or is cancelled by a closing client.
+        self.broker.subscribe(channel)
         try:
-            await self.broker.subscribe(channel)
+            await self.broker.confirm(channel)
         except BaseException:
-            self.hub.discard(channel, subscriber)
+            self.unsubscribe(channel, subscriber)
             raise
 
     def unsubscribe(self, channel: Channel, subscriber: Subscriber) -> None:

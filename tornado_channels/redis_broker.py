@@ -42,9 +42,13 @@ from .broker import Broker, BrokerEvents, BrokerUnavailable, PublishOutcomeUnkno
 from .channels import Channel
 from .envelope import MalformedEnvelope, Publication, decode
 from .history import Position, channel_keys
+from .ledger import SUBSCRIBE, UNSUBSCRIBE, SubscriptionLedger
 from .redis_history import RedisHistory
 
 log = logging.getLogger("tornado_channels.redis")
+
+#: Keys per SUBSCRIBE or UNSUBSCRIBE sent by a self-check.
+_CHECK_CHUNK = 1000
 
 
 class _Deaf(Exception):
@@ -69,6 +73,8 @@ class RedisBroker(Broker):
     :param command_timeout: how long a PUBLISH may take before its outcome is unknown.
     :param probe_interval: silence after which the listener sends a probe.
     :param probe_timeout: how long a probe may take to come back.
+    :param check_interval: seconds between self-checks of the subscriptions
+        Redis holds for this process against those it should (0: never).
     """
 
     kind = "redis"
@@ -87,11 +93,14 @@ class RedisBroker(Broker):
         backoff_cap: float = 1.0,
         history_size: int = 100,
         history_age: float = 300.0,
+        check_interval: float = 30.0,
     ) -> None:
         self.url = url
         self._prefix = prefix.encode("utf-8")
         node_id = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
         self._control_key = self._prefix + b"n:" + node_id.encode("utf-8")
+        # Never subscribed: UNSUBSCRIBE of it reports the connection's true count.
+        self._baseline_key = self._control_key + b":baseline"
         self._history = RedisHistory(self._prefix, history_size, history_age)
         self._connect_timeout = connect_timeout
         self._command_timeout = command_timeout
@@ -108,16 +117,25 @@ class RedisBroker(Broker):
         self._listener: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[None]] = set()
         self._connected = False
-        # Redis channel -> number of local subscriptions that need it.
-        self._interest: dict[bytes, int] = {}
-        # Redis channel -> SUBSCRIBE acknowledgements still to come on this
-        # connection; a waiter is released only when the last one arrives, so
-        # an ack for an earlier, since-cancelled SUBSCRIBE cannot release it.
-        self._unacked: dict[bytes, int] = {}
-        self._ack_waiters: dict[bytes, asyncio.Future[None]] = {}
+        # What local subscribers need, what Redis was told, and the replies
+        # owed: every (UN)SUBSCRIBE goes through it, in order (see ledger.py).
+        self._ledger = SubscriptionLedger()
+        # The one task that sends the ledger's commands, when it has any.
+        self._sender: asyncio.Task[None] | None = None
+        # Key -> a future set (True) once Redis confirms its SUBSCRIBE, or
+        # (False) when the connection is lost first.
+        self._waiters: dict[bytes, asyncio.Future[bool]] = {}
+        self._check_interval = check_interval
+        self._check_due = False
+        self._finding_strays = False
+        # Keys some connection holds under our prefix, to UNSUBSCRIBE from
+        # this one in case it holds them unasked (see _drop_strays).
+        self._strays: list[bytes] | None = None
         self._batcher = PublishBatcher(self.publish_many)
         #: Times the listener has reconnected after losing its connection.
         self.reconnects = 0
+        #: Subscriptions the self-check found Redis holding wrongly, and repaired.
+        self.repairs = 0
         self._lost_at: float | None = None
 
     # Broker interface
@@ -145,6 +163,8 @@ class RedisBroker(Broker):
         tasks = [*self._background]
         if self._listener is not None:
             tasks.append(self._listener)
+        if self._sender is not None:
+            tasks.append(self._sender)
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, self._batcher.stop(), return_exceptions=True)
@@ -178,32 +198,30 @@ class RedisBroker(Broker):
         except (RedisError, OSError) as exc:
             raise BrokerUnavailable(f"Redis refused the publish: {exc}") from exc
 
-    async def subscribe(self, channel: Channel) -> None:
-        """SUBSCRIBE to the channel's keys not yet held, and wait for Redis's acks."""
-        keys = self._channel_keys(channel)
-        new = []
-        for key in keys:
-            count = self._interest.get(key, 0)
-            self._interest[key] = count + 1
-            if count == 0:
-                new.append(key)
-        try:
-            if not self._connected or self._pubsub is None:
-                raise BrokerUnavailable("not connected to Redis")
-            if new:
-                self._expect_acks(new)
-                await self._pubsub.subscribe(*new)
-            waiters = [self._ack_waiters[key] for key in keys if key in self._ack_waiters]
-            if waiters:
-                _, late = await asyncio.wait(waiters, timeout=self._subscribe_timeout)
-                if late:
-                    raise BrokerUnavailable("Redis did not confirm the subscription in time")
-        except (RedisError, OSError) as exc:
-            self.unsubscribe(channel)
-            raise BrokerUnavailable(f"Redis refused the subscription: {exc}") from exc
-        except BaseException:  # BrokerUnavailable above, or a cancelled handshake.
-            self.unsubscribe(channel)
-            raise
+    def subscribe(self, channel: Channel) -> None:
+        """Take the channel's keys; the sender SUBSCRIBEs those not yet held."""
+        self._ledger.acquire(self._channel_keys(channel))
+        self._kick()
+
+    async def confirm(self, channel: Channel) -> None:
+        """Wait for Redis to acknowledge the SUBSCRIBE of each of the channel's keys."""
+        if not self._connected:
+            raise BrokerUnavailable("not connected to Redis")
+        loop = asyncio.get_running_loop()
+        waiters = []
+        for key in self._channel_keys(channel):
+            if not self._ledger.confirmed(key):
+                waiter = self._waiters.get(key)
+                if waiter is None:
+                    waiter = self._waiters[key] = loop.create_future()
+                waiters.append(waiter)
+        if not waiters:
+            return
+        done, late = await asyncio.wait(waiters, timeout=self._subscribe_timeout)
+        if late:
+            raise BrokerUnavailable("Redis did not confirm the subscription in time")
+        if not all(waiter.result() for waiter in done):
+            raise BrokerUnavailable("the Redis connection was lost while subscribing")
 
     async def head(self) -> Position:
         """The latest position in Redis's history (see redis_history.py)."""
@@ -226,18 +244,46 @@ class RedisBroker(Broker):
             raise BrokerUnavailable("not connected to Redis")
 
     def unsubscribe(self, channel: Channel) -> None:
-        """Release the channel's keys; UNSUBSCRIBE (in the background) those now unused."""
-        gone = []
-        for key in self._channel_keys(channel):
-            count = self._interest.get(key, 0) - 1
-            if count > 0:
-                self._interest[key] = count
-                continue
-            self._interest.pop(key, None)
-            self._ack_waiters.pop(key, None)  # Nobody is left waiting on it.
-            gone.append(key)
-        if gone and self._connected and self._pubsub is not None:
-            self._spawn(self._pubsub.unsubscribe(*gone))
+        """Release the channel's keys; the sender UNSUBSCRIBEs those no longer needed."""
+        self._ledger.release(self._channel_keys(channel))
+        self._kick()
+
+    # Sending (UN)SUBSCRIBE: one task, in the ledger's order
+
+    def _kick(self) -> None:
+        """Make sure the sender runs if it has anything to send and a connection to send it on."""
+        due = self._ledger.dirty or self._check_due or self._strays is not None
+        if due and self._sender is None and self._pubsub is not None:
+            self._sender = asyncio.ensure_future(self._send())
+
+    async def _send(self) -> None:
+        # One at a time, each awaited before the next is planned: Redis
+        # receives them in the order they were decided.
+        try:
+            while (pubsub := self._pubsub) is not None:
+                if self._ledger.dirty:
+                    subscribe, unsubscribe = self._ledger.plan()
+                    if subscribe:
+                        await pubsub.subscribe(*subscribe)
+                    if unsubscribe:
+                        await pubsub.unsubscribe(*unsubscribe)
+                elif self._strays is not None:
+                    held, self._strays = self._strays, None
+                    for chunk in _chunks(self._ledger.plan_strays(held), _CHECK_CHUNK):
+                        await pubsub.unsubscribe(*chunk)
+                elif self._check_due and self._ledger.settled:
+                    self._check_due = False
+                    keys = self._ledger.plan_check(self._baseline_key)
+                    await pubsub.unsubscribe(self._baseline_key)
+                    for chunk in _chunks(keys, _CHECK_CHUNK):
+                        await pubsub.subscribe(*chunk)
+                else:
+                    return
+        except (RedisError, OSError) as exc:
+            # The listener notices the broken connection and starts over.
+            log.debug("sending a subscription change failed: %s", exc)
+        finally:
+            self._sender = None
 
     # Keys
 
@@ -274,6 +320,8 @@ class RedisBroker(Broker):
                     log.debug("Redis still unreachable: %s", _describe(exc))
             finally:
                 self._pubsub = None
+                self._strays = None
+                self._fail_waiters()
                 self._set_connected(False)
                 await _close_pubsub(pubsub)
                 # Idle pooled connections may point at a Redis that is gone: the
@@ -285,18 +333,21 @@ class RedisBroker(Broker):
             await asyncio.sleep(random.uniform(delay / 2, delay))
 
     async def _listen(self, pubsub: PubSub) -> None:
+        # A new connection holds nothing: everything wanted, in one SUBSCRIBE.
+        await pubsub.subscribe(*self._ledger.reconnected([self._control_key]))
         self._pubsub = pubsub
-        keys = [self._control_key, *self._interest]
-        # A new connection: acks owed by the old one will never come.
-        self._unacked.clear()
-        self._expect_acks(keys)
-        await pubsub.subscribe(*keys)
+        self._kick()  # What changed while that was being written.
         loop = asyncio.get_running_loop()
         last_heard = loop.time()
+        next_check = last_heard + self._check_interval
         probe_sent: float | None = None
         while True:
             message = await pubsub.get_message(timeout=self._tick)
             now = loop.time()
+            if self._check_interval and now >= next_check:
+                next_check = now + self._check_interval
+                self._check_due = True
+                self._kick()
             if message is not None:
                 last_heard, probe_sent = now, None
                 self._handle(message)
@@ -326,27 +377,52 @@ class RedisBroker(Broker):
                 self._events.deliver(publication)
             except Exception:
                 log.exception("delivering a publication failed")
-        elif kind == "subscribe":
-            self._acknowledge(key)
+        elif kind in (SUBSCRIBE, UNSUBSCRIBE):
+            self._acknowledged(kind, key, int(message["data"]))
+
+    def _acknowledged(self, kind: str, key: bytes, count: int) -> None:
+        """A (UN)SUBSCRIBE reply: release waiters, and act on what a self-check found."""
+        ledger = self._ledger
+        reply = ledger.acknowledge(kind, key, count)
+        if reply.repaired or reply.stray:
+            self.repairs += 1
+            log.warning(
+                "self-check: Redis %s the subscription to %r for this process; %s",
+                "had dropped" if reply.repaired else "held an unwanted",
+                key,
+                "resubscribed" if reply.repaired else "unsubscribed",
+            )
+        elif reply.unexpected:
+            log.debug("unexpected %s reply for %r", kind, key)
+        if kind == SUBSCRIBE and ledger.confirmed(key):
+            waiter = self._waiters.pop(key, None)
+            if waiter is not None and not waiter.done():
+                waiter.set_result(True)
             if key == self._control_key:
                 self._set_connected(True)
+        if ledger.settled and ledger.count > ledger.held() and not self._finding_strays:
+            # More subscriptions than asked for: find which, and drop them.
+            self._finding_strays = True
+            self._spawn(self._drop_strays())
 
-    def _expect_acks(self, keys: list[bytes]) -> None:
-        loop = asyncio.get_running_loop()
-        for key in keys:
-            self._unacked[key] = self._unacked.get(key, 0) + 1
-            if key not in self._ack_waiters:
-                self._ack_waiters[key] = loop.create_future()
+    async def _drop_strays(self) -> None:
+        """UNSUBSCRIBE whatever Redis has under our prefix that this process did not ask for."""
+        assert self._client is not None
+        pubsub = self._pubsub
+        try:
+            held = await self._client.pubsub_channels(self._prefix + b"*")
+        finally:
+            self._finding_strays = False
+        if pubsub is not None and pubsub is self._pubsub:
+            # Sent by the sender, in order with everything else.
+            self._strays = [key for key in held if isinstance(key, bytes)]
+            self._kick()
 
-    def _acknowledge(self, key: bytes) -> None:
-        remaining = self._unacked.get(key, 0) - 1
-        if remaining > 0:
-            self._unacked[key] = remaining
-            return
-        self._unacked.pop(key, None)
-        waiter = self._ack_waiters.pop(key, None)
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
+    def _fail_waiters(self) -> None:
+        waiters, self._waiters = self._waiters, {}
+        for waiter in waiters.values():
+            if not waiter.done():
+                waiter.set_result(False)
 
     def _set_connected(self, connected: bool) -> None:
         if connected == self._connected:
@@ -390,6 +466,10 @@ async def _close_pubsub(pubsub: PubSub) -> None:
         await pubsub.aclose()  # type: ignore[no-untyped-call]
     except (RedisError, OSError) as exc:
         log.debug("closing the Redis pub/sub connection failed: %s", exc)
+
+
+def _chunks(keys: list[bytes], size: int) -> list[list[bytes]]:
+    return [keys[start : start + size] for start in range(0, len(keys), size)]
 
 
 def _describe(exc: BaseException) -> str:
