@@ -17,7 +17,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Collection, Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -363,3 +363,96 @@ class EventStream:
 
     def close(self) -> None:
         self.writer.close()
+
+
+class RawResponse:
+    """One HTTP response as read off a raw socket: status, headers (lower-case names), body."""
+
+    def __init__(self, status: int, headers: dict[str, str], body: bytes) -> None:
+        self.status = status
+        self.headers = headers
+        self.body = body
+
+    def json(self) -> Any:
+        import json
+
+        return json.loads(self.body)
+
+    def __repr__(self) -> str:
+        return f"RawResponse({self.status}, {self.headers}, {self.body[:80]!r})"
+
+
+def parse_responses(data: bytes, heads: Collection[int] = ()) -> list[RawResponse]:
+    """Every complete response in ``data``, in order (Content-Length or chunked bodies).
+
+    ``heads``: the indexes of responses to HEAD requests (their headers describe
+    a body that is not there).
+    """
+    responses: list[RawResponse] = []
+    while data:
+        head_only = len(responses) in heads
+        end = data.find(b"\r\n\r\n")
+        if end < 0:
+            break
+        lines = data[:end].decode("latin-1").split("\r\n")
+        status = int(lines[0].split(" ", 2)[1])
+        headers: dict[str, str] = {}
+        for line in lines[1:]:
+            name, _, value = line.partition(":")
+            headers[name.strip().lower()] = value.strip()
+        data = data[end + 4 :]
+        if head_only or status in (100, 101, 204, 304):
+            body = b""
+        elif headers.get("transfer-encoding") == "chunked":
+            body = b""
+            while True:
+                size_end = data.find(b"\r\n")
+                size = int(data[:size_end], 16)
+                body += data[size_end + 2 : size_end + 2 + size]
+                data = data[size_end + 2 + size + 2 :]
+                if not size:
+                    break
+        else:
+            length = int(headers.get("content-length", "0"))
+            body, data = data[:length], data[length:]
+        responses.append(RawResponse(status, headers, body))
+    return responses
+
+
+def raw_exchange(
+    port: int,
+    request: bytes,
+    *,
+    timeout: float = 3.0,
+    until_close: bool = True,
+    expect: int = 1,
+    heads: Collection[int] = (),
+) -> tuple[list[RawResponse], bool]:
+    """Send ``request`` (whole, before reading) on one connection; read the responses.
+
+    Reads until the server closes (``until_close``) or ``expect`` responses
+    arrived.  Returns them, and whether the connection was closed by the server
+    (a reset counts as closed; its responses are whatever arrived before it).
+    """
+    import socket as socket_module
+
+    received = b""
+    closed_by_server = False
+    with socket_module.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        sock.sendall(request)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                chunk = sock.recv(1 << 20)
+            except TimeoutError:
+                break
+            except ConnectionResetError:
+                closed_by_server = True
+                break
+            if not chunk:
+                closed_by_server = True
+                break
+            received += chunk
+            if not until_close and len(parse_responses(received, heads)) >= expect:
+                break
+    return parse_responses(received, heads), closed_by_server

@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
+import urllib.request
 from collections.abc import Callable
 
 import pytest
 
 from .browser import Browser, chromium_path
-from .support import RedisServer, ServerProcess, connect, post, receive, run
+from .support import WAIT, RedisServer, ServerProcess, connect, get, post, receive, run, until
 
 pytestmark = pytest.mark.skipif(chromium_path() is None, reason="chromium is not installed")
 
@@ -343,6 +344,75 @@ def test_a_page_that_saw_nothing_yet_still_recovers_what_it_missed(
                     bodies_are(["while away"]) + " && " + LIVE, timeout=RECONNECT_WAIT
                 )
                 assert browser.errors() == []
+        finally:
+            await asyncio.to_thread(stop, replacement)
+
+    run(scenario())
+
+
+def test_a_page_left_lets_go_of_its_subscription_and_resumes_when_back(servers: Start) -> None:
+    """Navigating away closes the page's connection; back from the cache, it resumes losslessly."""
+    server = servers()
+
+    async def channels() -> dict[str, int]:
+        stats = json.loads((await get(server.url + "/_/stats")).body)
+        return dict(stats["channels"])
+
+    async def scenario() -> None:
+        async with Browser() as browser:
+            await browser.goto(server.url + "/users/1")
+            await browser.until(LIVE)
+            assert await channels() == {"users/1": 1}
+            await browser.evaluate("window.__same_page = true")
+            await browser.goto(server.url + "/_/health")
+            await until(lambda: channels_now() == {}, what="the subscription released")
+            assert (await post(server.url + "/users/1", "while away")).code == 202
+            await browser.evaluate("history.back()")
+            await browser.until(bodies_are(["while away"]) + " && " + LIVE)
+            # The same page, from the back/forward cache, not a reload.
+            assert await browser.evaluate("window.__same_page") is True
+            assert await channels() == {"users/1": 1}
+            assert browser.errors() == []
+
+    def channels_now() -> dict[str, int]:
+        with urllib.request.urlopen(server.url + "/_/stats", timeout=WAIT) as response:
+            return dict(json.loads(response.read())["channels"])
+
+    run(scenario())
+
+
+def test_a_plain_event_source_dropped_before_any_message_loses_nothing(
+    servers: Start, redis_server: RedisServer
+) -> None:
+    """Chromium's own EventSource, cut off after only its first event, resumes all it missed."""
+    a = servers("--redis-url", redis_server.url)
+    b = servers("--redis-url", redis_server.url)
+
+    async def scenario() -> None:
+        replacement: ServerProcess | None = None
+        try:
+            async with Browser() as browser:
+                await browser.goto(a.url + "/_/health")
+                await browser.evaluate(
+                    "window.__got = []; window.__first = null;"
+                    "window.__source = new EventSource('/feed');"
+                    "window.__source.addEventListener('recovery', e => {"
+                    "  if (window.__first === null) window.__first = e.lastEventId; });"
+                    "window.__source.onmessage = e => window.__got.push(e.data);"
+                )
+                await browser.until("window.__first !== null")
+                assert await browser.evaluate("window.__first"), "the first event has no id"
+                await asyncio.to_thread(a.terminate)
+                await browser.until("window.__source.readyState !== EventSource.OPEN")
+                for number in range(5):
+                    assert (await post(b.url + "/feed", f"missed {number}")).code == 202
+                replacement = await replace(a, "--redis-url", redis_server.url)
+                expected = json.dumps([f"missed {n}" for n in range(5)], separators=(",", ":"))
+                await browser.until(
+                    f"JSON.stringify(window.__got) === {json.dumps(expected)}",
+                    timeout=RECONNECT_WAIT,
+                )
+                await browser.evaluate("window.__source.close()")
         finally:
             await asyncio.to_thread(stop, replacement)
 

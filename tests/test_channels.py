@@ -16,6 +16,7 @@ from tornado_channels.channels import (
     covers,
     parse_channel,
     parse_target,
+    path_text,
     validate_name,
 )
 
@@ -205,7 +206,8 @@ segments = st.text(
     min_size=1,
     max_size=12,
 ).filter(lambda s: s not in (".", ".."))
-names = st.lists(segments, min_size=1, max_size=6).map("/".join)
+# The server's own namespace (a first segment "_") is never a channel name.
+names = st.lists(segments, min_size=1, max_size=6).filter(lambda s: s[0] != "_").map("/".join)
 
 
 def encode(name: str) -> str:
@@ -339,3 +341,31 @@ def test_covers_is_by_whole_segments_with_or_without_a_slash(
 ) -> None:
     """A prefix covers its own name and names below it, however its slashes are written."""
     assert covers(prefix, name) is expected
+
+
+@pytest.mark.parametrize("path", ["_", "_/x", "%5F/x", "%5f", "_/", "%5F/", "_/a/b"])
+def test_the_reserved_namespace_is_refused_once_decoded(path: str) -> None:
+    """``_`` as a first segment is the server's, however it is spelled."""
+    with pytest.raises(InvalidChannel, match="reserved"):
+        parse_target(path)
+
+
+@pytest.mark.parametrize("path", ["a/_", "__/x", "_a", "x/_/y"])
+def test_underscores_elsewhere_are_ordinary(path: str) -> None:
+    """Only a first segment of exactly ``_`` is reserved."""
+    assert parse_target(path) == Channel(path)
+
+
+def test_raw_utf8_off_the_wire_reads_like_its_percent_encoded_form() -> None:
+    """Tornado's Latin-1 view of raw UTF-8 bytes names the same channel as %XX escapes."""
+    wire = "café".encode().decode("latin-1")
+    assert parse_target(path_text(wire)) == parse_target("caf%C3%A9") == Channel("café")
+
+
+@pytest.mark.parametrize("raw", [b"a\xffb", b"caf\xc3", b"\xed\xa0\x80"])
+def test_raw_bytes_that_are_not_utf8_are_refused_like_their_escapes(raw: bytes) -> None:
+    """Invalid UTF-8 off the wire fails as its percent-encoded form does."""
+    with pytest.raises(InvalidChannel, match="UTF-8"):
+        parse_target(path_text(raw.decode("latin-1")))
+    with pytest.raises(InvalidChannel, match="UTF-8"):
+        parse_target("".join(f"%{byte:02X}" for byte in raw))

@@ -13,7 +13,7 @@ from tornado_channels import Node, make_app
 from tornado_channels.frames import CLOSE_MESSAGE_TOO_BIG
 
 from .cases import NodeAppTestCase
-from .support import closed, raw_websocket, receive, silent
+from .support import RawResponse, closed, parse_responses, raw_websocket, receive, silent
 
 MAX = 1024
 
@@ -357,3 +357,75 @@ class DeadPeerTest(ChannelsTestCase):
         self.assertEqual(len(self.node.hub), 0)
         writer.close()
         await writer.wait_closed()
+
+
+class TornadoServerRefusalTest(NodeAppTestCase):
+    """On Tornado's own HTTPServer (a mounted app), refusals still reach clients that send first."""
+
+    async def exchange(
+        self, raw: bytes, expect: int = 1, heads: tuple[int, ...] = ()
+    ) -> list[RawResponse]:
+        reader, writer = await asyncio.open_connection("127.0.0.1", self.get_http_port())
+        writer.write(raw)
+        received = b""
+        try:
+            while len(parse_responses(received, heads)) < expect:
+                chunk = await asyncio.wait_for(reader.read(1 << 20), 5)
+                if not chunk:
+                    break
+                received += chunk
+        finally:
+            writer.close()
+        return parse_responses(received, heads)
+
+    @gen_test
+    async def test_head_of_the_publish_endpoint_is_a_405_without_a_body(self) -> None:
+        """HEAD /_/publish: 405, Allow: POST, no body, and the next request is answered."""
+        raw = (
+            b"HEAD /_/publish HTTP/1.1\r\nHost: x\r\n\r\nGET /_/health HTTP/1.1\r\nHost: x\r\n\r\n"
+        )
+        head, health = await self.exchange(raw, expect=2, heads=(0,))
+        self.assertEqual((head.status, head.headers["allow"], head.body), (405, "POST", b""))
+        self.assertEqual(health.status, 200)
+
+    @gen_test
+    async def test_a_405_on_a_channel_names_its_methods(self) -> None:
+        """PUT on a channel's path: 405 with Allow: GET, HEAD, POST and a JSON body."""
+        [response] = await self.exchange(b"PUT /users/1 HTTP/1.1\r\nHost: x\r\n\r\n")
+        self.assertEqual(response.status, 405)
+        self.assertEqual(response.headers["allow"], "GET, HEAD, POST")
+        self.assertEqual(response.json()["error"], "method_not_allowed")
+
+    @gen_test
+    async def test_head_of_a_page_has_no_body(self) -> None:
+        """HEAD /users/1 answers 200 with the page's headers and no body."""
+        [response] = await self.exchange(b"HEAD /users/1 HTTP/1.1\r\nHost: x\r\n\r\n", heads=(0,))
+        self.assertEqual(response.status, 200)
+        self.assertEqual(response.body, b"")
+        self.assertTrue(response.headers["content-type"].startswith("text/html"))
+
+    @gen_test
+    async def test_a_body_first_413_arrives_and_the_connection_lives_on(self) -> None:
+        """A body just over the limit, sent whole first: 413, then a pipelined GET is answered."""
+        body = b"x" * ((1 << 20) + 1)
+        raw = (
+            b"POST /big HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(body)
+            + body
+            + b"GET /_/health HTTP/1.1\r\nHost: x\r\n\r\n"
+        )
+        refused, health = await self.exchange(raw, expect=2)
+        self.assertEqual(refused.status, 413)
+        self.assertEqual(refused.json()["error"], "message_too_large")
+        self.assertEqual(health.status, 200)
+
+    @gen_test
+    async def test_a_refused_small_post_keeps_the_connection(self) -> None:
+        """An invalid name with a small body: 400, no Connection: close, the next one answered."""
+        raw = (
+            b"POST /a//b HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n\r\nbody"
+            b"GET /_/health HTTP/1.1\r\nHost: x\r\n\r\n"
+        )
+        refused, health = await self.exchange(raw, expect=2)
+        self.assertEqual(refused.status, 400)
+        self.assertNotIn("connection", refused.headers)
+        self.assertEqual(health.status, 200)

@@ -84,6 +84,7 @@ class MetricsEndpointTest(MetricsTestCase):
             "slow_consumer_disconnects": "counter",
             "error_disconnects": "counter",
             "broker_reconnects": "counter",
+            "subscription_repairs": "counter",
             "publish_failures": "counter",
             "publish_seconds": "histogram",
         }

@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable
 
 import pytest
+from prometheus_client import generate_latest
 
 from tornado_channels import Channel, MemoryBroker, Node, RedisBroker
 
@@ -141,6 +142,8 @@ def test_self_check_repairs_a_subscription_redis_dropped(redis_server: RedisServ
             what="the key dropped",
         )
         await until(lambda: broker.repairs >= 1, what="the self-check repairing it")
+        scrape = generate_latest(node.metrics.registry).decode()
+        assert "tornado_channels_subscription_repairs_total 1.0" in scrape
         await until(
             lambda: (
                 redis_server.cli("PUBSUB", "NUMSUB", "tornado_channels:c:fragile").split()[-1]

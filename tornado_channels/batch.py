@@ -67,12 +67,6 @@ def _entry(index: int, entry: Any, max_message_size: int) -> tuple[Target, bytes
         target = parse_target(channel[1:] if channel.startswith("/") else channel)
     except InvalidChannel as exc:
         raise InvalidBatch("invalid_channel", f"message {index}: {exc}", index) from None
-    name = str(target).lstrip("/")
-    if name == "_" or name.startswith("_/"):
-        # Where the server's own endpoints live: no client can subscribe there.
-        raise InvalidBatch(
-            "invalid_channel", f"message {index}: '{target}' is reserved for the server", index
-        )
     payload = _payload(index, entry)
     if len(payload) > max_message_size:
         raise InvalidBatch(

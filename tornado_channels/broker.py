@@ -65,6 +65,10 @@ class Broker(abc.ABC):
 
     #: Short name shown by health checks and logs.
     kind: str = "broker"
+    #: Times the broker reconnected after losing its connection (0 for one that cannot).
+    reconnects: int = 0
+    #: Subscriptions a self-check found wrong in the transport and repaired.
+    repairs: int = 0
 
     @abc.abstractmethod
     async def start(self, events: BrokerEvents) -> None:

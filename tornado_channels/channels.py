@@ -15,6 +15,8 @@ from urllib.parse import unquote_to_bytes
 
 #: Longest channel name, in bytes of its percent-decoded UTF-8 form.
 MAX_NAME_BYTES = 255
+#: The first segment of the server's own endpoints (``/_/health``): never a channel.
+RESERVED = "_"
 
 # C0 controls, DEL and C1 controls: Unicode category Cc.
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
@@ -100,7 +102,14 @@ def validate_name(name: str) -> str:
 
 
 def _decode_segment(raw: str) -> str:
-    data = unquote_to_bytes(raw)
+    # Characters as UTF-8, percent-escapes as the bytes they name; bytes that
+    # came off the wire undecodable are surrogate escapes (see path_text) and
+    # turn back into those bytes, so they fail below like their %XX form.
+    try:
+        data = unquote_to_bytes(raw.encode("utf-8", "surrogateescape"))
+    except UnicodeEncodeError:
+        # A lone surrogate no UTF-8 can carry (from a library caller or JSON).
+        raise InvalidChannel("channel name is not valid Unicode") from None
     if b"/" in data:
         # An encoded slash would make two different paths name one channel.
         raise InvalidChannel("channel name contains an encoded '/' (%2F)")
@@ -127,7 +136,23 @@ def parse_target(path: str) -> Target:
     raw = path[:-1] if subtree else path
     name = "/".join(_decode_segment(segment) for segment in raw.split("/"))
     validate_name(name)
+    if name == RESERVED or name.startswith(RESERVED + "/"):
+        # Checked once decoded, so "%5F/x" is refused like "_/x" on every edge.
+        raise InvalidChannel(f"'{name}' is reserved for the server's own endpoints (under '_/')")
     return Subtree(name) if subtree else Channel(name)
+
+
+def path_text(raw: str) -> str:
+    """A request path as Tornado decodes it (Latin-1, one character per byte) read as UTF-8.
+
+    Raw UTF-8 in a URL (``curl host/café``) then names the same channel as
+    its percent-encoded form (``/caf%C3%A9``).  Bytes that are not UTF-8 are
+    kept as surrogate escapes, which :func:`parse_target` refuses, as it
+    refuses their percent-encoded form.
+    """
+    if raw.isascii():
+        return raw
+    return raw.encode("latin-1").decode("utf-8", "surrogateescape")
 
 
 def parse_channel(path: str) -> Channel:

@@ -20,18 +20,27 @@ import asyncio
 import logging
 import os
 import time
+from collections import deque
 from typing import Protocol, cast
 
 from tornado.ioloop import PeriodicCallback
 from tornado.iostream import IOStream, StreamClosedError
 
-from .frames import OPCODE_CLOSE, close_frame, encode_frame
+from .frames import CLOSE_SLOW_CONSUMER, OPCODE_CLOSE, close_frame, encode_frame
 from .inbound import NO_STATUS, OPCODE_PING, OPCODE_PONG, FrameReader
 
 log = logging.getLogger("tornado_channels.connection")
 
-#: Seconds a closing connection waits for the peer's close frame before dropping it.
+#: Seconds a closing connection waits for the peer's close frame, once its
+#: own has left, before dropping it.
 CLOSE_WAIT = 5.0
+#: Seconds a close frame may wait behind unread data for a peer that stopped
+#: reading (a slow consumer): one that reads again within it still learns why.
+CLOSE_SEND_WAIT = 30.0
+#: Bytes the transport holds for a connection before frames wait in its own
+#: queue instead: whole frames there can still be dropped (a slow consumer's),
+#: so its close frame goes out next instead of behind megabytes.
+TRANSPORT_HIGH_WATER = 64 << 10
 _PING = b"\x89\x00"
 
 
@@ -65,6 +74,9 @@ class WebSocketConnection(asyncio.Protocol):
         "_close_timer",
         "_handshake",
         "_leftover",
+        "_paused",
+        "_queue",
+        "_queued",
         "close_received",
         "close_sent",
         "fd",
@@ -94,6 +106,10 @@ class WebSocketConnection(asyncio.Protocol):
         self.close_sent = False
         self.close_received = False
         self._close_timer: asyncio.TimerHandle | None = None
+        # Frames waiting while the transport is over its high-water mark.
+        self._queue: deque[bytes] = deque()
+        self._queued = 0
+        self._paused = False
         #: When the last ping was sent, and whether it is still unanswered.
         self.last_ping = time.monotonic()
         self.pinged = False
@@ -108,6 +124,7 @@ class WebSocketConnection(asyncio.Protocol):
         # The socket's descriptor, for direct writes (see send()); none over TLS.
         if not isinstance(transport, StreamTransport):
             self.fd = transport.get_extra_info("socket").fileno()
+            transport.set_write_buffer_limits(TRANSPORT_HIGH_WATER)
         transport.write(self._handshake)
         self._handshake = b""
         if self.heartbeat is not None:
@@ -141,6 +158,26 @@ class WebSocketConnection(asyncio.Protocol):
             self.close_received = True  # Nothing more is read.
             self.owner.protocol_error(error.code, error.reason)
 
+    def pause_writing(self) -> None:
+        """The transport holds enough: queue frames here until it drains."""
+        self._paused = True
+
+    def resume_writing(self) -> None:
+        """The transport drained: give it the queued frames, until it is full again."""
+        self._paused = False
+        transport = self.transport
+        queue = self._queue
+        while queue and not self._paused and transport is not None:
+            frame = queue.popleft()
+            self._queued -= len(frame)
+            transport.write(frame)  # May call pause_writing() at once.
+
+    def buffered(self) -> int:
+        """Bytes written to this connection that the peer has not yet taken (queued or sent)."""
+        transport = self.transport
+        held = transport.get_write_buffer_size() if transport is not None else 0
+        return held + self._queued
+
     def connection_lost(self, exc: Exception | None) -> None:
         """Gone: stop pinging, tell the owner."""
         if self._close_timer is not None:
@@ -166,6 +203,10 @@ class WebSocketConnection(asyncio.Protocol):
         transport = self.transport
         if transport is None or self.close_sent:
             return
+        if self._paused or self._queue:
+            self._queue.append(frame)
+            self._queued += len(frame)
+            return
         if self.fd >= 0 and not transport.get_write_buffer_size() and not transport.is_closing():
             # The descriptor is this connection's until its transport begins
             # to close (is_closing), so it cannot be another's by now.
@@ -189,17 +230,39 @@ class WebSocketConnection(asyncio.Protocol):
     # Closing
 
     def close(self, code: int | None = None, reason: str | None = None) -> None:
-        """Send a close frame; the connection ends when the peer answers (or after a wait)."""
+        """Send a close frame; the connection ends when the peer answers (or after a wait).
+
+        A slow consumer's queued frames are dropped first (those the
+        transport holds are whole frames already on their way), so its 4008
+        arrives right behind what is in flight, not after megabytes it would
+        never read.  Other closes send what is queued, then the close frame.
+        """
         transport = self.transport
         if transport is None or self.close_sent:
             return
         self.close_sent = True
+        queue, self._queue, self._queued = self._queue, deque(), 0
+        if code != CLOSE_SLOW_CONSUMER:
+            for frame in queue:
+                transport.write(frame)
         transport.write(close_frame(code, reason))
         if self.close_received:
             transport.close()
         else:
             loop = asyncio.get_running_loop()
+            self._await_close_reply(transport, loop.time() + CLOSE_SEND_WAIT)
+
+    def _await_close_reply(self, transport: asyncio.WriteTransport, deadline: float) -> None:
+        """Give the peer CLOSE_WAIT seconds to answer, counted from when our close frame left."""
+        loop = asyncio.get_running_loop()
+        if self.transport is not transport:
+            return
+        if not transport.get_write_buffer_size():
             self._close_timer = loop.call_later(CLOSE_WAIT, transport.abort)
+        elif loop.time() >= deadline:
+            transport.abort()
+        else:
+            self._close_timer = loop.call_later(0.25, self._await_close_reply, transport, deadline)
 
     def fail(self, code: int, reason: str) -> None:
         """Fail the connection (RFC 6455 7.1.7): a close frame, then the TCP connection closes."""

@@ -28,6 +28,8 @@ class MetricsHandler(JSONErrorsMixin):
         self.set_header("Content-Type", CONTENT_TYPE_LATEST)
         self.finish(generate_latest(self.node.metrics.registry))
 
+    head = get
+
 
 class StatsHandler(JSONErrorsMixin):
     """``GET /_/stats``: this node's connections and channels as JSON."""
@@ -52,3 +54,5 @@ class StatsHandler(JSONErrorsMixin):
                 "delivered": hub.delivered,
             }
         )
+
+    head = get

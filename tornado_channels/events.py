@@ -85,7 +85,12 @@ class ChannelEventsHandler(SubscriberMixin):
 
     def buffered_bytes(self) -> int:
         """Bytes written to this client that the kernel has not yet accepted."""
-        return queued_bytes(getattr(self.request.connection, "stream", None))
+        connection = self.request.connection
+        # The standalone server's wire says; Tornado's own server keeps them in its IOStream.
+        buffered = getattr(connection, "buffered_bytes", None)
+        if buffered is not None:
+            return int(buffered())
+        return queued_bytes(getattr(connection, "stream", None))
 
     def close(self, code: int | None = None, reason: str | None = None) -> None:
         """Say why the stream ends (the WebSocket close code and reason), then end it."""

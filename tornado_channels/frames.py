@@ -110,9 +110,14 @@ def sse_event(position: str, payload: bytes) -> bytes:
     return f"id: {position}\n{data}\n".encode()
 
 
-def sse_control(event: str, **fields: object) -> bytes:
-    """A named server-sent event carrying a JSON object (recovery outcome, close)."""
-    return f"event: {event}\ndata: {json.dumps(fields)}\n\n".encode()
+def sse_control(event: str, event_id: str | None = None, **fields: object) -> bytes:
+    """A named server-sent event carrying a JSON object (recovery outcome, close).
+
+    With ``event_id``, EventSource remembers it as its last event id and
+    sends it back (``Last-Event-ID``) when it reconnects by itself.
+    """
+    id_line = f"id: {event_id}\n" if event_id is not None else ""
+    return f"{id_line}event: {event}\ndata: {json.dumps(fields)}\n\n".encode()
 
 
 #: Sent on an idle event stream so proxies and browsers keep it open.
@@ -129,7 +134,13 @@ def encode_for(encoding: str, position: str, payload: bytes) -> bytes:
 
 
 def outcome_for(encoding: str, **fields: object) -> bytes:
-    """A control message (e.g. the recovery outcome) for a subscriber's encoding."""
+    """A control message (e.g. the recovery outcome) for a subscriber's encoding.
+
+    Over SSE the outcome's position is also the event's id: every stream's
+    first event then carries one, so a plain EventSource that drops before
+    any message resumes from there, losing nothing.
+    """
     if encoding == "sse":
-        return sse_control("recovery", **fields)
+        position = fields.get("position")
+        return sse_control("recovery", str(position) if position is not None else None, **fields)
     return control_frame(**fields)

@@ -77,7 +77,25 @@ async def authorize(decision: bool | Awaitable[bool], refusal: str) -> None:
 
 
 class JSONErrorsMixin(tornado.web.RequestHandler):
-    """Every error this handler sends is a JSON body naming the problem."""
+    """Every error this handler sends is a JSON body naming the problem.
+
+    A 405 says in ``Allow`` which methods the path takes: those the handler
+    implements, or ``ALLOW`` when others reach it through other routes.
+    """
+
+    #: The methods the path takes, when not just those this handler implements.
+    ALLOW: tuple[str, ...] = ()
+
+    def allowed_methods(self) -> tuple[str, ...]:
+        """What a 405 lists in ``Allow``."""
+        if self.ALLOW:
+            return self.ALLOW
+        base = tornado.web.RequestHandler
+        return tuple(
+            method
+            for method in self.SUPPORTED_METHODS
+            if getattr(type(self), method.lower(), None) is not getattr(base, method.lower(), None)
+        )
 
     def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
         """Log server errors only."""
@@ -97,6 +115,10 @@ class JSONErrorsMixin(tornado.web.RequestHandler):
                 self.set_header(name, value)
         else:
             body = {"error": self._reason.lower().replace(" ", "_"), "message": self._reason}
+        if status_code == 405:
+            allowed = self.allowed_methods()
+            self.set_header("Allow", ", ".join(allowed))
+            body["message"] = f"{self.request.method} not allowed here; use {' or '.join(allowed)}"
         self.set_header("Content-Type", "application/json; charset=UTF-8")
         self.finish(json.dumps(body))
 
@@ -104,7 +126,9 @@ class JSONErrorsMixin(tornado.web.RequestHandler):
 class ChannelHandler(JSONErrorsMixin):
     """``GET /<channel>`` is the channel's live page (POSTs go to publishing.py)."""
 
-    SUPPORTED_METHODS = ("GET",)
+    SUPPORTED_METHODS = ("GET", "HEAD")
+    # A channel's path also takes POST (the publishing edge) and upgrades.
+    ALLOW = ("GET", "HEAD", "POST")
 
     def initialize(
         self,
@@ -156,6 +180,10 @@ class ChannelHandler(JSONErrorsMixin):
             )
         self.finish(page)
 
+    def head(self, path: str) -> None:
+        """What GET answers, without the body."""
+        self.get(path)
+
     def _url_without_query(self) -> str:
         # For the curl examples on the pages: a page's own ?query is not the channel's.
         return f"{self.request.protocol}://{self.request.host}{self.request.path}"
@@ -189,3 +217,5 @@ class HealthHandler(JSONErrorsMixin):
                 "subscriptions": len(self.node.hub),
             }
         )
+
+    head = get

@@ -75,11 +75,15 @@ class NodeCollector:
             "Subscribers closed because writing to them failed.",
             hub.error_disconnects,
         )
-        # Only the Redis broker reconnects; the memory broker has no counter.
         yield counter(
             "broker_reconnects",
             "Times the broker reconnected after losing its connection.",
-            getattr(node.broker, "reconnects", 0),
+            node.broker.reconnects,
+        )
+        yield counter(
+            "subscription_repairs",
+            "Broker subscriptions the self-check found missing or unwanted, and repaired.",
+            node.broker.repairs,
         )
         failures = CounterMetricFamily(
             f"{NAMESPACE}_publish_failures",

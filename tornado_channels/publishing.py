@@ -41,6 +41,12 @@ from .node import Node
 
 log = logging.getLogger("tornado_channels.publishing")
 
+#: On a server that closes a connection answered before its body was read
+#: (Tornado's own), a refusal waits for a body up to this size, reading and
+#: dropping it, so a client that sends its whole body before reading gets
+#: the answer instead of a reset (and keeps its connection).
+DISCARD_LIMIT = 16 << 20
+
 
 class PublishEndpoint(Router):
     """The route target for publishing: one delegate per request.
@@ -86,6 +92,10 @@ class PublishRequest(httputil.HTTPMessageDelegate):
         )
         self.body = bytearray()
         self.too_large = False
+        # A refusal decided from the headers, answered once the body is read.
+        self.deferred: ApiError | None = None
+        self.discarded = 0
+        self.finished_reading = False
         self.answered = False
         self.in_flight = False
         self.started = time.monotonic()
@@ -101,12 +111,20 @@ class PublishRequest(httputil.HTTPMessageDelegate):
         try:
             self.check_headers(self.request)
         except ApiError as exc:
-            self.refuse(exc)
+            if self.must_answer_now():
+                self.refuse(exc)
+            else:
+                self.deferred = exc
 
     def data_received(self, chunk: bytes) -> None:
         """Collect the body, keeping nothing once it passes the limit (or after a refusal)."""
         # A chunked body has no Content-Length to refuse up front: count, and
         # stop keeping bytes once past the limit.
+        if self.deferred is not None:
+            self.discarded += len(chunk)
+            if self.discarded > DISCARD_LIMIT:
+                self.refuse(self.deferred)  # A chunked body past the bound: no more waiting.
+            return
         if self.answered or self.too_large:
             return
         if len(self.body) + len(chunk) > self.limit:
@@ -117,7 +135,11 @@ class PublishRequest(httputil.HTTPMessageDelegate):
 
     def finish(self) -> None:
         """The body is complete: publish it (in a task: hooks and brokers may await)."""
+        self.finished_reading = True
         if self.answered:
+            return
+        if self.deferred is not None:
+            self.refuse(self.deferred)
             return
         task = asyncio.ensure_future(self.publish())
         tasks = self.endpoint.tasks
@@ -133,11 +155,48 @@ class PublishRequest(httputil.HTTPMessageDelegate):
 
     # The request
 
+    def lingers(self) -> bool:
+        """Whether the connection keeps an answer given mid-body from being lost.
+
+        The standalone server's wire does (it reads and drops the rest of the
+        body, then closes gracefully); Tornado's own server closes at once.
+        """
+        return bool(getattr(self.connection, "lingers", False))
+
+    def has_body(self) -> bool:
+        """Whether the request declares a body."""
+        headers = self.request.headers
+        return headers.get("Content-Length", "0") != "0" or "Transfer-Encoding" in headers
+
+    def must_answer_now(self) -> bool:
+        """Whether a refusal is answered at once, or only after the body (see DISCARD_LIMIT).
+
+        Tornado's server ends a connection answered before its request was
+        read (even one with no body), so there the answer waits for the end
+        of the request unless the client is waiting for it to send its body.
+        """
+        headers = self.request.headers
+        if self.lingers():
+            return True
+        if not self.has_body():
+            return False  # The request ends at once: answered from finish().
+        if headers.get("Expect", "").lower() == "100-continue":
+            return True  # The client waits for a word before it sends the body.
+        if "Transfer-Encoding" in headers:
+            return False  # Counted as it arrives: refused at once past the limit.
+        length = headers.get("Content-Length", "0")
+        return not length.isdigit() or int(length) > DISCARD_LIMIT
+
     def check_headers(self, request: httputil.HTTPServerRequest) -> None:
         """Raise the ApiError that refuses ``request`` before its body, if any."""
         endpoint = self.endpoint
         if request.method != "POST":
-            raise ApiError(405, "method_not_allowed", "only POST publishes", {"Allow": "POST"})
+            raise ApiError(
+                405,
+                "method_not_allowed",
+                f"{request.method} not allowed: only POST publishes",
+                {"Allow": "POST"},
+            )
         if not endpoint.batch:
             try:
                 self.target = parse_target(self.path)
@@ -289,9 +348,14 @@ class PublishRequest(httputil.HTTPMessageDelegate):
         )
         for name, value in (headers or {}).items():
             response[name] = value
+        if not self.finished_reading and self.has_body() and not self.lingers():
+            # Tornado's server closes a connection answered mid-body: say so.
+            response["Connection"] = "close"
         reason = HTTPStatus(status).phrase
         start_line = httputil.ResponseStartLine("HTTP/1.1", status, reason)
-        self.connection.write_headers(start_line, response, data)
+        # A HEAD answer has the headers of the GET it stands for, and no body.
+        chunk = None if self.request.method == "HEAD" else data
+        self.connection.write_headers(start_line, response, chunk)
         self.connection.finish()
         self.end_flight()
         self.log(status)

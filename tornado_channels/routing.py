@@ -14,6 +14,7 @@ import tornado.web
 from tornado.httputil import HTTPServerRequest
 from tornado.routing import Matcher, PathMatches, Rule
 
+from .channels import path_text
 from .config import ChannelConfig
 from .connection import Heartbeat
 from .endpoints import MetricsHandler, StatsHandler
@@ -73,7 +74,7 @@ class ChannelMatcher(Matcher):
             return None
         if request_kind(request) != self.kind:
             return None
-        return {"path_args": [], "path_kwargs": {"path": rest}}
+        return {"path_args": [], "path_kwargs": {"path": path_text(rest)}}
 
     def reverse(self, *args: Any) -> str | None:
         """Not reversible: any path below the prefix matches."""

@@ -17,13 +17,14 @@ from collections.abc import Callable, Sequence
 from tornado.netutil import bind_sockets
 
 from . import __version__
+from .accept import Acceptor
 from .app import make_app
 from .broker import Broker
 from .config import DEFAULT_MAX_BATCH_BYTES, DEFAULT_MAX_MESSAGE_SIZE
-from .listener import ChannelHTTPServer
 from .memory import MemoryBroker
 from .node import Node
 from .redis_broker import RedisBroker, redact_url
+from .wire import WireServer
 
 log = logging.getLogger("tornado_channels")
 
@@ -245,12 +246,14 @@ async def serve(args: argparse.Namespace) -> int:
         max_batch_bytes=args.max_batch_bytes,
     )
     # Slow clients (slowloris) get seconds, not Tornado's default hour.
-    server = ChannelHTTPServer(
+    server = WireServer(
         app,
         xheaders=args.xheaders,
-        idle_connection_timeout=args.idle_timeout,
+        idle_timeout=args.idle_timeout,
         body_timeout=args.body_timeout,
+        max_body_size=max(args.max_message_size, args.max_batch_bytes),
     )
+    acceptor = Acceptor(server.protocol)
     try:
         # Bind first: a taken port is an error now, not after the broker wait.
         sockets = bind_sockets(args.port, args.address)
@@ -265,7 +268,7 @@ async def serve(args: argparse.Namespace) -> int:
         )
     # Accept only now: behind nginx, a worker that is still connecting to Redis
     # refuses connections (nginx moves on) instead of answering 503.
-    server.add_sockets(sockets)
+    acceptor.listen(sockets)
     where = redact_url(args.redis_url) if args.redis_url else "embedded, single process"
     log.info(
         "listening on http://%s:%d (broker: %s, %s)",
@@ -284,7 +287,7 @@ async def serve(args: argparse.Namespace) -> int:
     log.info("shutting down: closing %d subscriptions", len(node.hub))
     # Stop accepting; close WebSockets with 1001 so clients reconnect elsewhere;
     # let POSTs already in progress finish; only then drop idle connections.
-    server.stop()
+    acceptor.stop()
     await node.drain(args.drain_timeout)
     if not await node.wait_idle(args.drain_timeout):
         log.warning("publishes still in progress after %.1fs; closing anyway", args.drain_timeout)

@@ -123,14 +123,21 @@ class ChannelSocketHandler(SubscriberMixin):
             b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
             b"Connection: Upgrade\r\nSec-WebSocket-Accept: " + accept + b"\r\n\r\n"
         )
-        stream = self.detach()
+        detached: object = self.detach()
+        switch = getattr(detached, "switch_protocol", None)
+        if switch is not None:
+            # The standalone server's wire: it hands over its transport, with
+            # what the client sent after its request.
+            switch(lambda rest: self._connect(handshake, rest))
+            self._release_request()
+            return
+        assert isinstance(detached, IOStream)
+        stream = detached
         # What the client sent after its request (frames, already read by
         # the stream): a private attribute, as IOStream offers no way to
         # take its buffer.
         leftover = bytes(stream._read_buffer[: stream._read_buffer_size])
-        self.connection = connection = WebSocketConnection(
-            self, handshake, leftover, self.config.max_message_size, self.heartbeat
-        )
+        connection = self._connect(handshake, leftover)
         if type(stream) is IOStream and stream.socket is not None:
             # A duplicate of the socket goes to the loop's transport; closing
             # the stream then releases only its own descriptor.
@@ -145,6 +152,15 @@ class ChannelSocketHandler(SubscriberMixin):
                 raise
         else:
             StreamTransport(stream, connection)  # TLS: the session stays in its SSLSocket.
+        self._release_request()
+
+    def _connect(self, handshake: bytes, leftover: bytes) -> WebSocketConnection:
+        self.connection = WebSocketConnection(
+            self, handshake, leftover, self.config.max_message_size, self.heartbeat
+        )
+        return self.connection
+
+    def _release_request(self) -> None:
         # The HTTP side is done with: let its objects go (hooks keep the request).
         self._break_cycles()
         self.request.connection = None
@@ -267,11 +283,16 @@ class ChannelSocketHandler(SubscriberMixin):
         if connection is None or connection.transport is None or connection.close_sent:
             # Closing: nothing more is written to it, so nothing counts as unread.
             return 0
-        return connection.transport.get_write_buffer_size()
+        return connection.buffered()
 
     def close(self, code: int | None = None, reason: str | None = None) -> None:
-        """Close with a WebSocket close code (right after the 101, if it is not written yet)."""
+        """Close with a WebSocket close code (right after the 101, if it is not written yet).
+
+        It leaves the channel at once: nothing more is written to it, even
+        while its close frame waits to reach a peer that stopped reading.
+        """
         if self._pending is not None:
             self._close_on_open = (code, reason)
         elif self.connection is not None:
             self.connection.close(code, reason)
+            self.node.unsubscribe(self.channel, self)

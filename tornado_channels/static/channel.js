@@ -69,6 +69,8 @@
   var connectTimer = null;
   var wsEverOpened = false;
   var wsFailures = 0;
+  // Between pagehide and pageshow: no connection, and no reconnecting.
+  var pageHidden = false;
 
   // The last position shown: epoch (hex) and seq (decimal string: it may
   // exceed 2^53, so it is compared as a string, never as a Number).
@@ -581,7 +583,40 @@
 
   // Reconnect right away when the page comes back online.
   window.addEventListener("online", function () {
-    if (!conn && retryTimer !== null) {
+    if (!conn && retryTimer !== null && !pageHidden) {
+      backoff = BACKOFF_START_MS;
+      connect();
+    }
+  });
+
+  // Leaving the page (or going into the back/forward cache): close the
+  // connection now, so the server lets go of the subscription at once
+  // instead of when the socket finally times out.
+  window.addEventListener("pagehide", function () {
+    pageHidden = true;
+    clearTimers();
+    stopConnectTimer();
+    clearTimeout(stableTimer);
+    var current = conn;
+    conn = null;
+    recovering = false;
+    firstReplayed = null;
+    if (current && current.kind === "websocket") {
+      try {
+        current.socket.close(1000, "page hidden");
+      } catch (err) {
+        // Already closing: nothing more to do.
+      }
+    } else if (current) {
+      current.source.close();
+    }
+  });
+
+  // Back from the back/forward cache: reconnect, resuming from the last
+  // position shown, so what was published meanwhile appears once.
+  window.addEventListener("pageshow", function (event) {
+    if (event.persisted && pageHidden) {
+      pageHidden = false;
       backoff = BACKOFF_START_MS;
       connect();
     }

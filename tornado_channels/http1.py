@@ -1,0 +1,402 @@
+"""HTTP/1.1 requests read from a byte stream, strictly (pure, no I/O).
+
+:class:`RequestReader` takes bytes as they arrive and hands out, one at a
+time, what they complete: a request's head (:class:`RequestHead`), pieces of
+its body, then :data:`END`.  It reads only what it is asked for, so a
+pipelined request waits in the buffer until the one before it is answered.
+
+It is strict where leniency lets two parsers disagree about where a request
+ends (request smuggling), and says why it refuses, as a status and a short
+error code (:class:`BadRequest`):
+
+- a request line of ``method SP target SP HTTP/1.x``; the target may carry
+  raw bytes above 0x7F (read later as UTF-8, like their percent-encoded
+  form), never a control character or a space;
+- header fields ``name: value`` with a token name (no space before the
+  colon), no bare CR, no NUL or other control character, no line folding;
+- exactly one ``Host`` in HTTP/1.1; at most one ``Content-Length``, all
+  digits; ``Transfer-Encoding`` only as ``chunked`` alone (501 otherwise),
+  never beside a ``Content-Length``, never in HTTP/1.0;
+- chunked bodies with hexadecimal sizes and CRLF after each chunk's data.
+
+Lines may end in CRLF or a bare LF, as RFC 9112 lets a server accept.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+#: Longest request head (request line and header fields), in bytes: 431 beyond.
+MAX_HEAD = 65536
+#: Longest request line, in bytes: 414 beyond.
+MAX_REQUEST_LINE = 8192
+#: Most header fields in one request: 431 beyond.
+MAX_FIELDS = 100
+#: Longest chunk-size line (with extensions), in bytes.
+MAX_CHUNK_LINE = 4096
+
+_TOKEN = rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
+_REQUEST_LINE = re.compile(rb"(" + _TOKEN + rb") ([\x21-\x7e\x80-\xff]+) (HTTP/\d\.\d)")
+_NAME = re.compile(_TOKEN)
+# A field value: visible characters, obs-text, spaces and tabs; nothing else.
+# (Character classes only: every pattern here runs in linear time.)
+_VALUE = re.compile(rb"[\t\x20-\x7e\x80-\xff]*")
+_CHUNK_SIZE = re.compile(rb"([0-9A-Fa-f]{1,16})(?:[ \t]*;[\x09\x20-\x7e\x80-\xff]*)?")
+
+_HEAD, _FIXED, _CHUNK_LINE, _CHUNK_DATA, _CHUNK_END, _TRAILERS, _IDLE = range(7)
+
+
+class _End:
+    """The type of :data:`END`."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "END"
+
+
+#: Returned by :meth:`RequestReader.next` once a request's body is complete.
+END = _End()
+
+
+class BadRequest(Exception):
+    """A request that cannot be read: answer ``status`` with ``error`` and close."""
+
+    def __init__(self, status: int, error: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.error = error
+        self.message = message
+
+
+@dataclass(slots=True)
+class RequestHead:
+    """A request's line and header fields, and how its body is framed.
+
+    ``target`` and header values are decoded as Latin-1, which maps every
+    byte to one character and back (``target.encode("latin-1")`` is the raw
+    target), as Tornado's own server decodes them.
+    """
+
+    method: str
+    target: str
+    version: str
+    #: Header fields in the order sent, names as sent.
+    fields: list[tuple[str, str]]
+    #: The declared Content-Length, or None (chunked, or no body).
+    length: int | None
+    chunked: bool
+    #: Whether the client lets the connection live on after this request.
+    keep_alive: bool
+    expect_continue: bool
+    #: Whether it asks to switch protocols (``Upgrade`` with ``Connection: upgrade``).
+    upgrade: bool
+
+    @property
+    def has_body(self) -> bool:
+        """Whether a body follows the head."""
+        return self.chunked or bool(self.length)
+
+    def field(self, name: str) -> str | None:
+        """The value of the first field called ``name`` (any case), or None."""
+        name = name.lower()
+        for key, value in self.fields:
+            if key.lower() == name:
+                return value
+        return None
+
+
+class RequestReader:
+    """Reads requests one after another from the bytes of one connection."""
+
+    __slots__ = ("_buffer", "_remaining", "_scanned", "_state", "head_bytes")
+
+    def __init__(self) -> None:
+        self._buffer = bytearray()
+        self._state = _HEAD
+        # Body bytes still to come in the current fixed-length body or chunk.
+        self._remaining = 0
+        # How far the buffer was searched for the end of a head: a head that
+        # trickles in byte by byte is scanned once, not once per byte.
+        self._scanned = 0
+        #: Bytes of head (or trailers) read so far for the current request.
+        self.head_bytes = 0
+
+    def feed(self, data: bytes) -> None:
+        """Add bytes as they arrive."""
+        self._buffer += data
+
+    @property
+    def buffered(self) -> int:
+        """Bytes received but not yet handed out."""
+        return len(self._buffer)
+
+    @property
+    def between_requests(self) -> bool:
+        """Whether the last request is complete and no byte of the next one has arrived."""
+        return self._state == _HEAD and not self._buffer.strip(b"\r\n")
+
+    @property
+    def in_body(self) -> bool:
+        """Whether a head was handed out and its body is not yet complete."""
+        return self._state not in (_HEAD, _IDLE)
+
+    def take_rest(self) -> bytes:
+        """Everything buffered, for a protocol that takes the connection over (WebSocket)."""
+        rest = bytes(self._buffer)
+        self._buffer.clear()
+        self._state = _IDLE
+        return rest
+
+    def next(self) -> RequestHead | bytes | _End | None:
+        """The next head, piece of body, or END; None until more bytes arrive.
+
+        Raises :class:`BadRequest` for a request that cannot be read; the
+        reader must then not be used again.
+        """
+        state = self._state
+        if state == _HEAD:
+            return self._head()
+        if state == _FIXED:
+            return self._fixed()
+        if state == _IDLE:
+            return None
+        return self._chunked()
+
+    # The head
+
+    def _head(self) -> RequestHead | None:
+        buffer = self._buffer
+        # RFC 9112 2.2: empty lines before a request line are ignored.
+        start = 0
+        while buffer.startswith(b"\r\n", start) or buffer.startswith(b"\n", start):
+            start += 2 if buffer[start] == 0x0D else 1
+        if start:
+            del buffer[:start]
+            self._scanned = 0
+        end = _head_end(buffer, max(0, self._scanned - 3))
+        if end < 0:
+            self._scanned = len(buffer)
+            if len(buffer) > MAX_REQUEST_LINE and b"\n" not in buffer[:MAX_REQUEST_LINE]:
+                raise BadRequest(414, "uri_too_long", "the request line is too long")
+            if len(buffer) > MAX_HEAD:
+                raise BadRequest(
+                    431, "request_header_too_large", f"the request head exceeds {MAX_HEAD} bytes"
+                )
+            return None
+        self._scanned = 0
+        if end > MAX_HEAD:
+            raise BadRequest(
+                431, "request_header_too_large", f"the request head exceeds {MAX_HEAD} bytes"
+            )
+        raw = bytes(buffer[:end])
+        del buffer[:end]
+        self.head_bytes = end
+        head = _parse_head(raw)
+        if head.chunked:
+            self._state = _CHUNK_LINE
+        elif head.length:
+            self._state = _FIXED
+            self._remaining = head.length
+        else:
+            self._state = _FIXED
+            self._remaining = 0
+        return head
+
+    # Bodies
+
+    def _fixed(self) -> bytes | _End | None:
+        if not self._remaining:
+            self._state = _HEAD
+            return END
+        buffer = self._buffer
+        if not buffer:
+            return None
+        take = min(self._remaining, len(buffer))
+        data = bytes(buffer[:take])
+        del buffer[:take]
+        self._remaining -= take
+        return data
+
+    def _chunked(self) -> bytes | _End | None:
+        buffer = self._buffer
+        while True:
+            state = self._state
+            if state == _CHUNK_DATA:
+                if not buffer:
+                    return None
+                take = min(self._remaining, len(buffer))
+                data = bytes(buffer[:take])
+                del buffer[:take]
+                self._remaining -= take
+                if not self._remaining:
+                    self._state = _CHUNK_END
+                return data
+            if state == _CHUNK_END:
+                if len(buffer) < 2 and buffer != b"\n":
+                    if buffer and buffer != b"\r":
+                        raise _bad_chunk("chunk data not followed by CRLF")
+                    return None
+                if buffer.startswith(b"\r\n"):
+                    del buffer[:2]
+                elif buffer.startswith(b"\n"):
+                    del buffer[:1]
+                else:
+                    raise _bad_chunk("chunk data not followed by CRLF")
+                self._state = _CHUNK_LINE
+                continue
+            if state == _CHUNK_LINE:
+                line = _take_line(buffer, MAX_CHUNK_LINE)
+                if line is None:
+                    return None
+                match = _CHUNK_SIZE.fullmatch(line)
+                if match is None:
+                    raise _bad_chunk("invalid chunk size line")
+                size = int(match.group(1), 16)
+                if size:
+                    self._state = _CHUNK_DATA
+                    self._remaining = size
+                else:
+                    self._state = _TRAILERS
+                continue
+            # Trailers: header fields after the last chunk, read and dropped.
+            line = _take_line(buffer, MAX_HEAD)
+            if line is None:
+                return None
+            self.head_bytes += len(line) + 2
+            if self.head_bytes > MAX_HEAD:
+                raise BadRequest(
+                    431, "request_header_too_large", "the trailer fields are too large"
+                )
+            if not line:
+                self._state = _HEAD
+                return END
+            _parse_field(line)
+
+
+def _head_end(buffer: bytearray, start: int) -> int:
+    """Offset just past the empty line that ends a head (searched from ``start``), or -1."""
+    crlf = buffer.find(b"\r\n\r\n", start)
+    lf = buffer.find(b"\n\n", start)
+    mixed = buffer.find(b"\n\r\n", start)
+    ends = [offset + size for offset, size in ((crlf, 4), (lf, 2), (mixed, 3)) if offset >= 0]
+    return min(ends) if ends else -1
+
+
+def _take_line(buffer: bytearray, limit: int) -> bytes | None:
+    """A line without its CRLF (or LF), taken from the buffer; None if not complete yet."""
+    end = buffer.find(b"\n")
+    if end < 0:
+        if len(buffer) > limit:
+            raise _bad_chunk("chunk framing line too long")
+        return None
+    line = bytes(buffer[:end])
+    del buffer[: end + 1]
+    if line.endswith(b"\r"):
+        line = line[:-1]
+    if b"\r" in line:
+        raise BadRequest(400, "bad_request", "a bare CR in the message framing")
+    return line
+
+
+def _bad_chunk(message: str) -> BadRequest:
+    return BadRequest(400, "bad_request", f"malformed chunked body: {message}")
+
+
+def _parse_field(line: bytes) -> tuple[str, str]:
+    """A header (or trailer) field's name and value, checked; OWS around the value dropped."""
+    if line[:1] in (b" ", b"\t"):
+        raise BadRequest(400, "bad_request", "obsolete line folding in a header field")
+    name, colon, value = line.partition(b":")
+    if not colon or _NAME.fullmatch(name) is None:
+        raise BadRequest(400, "bad_request", "malformed header field name")
+    value = value.strip(b" \t")
+    if _VALUE.fullmatch(value) is None:
+        raise BadRequest(400, "bad_request", "a control character in a header field")
+    return name.decode("latin-1"), value.decode("latin-1")
+
+
+def _parse_head(raw: bytes) -> RequestHead:
+    lines = raw.split(b"\n")
+    # The head ends with an empty line: drop it (and the one split leaves).
+    while lines and lines[-1] in (b"", b"\r"):
+        lines.pop()
+    stripped = []
+    for line in lines:
+        if line.endswith(b"\r"):
+            line = line[:-1]
+        if b"\r" in line:
+            raise BadRequest(400, "bad_request", "a bare CR in the request head")
+        stripped.append(line)
+    request_line, field_lines = stripped[0], stripped[1:]
+    if len(request_line) > MAX_REQUEST_LINE:
+        raise BadRequest(414, "uri_too_long", "the request line is too long")
+    match = _REQUEST_LINE.fullmatch(request_line)
+    if match is None:
+        raise BadRequest(400, "bad_request", "malformed request line")
+    method, target, version = (part.decode("latin-1") for part in match.groups())
+    if version not in ("HTTP/1.1", "HTTP/1.0"):
+        raise BadRequest(505, "http_version_not_supported", f"{version} is not supported")
+    if len(field_lines) > MAX_FIELDS:
+        raise BadRequest(431, "request_header_too_large", f"more than {MAX_FIELDS} header fields")
+    fields: list[tuple[str, str]] = []
+    hosts = 0
+    lengths: list[str] = []
+    codings: list[str] = []
+    connection: list[str] = []
+    expect = ""
+    upgrade = False
+    for line in field_lines:
+        name, value = _parse_field(line)
+        fields.append((name, value))
+        lower = name.lower()
+        if lower == "host":
+            hosts += 1
+        elif lower == "content-length":
+            lengths.append(value)
+        elif lower == "transfer-encoding":
+            codings.append(value)
+        elif lower == "connection":
+            connection += [token.strip().lower() for token in value.split(",")]
+        elif lower == "expect":
+            expect = value.strip().lower()
+        elif lower == "upgrade":
+            upgrade = True
+    if hosts > 1 or (hosts == 0 and version == "HTTP/1.1"):
+        raise BadRequest(400, "bad_request", "an HTTP/1.1 request needs exactly one Host")
+    length: int | None = None
+    chunked = False
+    if codings:
+        if version == "HTTP/1.0":
+            raise BadRequest(400, "bad_request", "Transfer-Encoding in an HTTP/1.0 request")
+        if lengths:
+            raise BadRequest(
+                400, "bad_request", "both Content-Length and Transfer-Encoding are present"
+            )
+        if len(codings) > 1 or codings[0].strip().lower() != "chunked":
+            raise BadRequest(
+                501, "not_implemented", "only the chunked transfer coding is supported"
+            )
+        chunked = True
+    elif lengths:
+        if len(lengths) > 1:
+            raise BadRequest(400, "bad_request", "more than one Content-Length")
+        if not lengths[0].isdigit() or len(lengths[0]) > 18 or not lengths[0].isascii():
+            raise BadRequest(400, "bad_request", "Content-Length is not a number")
+        length = int(lengths[0])
+    if version == "HTTP/1.1":
+        keep_alive = "close" not in connection
+    else:
+        keep_alive = "keep-alive" in connection and "close" not in connection
+    return RequestHead(
+        method=method,
+        target=target,
+        version=version,
+        fields=fields,
+        length=length,
+        chunked=chunked,
+        keep_alive=keep_alive,
+        expect_continue=expect == "100-continue" and version == "HTTP/1.1",
+        upgrade=upgrade and "upgrade" in connection,
+    )
