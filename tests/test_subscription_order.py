@@ -48,12 +48,13 @@ def end(writer: asyncio.StreamWriter, graceful: bool) -> None:
     writer.transport.abort()
 
 
+@pytest.mark.parametrize("loop", ["uvloop", "asyncio"])
 def test_overlapping_subscribers_always_receive_the_next_message(
-    servers: Start, redis_server: RedisServer
+    servers: Start, redis_server: RedisServer, loop: str
 ) -> None:
     """A subscriber that opens as another on its channel closes always gets the next POST."""
-    a = servers("--redis-url", redis_server.url)
-    b = servers("--redis-url", redis_server.url)
+    a = servers("--redis-url", redis_server.url, "--event-loop", loop)
+    b = servers("--redis-url", redis_server.url, "--event-loop", loop)
 
     async def scenario() -> None:
         old = await raw_websocket(a.port, "/churn/room")
