@@ -13,8 +13,8 @@ from tornado.testing import gen_test
 from tornado.web import Application
 
 from tornado_channels import ChannelHooks, Node, make_app
-from tornado_channels.batch import InvalidBatch, parse_batch
-from tornado_channels.channels import Channel, Subtree, Target
+from tornado_channels.core.batch import InvalidBatch, parse_batch
+from tornado_channels.core.channels import Channel, Subtree, Target
 
 from .cases import NodeAppTestCase
 from .support import receive, silent

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from tornado_channels.channels import (
+from tornado_channels.core.channels import (
     MAX_NAME_BYTES,
     Channel,
     InvalidChannel,

@@ -15,7 +15,7 @@ import pytest
 from tornado.httpclient import HTTPRequest
 from tornado.websocket import WebSocketClientConnection
 
-from tornado_channels.frames import CLOSE_GOING_AWAY
+from tornado_channels.core.frames import CLOSE_GOING_AWAY
 
 from .deployment import DEPLOY, Deployment
 from .support import WAIT, EventStream, closed, connect, get, healthy, post, receive, run, silent

@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tornado_channels.channels import Channel, Subtree
-from tornado_channels.envelope import MalformedEnvelope, Publication, decode, encode
+from tornado_channels.core.channels import Channel, Subtree
+from tornado_channels.core.publication import MalformedEnvelope, Publication, decode, encode
 
 TARGETS = [
     Channel("users/1"),

@@ -9,7 +9,7 @@ from tornado.testing import gen_test
 from tornado.web import Application
 
 from tornado_channels import Node, make_app
-from tornado_channels.frames import CLOSE_GOING_AWAY
+from tornado_channels.core.frames import CLOSE_GOING_AWAY
 
 from .cases import NodeAppTestCase
 from .support import EventStream

@@ -7,7 +7,7 @@ import json
 import signal
 from collections.abc import Callable
 
-from tornado_channels.frames import CLOSE_TRY_AGAIN_LATER
+from tornado_channels.core.frames import CLOSE_TRY_AGAIN_LATER
 
 from .support import RedisServer, ServerProcess, connect, get, healthy, post, run
 

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tornado_channels import frames
-from tornado_channels.frames import OPCODE_BINARY, OPCODE_TEXT, encode_frame, is_text
+from tornado_channels.core import frames
+from tornado_channels.core.frames import OPCODE_BINARY, OPCODE_TEXT, encode_frame, is_text
 
 
 class Frame(NamedTuple):

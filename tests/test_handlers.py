@@ -10,7 +10,7 @@ from tornado.testing import gen_test
 from tornado.web import Application
 
 from tornado_channels import Node, make_app
-from tornado_channels.frames import CLOSE_MESSAGE_TOO_BIG
+from tornado_channels.core.frames import CLOSE_MESSAGE_TOO_BIG
 
 from .cases import NodeAppTestCase
 from .support import RawResponse, closed, parse_responses, raw_websocket, receive, silent

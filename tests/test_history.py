@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from tornado_channels.channels import Channel, Subtree
-from tornado_channels.history import (
+from tornado_channels.core.channels import Channel, Subtree
+from tornado_channels.core.history import (
     Entry,
     InvalidPosition,
     MemoryHistory,

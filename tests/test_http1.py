@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tornado_channels.http1 import (
+from tornado_channels.core.http1 import (
     END,
     MAX_FIELDS,
     MAX_HEAD,

@@ -6,10 +6,10 @@ import logging
 
 import pytest
 
-from tornado_channels import frames
-from tornado_channels.channels import Channel, Subtree
-from tornado_channels.envelope import Publication
-from tornado_channels.history import Position
+from tornado_channels.core import frames
+from tornado_channels.core.channels import Channel, Subtree
+from tornado_channels.core.history import Position
+from tornado_channels.core.publication import Publication
 from tornado_channels.hub import Hub
 
 

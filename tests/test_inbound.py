@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from tornado.util import _websocket_mask
 
-from tornado_channels.inbound import (
+from tornado_channels.core.inbound import (
     NO_STATUS,
     OPCODE_CONTINUATION,
     OPCODE_PING,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tornado_channels.ledger import SUBSCRIBE, UNSUBSCRIBE, SubscriptionLedger
+from tornado_channels.brokers.ledger import SUBSCRIBE, UNSUBSCRIBE, SubscriptionLedger
 
 
 class FakeConnection:

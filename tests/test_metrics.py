@@ -12,9 +12,9 @@ from tornado.testing import gen_test
 from tornado.web import Application
 
 from tornado_channels import MemoryBroker, Node, make_app
-from tornado_channels.broker import PublishOutcomeUnknown
-from tornado_channels.channels import parse_target
-from tornado_channels.envelope import Publication
+from tornado_channels.brokers.base import PublishOutcomeUnknown
+from tornado_channels.core.channels import parse_target
+from tornado_channels.core.publication import Publication
 
 from .cases import NodeAppTestCase
 from .support import receive

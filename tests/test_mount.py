@@ -11,7 +11,7 @@ from tornado.testing import gen_test
 from tornado.web import Application, RequestHandler
 
 from tornado_channels import Channel, ChannelHooks, Node, Reject, Target, channel_routes
-from tornado_channels.frames import CLOSE_POLICY_VIOLATION
+from tornado_channels.core.frames import CLOSE_POLICY_VIOLATION
 
 from .cases import NodeAppTestCase
 from .support import closed, receive, silent

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import pytest
 
 from tornado_channels import Channel, Node, RedisBroker
-from tornado_channels.frames import CLOSE_TRY_AGAIN_LATER
+from tornado_channels.core.frames import CLOSE_TRY_AGAIN_LATER
 
 from .netns import NetnsUnavailable, TestHost
 from .support import run, until, wait_for_host_port

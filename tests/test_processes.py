@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from tornado_channels.frames import CLOSE_GOING_AWAY
-from tornado_channels.server import event_loop_factory
+from tornado_channels.core.frames import CLOSE_GOING_AWAY
+from tornado_channels.server.cli import event_loop_factory
 
 from .support import RedisServer, ServerProcess, closed, connect, get, post, receive, run, silent
 

@@ -10,7 +10,7 @@ import struct
 import pytest
 from tornado.testing import gen_test
 
-from tornado_channels.inbound import close_frame_error, is_valid_close_code
+from tornado_channels.core.inbound import close_frame_error, is_valid_close_code
 
 from .cases import NodeAppTestCase
 from .support import WAIT

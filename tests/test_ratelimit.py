@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tornado_channels.ratelimit import TokenBucket
+from tornado_channels.core.ratelimit import TokenBucket
 
 
 def test_a_full_bucket_allows_a_burst_then_refuses() -> None:

@@ -10,9 +10,9 @@ from tornado.testing import gen_test
 from tornado.web import Application
 
 from tornado_channels import Channel, Node, Publication, make_app
-from tornado_channels.broker import Recovered
-from tornado_channels.history import Position
-from tornado_channels.memory import MemoryBroker
+from tornado_channels.brokers.base import Recovered
+from tornado_channels.brokers.memory import MemoryBroker
+from tornado_channels.core.history import Position
 
 from .cases import NodeAppTestCase
 from .support import receive, silent

@@ -15,8 +15,8 @@ from tornado_channels import (
     RedisBroker,
     Subtree,
 )
-from tornado_channels.frames import CLOSE_TRY_AGAIN_LATER, encode_frame
-from tornado_channels.history import Position
+from tornado_channels.core.frames import CLOSE_TRY_AGAIN_LATER, encode_frame
+from tornado_channels.core.history import Position
 
 from .support import RedisServer, run, until
 

@@ -11,7 +11,7 @@ from tornado.web import Application
 from tornado.websocket import websocket_connect
 
 from tornado_channels import Node, make_app
-from tornado_channels.frames import CLOSE_POLICY_VIOLATION
+from tornado_channels.core.frames import CLOSE_POLICY_VIOLATION
 
 from .cases import NodeAppTestCase
 from .support import closed, raw_websocket, receive, silent

@@ -6,7 +6,7 @@ from collections import Counter
 
 import pytest
 
-from tornado_channels.trie import SubscriberTrie
+from tornado_channels.core.trie import SubscriberTrie
 
 
 def trie_of(*pairs: tuple[str, str]) -> SubscriberTrie[str]:

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tornado_channels.connection import CLOSE_WAIT
+from tornado_channels.web.connection import CLOSE_WAIT
 
 from .support import (
     ServerProcess,

@@ -14,16 +14,16 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from .app import make_app
-from .broker import Broker, BrokerUnavailable, PublishError, PublishOutcomeUnknown
-from .channels import Channel, InvalidChannel, Subtree, Target, parse_channel, parse_target
-from .envelope import Publication
-from .hooks import ChannelHooks, Reject
+from .brokers.base import Broker, BrokerUnavailable, PublishError, PublishOutcomeUnknown
+from .brokers.memory import MemoryBroker
+from .brokers.redis import RedisBroker
+from .core.channels import Channel, InvalidChannel, Subtree, Target, parse_channel, parse_target
+from .core.publication import Publication
 from .hub import Hub, Subscriber
-from .memory import MemoryBroker
 from .node import Node
-from .redis_broker import RedisBroker
-from .routing import channel_routes
+from .web.app import make_app
+from .web.hooks import ChannelHooks, Reject
+from .web.routing import channel_routes
 
 __all__ = [
     "Broker",

@@ -1,5 +1,5 @@
 """``python -m tornado_channels``: the same as the ``tornado-channels`` command."""
 
-from .server import main
+from .server.cli import main
 
 raise SystemExit(main())

@@ -6,10 +6,10 @@ import logging
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Protocol
 
-from .channels import Channel, Subtree
-from .envelope import Publication
-from .frames import CLOSE_INTERNAL_ERROR, CLOSE_SLOW_CONSUMER, encode_for
-from .trie import SubscriberTrie
+from .core.channels import Channel, Subtree
+from .core.frames import CLOSE_INTERNAL_ERROR, CLOSE_SLOW_CONSUMER, encode_for
+from .core.publication import Publication
+from .core.trie import SubscriberTrie
 
 log = logging.getLogger("tornado_channels.hub")
 

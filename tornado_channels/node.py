@@ -13,14 +13,14 @@ import time
 from collections.abc import Awaitable, Sequence
 from typing import TypeVar
 
-from .broker import Broker, BrokerUnavailable, PublishOutcomeUnknown, Recovered
-from .channels import Channel, Target
-from .envelope import Publication
-from .frames import CLOSE_GOING_AWAY, CLOSE_TRY_AGAIN_LATER
-from .history import Position
+from .brokers.base import Broker, BrokerUnavailable, PublishOutcomeUnknown, Recovered
+from .brokers.memory import MemoryBroker
+from .core.channels import Channel, Target
+from .core.frames import CLOSE_GOING_AWAY, CLOSE_TRY_AGAIN_LATER
+from .core.history import Position
+from .core.publication import Publication
 from .hub import Hub, Subscriber
-from .memory import MemoryBroker
-from .metrics import NodeMetrics
+from .web.metrics import NodeMetrics
 
 log = logging.getLogger("tornado_channels.node")
 

@@ -6,10 +6,10 @@ import secrets
 import time
 from collections.abc import Sequence
 
-from .broker import Broker, BrokerEvents, BrokerUnavailable, Recovered
-from .channels import Channel
-from .envelope import Publication, decode, encode
-from .history import MemoryHistory, Position, channel_keys, stream_key
+from ..brokers.base import Broker, BrokerEvents, BrokerUnavailable, Recovered
+from ..core.channels import Channel
+from ..core.history import MemoryHistory, Position, channel_keys, stream_key
+from ..core.publication import Publication, decode, encode
 
 
 class MemoryBroker(Broker):

@@ -10,11 +10,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .broker import BrokerUnavailable, Recovered
-from .channels import Channel, InvalidChannel, parse_channel
-from .config import ChannelConfig
-from .frames import CLOSE_SLOW_CONSUMER, encode_for, outcome_for
-from .handlers import (
+from ..brokers.base import BrokerUnavailable, Recovered
+from ..core.channels import Channel, InvalidChannel, parse_channel
+from ..core.frames import CLOSE_SLOW_CONSUMER, encode_for, outcome_for
+from ..core.history import InvalidPosition, Position
+from ..node import Node
+from ..web.config import ChannelConfig
+from ..web.hooks import ChannelHooks
+from ..web.pages import (
     ApiError,
     JSONErrorsMixin,
     authorize,
@@ -22,9 +25,6 @@ from .handlers import (
     invalid_channel,
     same_origin,
 )
-from .history import InvalidPosition, Position
-from .hooks import ChannelHooks
-from .node import Node
 
 
 class SubscriberMixin(JSONErrorsMixin):

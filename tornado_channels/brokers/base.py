@@ -13,9 +13,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from .channels import Channel
-from .envelope import Publication
-from .history import Position
+from ..core.channels import Channel
+from ..core.history import Position
+from ..core.publication import Publication
 
 
 class PublishError(Exception):

@@ -12,9 +12,9 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 
-from .broker import BrokerUnavailable, PublishOutcomeUnknown
-from .envelope import Publication
-from .history import Position
+from ..brokers.base import BrokerUnavailable, PublishOutcomeUnknown
+from ..core.history import Position
+from ..core.publication import Publication
 
 #: Most publishes sent in one call when more queue up in one pass.
 MAX_BATCH = 500

@@ -13,7 +13,7 @@ from typing import TypeVar
 
 from tornado.httputil import HTTPServerRequest
 
-from .channels import Channel, Target
+from ..core.channels import Channel, Target
 
 T = TypeVar("T")
 

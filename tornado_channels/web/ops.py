@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from .handlers import JSONErrorsMixin
-from .node import Node
+from ..node import Node
+from ..web.pages import JSONErrorsMixin
 
 
 class MetricsHandler(JSONErrorsMixin):

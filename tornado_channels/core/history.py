@@ -16,7 +16,7 @@ from collections import OrderedDict, deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from .channels import Channel, Subtree, Target
+from ..core.channels import Channel, Subtree, Target
 
 #: Idle streams dropped per append, at most: pruning stays O(1) per publish.
 _PRUNE_PER_APPEND = 4

@@ -23,10 +23,10 @@ from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 from redis.exceptions import RedisError
 
-from .broker import Recovered
-from .channels import Channel
-from .envelope import Publication, decode, encode_head
-from .history import Entry, Position, channel_keys, recover, stream_key
+from ..brokers.base import Recovered
+from ..core.channels import Channel
+from ..core.history import Entry, Position, channel_keys, recover, stream_key
+from ..core.publication import Publication, decode, encode_head
 
 # KEYS: seq, epoch, floors, active, then one stream per message.
 # ARGV: a new epoch, max length, max age (ms), then per message: its envelope

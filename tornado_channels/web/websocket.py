@@ -18,15 +18,15 @@ from typing import cast
 
 from tornado.iostream import IOStream
 
-from .broker import BrokerUnavailable, PublishError
-from .config import ChannelConfig
-from .connection import Heartbeat, StreamTransport, WebSocketConnection
-from .frames import CLOSE_INTERNAL_ERROR, CLOSE_POLICY_VIOLATION, CLOSE_TRY_AGAIN_LATER
-from .handlers import ApiError, broker_unavailable
-from .hooks import ChannelHooks, Reject, resolve
-from .node import Node
-from .ratelimit import TokenBucket
-from .subscribers import SubscriberMixin
+from ..brokers.base import BrokerUnavailable, PublishError
+from ..core.frames import CLOSE_INTERNAL_ERROR, CLOSE_POLICY_VIOLATION, CLOSE_TRY_AGAIN_LATER
+from ..core.ratelimit import TokenBucket
+from ..node import Node
+from ..web.config import ChannelConfig
+from ..web.connection import Heartbeat, StreamTransport, WebSocketConnection
+from ..web.hooks import ChannelHooks, Reject, resolve
+from ..web.pages import ApiError, broker_unavailable
+from ..web.subscribing import SubscriberMixin
 
 log = logging.getLogger("tornado_channels.websocket")
 

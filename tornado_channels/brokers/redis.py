@@ -37,13 +37,13 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from .batcher import PublishBatcher
-from .broker import Broker, BrokerEvents, BrokerUnavailable, PublishOutcomeUnknown, Recovered
-from .channels import Channel
-from .envelope import MalformedEnvelope, Publication, decode
-from .history import Position, channel_keys
-from .ledger import SUBSCRIBE, UNSUBSCRIBE, SubscriptionLedger
-from .redis_history import RedisHistory
+from ..brokers.base import Broker, BrokerEvents, BrokerUnavailable, PublishOutcomeUnknown, Recovered
+from ..brokers.coalescer import PublishBatcher
+from ..brokers.ledger import SUBSCRIBE, UNSUBSCRIBE, SubscriptionLedger
+from ..brokers.redis_history import RedisHistory
+from ..core.channels import Channel
+from ..core.history import Position, channel_keys
+from ..core.publication import MalformedEnvelope, Publication, decode
 
 log = logging.getLogger("tornado_channels.redis")
 

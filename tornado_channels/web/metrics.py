@@ -16,7 +16,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 
 if TYPE_CHECKING:
     # Only for annotations: node.py imports this module.
-    from .node import Node
+    from ..node import Node
 
 NAMESPACE = "tornado_channels"
 

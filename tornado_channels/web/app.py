@@ -7,11 +7,11 @@ from typing import Any
 
 import tornado.web
 
-from .config import ChannelConfig
-from .handlers import NotFoundHandler
-from .hooks import ChannelHooks
-from .node import Node
-from .routing import channel_routes
+from ..node import Node
+from ..web.config import ChannelConfig
+from ..web.hooks import ChannelHooks
+from ..web.pages import NotFoundHandler
+from ..web.routing import channel_routes
 
 CONFIG_FIELDS = {field.name for field in dataclasses.fields(ChannelConfig)} - {"prefix"}
 

@@ -14,16 +14,16 @@ import tornado.web
 from tornado.httputil import HTTPServerRequest
 from tornado.routing import Matcher, PathMatches, Rule
 
-from .channels import path_text
-from .config import ChannelConfig
-from .connection import Heartbeat
-from .endpoints import MetricsHandler, StatsHandler
-from .events import ChannelEventsHandler
-from .handlers import ChannelHandler, HealthHandler
-from .hooks import ChannelHooks
-from .node import Node
-from .publishing import PublishEndpoint
-from .websocket import ChannelSocketHandler
+from ..core.channels import path_text
+from ..node import Node
+from ..web.config import ChannelConfig
+from ..web.connection import Heartbeat
+from ..web.hooks import ChannelHooks
+from ..web.ops import MetricsHandler, StatsHandler
+from ..web.pages import ChannelHandler, HealthHandler
+from ..web.publishing import PublishEndpoint
+from ..web.sse import ChannelEventsHandler
+from ..web.websocket import ChannelSocketHandler
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 

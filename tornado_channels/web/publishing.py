@@ -31,13 +31,13 @@ from tornado import httputil
 from tornado.log import access_log
 from tornado.routing import Router
 
-from .batch import InvalidBatch, parse_batch
-from .broker import BrokerUnavailable, PublishOutcomeUnknown
-from .channels import Channel, InvalidChannel, Target, parse_target
-from .config import ChannelConfig
-from .handlers import ApiError, authorize, broker_unavailable, invalid_channel, same_origin
-from .hooks import ChannelHooks
-from .node import Node
+from ..brokers.base import BrokerUnavailable, PublishOutcomeUnknown
+from ..core.batch import InvalidBatch, parse_batch
+from ..core.channels import Channel, InvalidChannel, Target, parse_target
+from ..node import Node
+from ..web.config import ChannelConfig
+from ..web.hooks import ChannelHooks
+from ..web.pages import ApiError, authorize, broker_unavailable, invalid_channel, same_origin
 
 log = logging.getLogger("tornado_channels.publishing")
 

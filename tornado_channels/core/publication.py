@@ -16,8 +16,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .channels import Channel, InvalidChannel, Subtree, Target, validate_name
-from .history import InvalidPosition, Position
+from ..core.channels import Channel, InvalidChannel, Subtree, Target, validate_name
+from ..core.history import InvalidPosition, Position
 
 _VERSION = b"1"
 _VERSION_WITH_POSITION = b"2"

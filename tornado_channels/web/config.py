@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .channels import covers
+from ..core.channels import covers
 
 #: Default maximum size of a published message (POST body or WebSocket message).
 DEFAULT_MAX_MESSAGE_SIZE = 1 << 20

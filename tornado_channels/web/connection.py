@@ -26,8 +26,8 @@ from typing import Protocol, cast
 from tornado.ioloop import PeriodicCallback
 from tornado.iostream import IOStream, StreamClosedError
 
-from .frames import CLOSE_SLOW_CONSUMER, OPCODE_CLOSE, close_frame, encode_frame
-from .inbound import NO_STATUS, OPCODE_PING, OPCODE_PONG, FrameReader
+from ..core.frames import CLOSE_SLOW_CONSUMER, OPCODE_CLOSE, close_frame, encode_frame
+from ..core.inbound import NO_STATUS, OPCODE_PING, OPCODE_PONG, FrameReader
 
 log = logging.getLogger("tornado_channels.connection")
 

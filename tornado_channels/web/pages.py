@@ -15,10 +15,10 @@ import tornado.template
 import tornado.web
 from tornado.httputil import HTTPHeaders
 
-from .channels import Channel, InvalidChannel, Subtree, Target, parse_target
-from .config import ChannelConfig
-from .hooks import ChannelHooks, Reject, resolve
-from .node import Node
+from ..core.channels import Channel, InvalidChannel, Subtree, Target, parse_target
+from ..node import Node
+from ..web.config import ChannelConfig
+from ..web.hooks import ChannelHooks, Reject, resolve
 
 # Pages run only our own script and style, and nothing can frame them.
 CONTENT_SECURITY_POLICY = (

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 from tornado.util import _websocket_mask as _unmask
 
-from .frames import (
+from ..core.frames import (
     CLOSE_INVALID_PAYLOAD,
     CLOSE_MESSAGE_TOO_BIG,
     CLOSE_PROTOCOL_ERROR,

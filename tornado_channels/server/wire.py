@@ -36,7 +36,7 @@ from typing import Any
 from tornado import httputil
 from tornado.iostream import StreamClosedError
 
-from .http1 import END, BadRequest, RequestHead, RequestReader
+from ..core.http1 import END, BadRequest, RequestHead, RequestReader
 
 log = logging.getLogger("tornado_channels.server")
 

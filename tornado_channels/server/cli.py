@@ -16,15 +16,15 @@ from collections.abc import Callable, Sequence
 
 from tornado.netutil import bind_sockets
 
-from . import __version__
-from .accept import Acceptor
-from .app import make_app
-from .broker import Broker
-from .config import DEFAULT_MAX_BATCH_BYTES, DEFAULT_MAX_MESSAGE_SIZE
-from .memory import MemoryBroker
-from .node import Node
-from .redis_broker import RedisBroker, redact_url
-from .wire import WireServer
+from .. import __version__
+from ..brokers.base import Broker
+from ..brokers.memory import MemoryBroker
+from ..brokers.redis import RedisBroker, redact_url
+from ..node import Node
+from ..server.accept import Acceptor
+from ..server.wire import WireServer
+from ..web.app import make_app
+from ..web.config import DEFAULT_MAX_BATCH_BYTES, DEFAULT_MAX_MESSAGE_SIZE
 
 log = logging.getLogger("tornado_channels")
 

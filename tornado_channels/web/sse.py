@@ -13,14 +13,14 @@ import asyncio
 
 from tornado.ioloop import PeriodicCallback
 
-from .broker import BrokerUnavailable
-from .config import ChannelConfig
-from .connection import queued_bytes
-from .frames import SSE_HEARTBEAT, sse_control
-from .handlers import broker_unavailable
-from .hooks import ChannelHooks
-from .node import Node
-from .subscribers import SubscriberMixin
+from ..brokers.base import BrokerUnavailable
+from ..core.frames import SSE_HEARTBEAT, sse_control
+from ..node import Node
+from ..web.config import ChannelConfig
+from ..web.connection import queued_bytes
+from ..web.hooks import ChannelHooks
+from ..web.pages import broker_unavailable
+from ..web.subscribing import SubscriberMixin
 
 
 class ChannelEventsHandler(SubscriberMixin):

@@ -1,0 +1,1 @@
+"""The web edges on Tornado: routes, handlers, WebSocket and SSE subscribers, publishing."""
