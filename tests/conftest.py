@@ -6,8 +6,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from .deployment import Deployment
-from .support import RedisServer, ServerProcess
+from .helpers import Deployment, RedisServer, ServerProcess
 
 
 @pytest.fixture

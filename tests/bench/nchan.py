@@ -23,7 +23,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from tests.bench.target import Target
-from tests.support import free_port
+from tests.helpers import free_port
 
 TEMPLATE = Path(__file__).with_name("nchan.conf.template")
 MODULE_DIRS = (Path("/usr/lib/nginx/modules"), Path("/usr/share/nginx/modules"))

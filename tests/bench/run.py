@@ -26,7 +26,7 @@ from tests.bench.client import proc_cpu, raise_nofile
 from tests.bench.report import comparison, table
 from tests.bench.scenarios import batch_publish, fanout, idle, latency, publish_only
 from tests.bench.target import Target
-from tests.support import RedisServer, ServerProcess, free_port
+from tests.helpers import RedisServer, ServerProcess, free_port
 
 try:
     import uvloop

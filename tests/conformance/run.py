@@ -42,8 +42,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
 
-from ..deployment import Deployment
-from ..support import ServerProcess
+from ..helpers import Deployment, ServerProcess
 from . import check
 
 HERE = Path(__file__).resolve().parent

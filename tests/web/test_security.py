@@ -13,8 +13,7 @@ from tornado.websocket import websocket_connect
 from tornado_channels import Node, make_app
 from tornado_channels.core.frames import CLOSE_POLICY_VIOLATION
 
-from .cases import NodeAppTestCase
-from .support import closed, raw_websocket, receive, silent
+from ..helpers import NodeAppTestCase, closed, raw_websocket, receive, silent
 
 KEY = "s3cret-key"
 

@@ -14,8 +14,7 @@ from tornado_channels.brokers.base import Recovered
 from tornado_channels.brokers.memory import MemoryBroker
 from tornado_channels.core.history import Position
 
-from .cases import NodeAppTestCase
-from .support import receive, silent
+from ..helpers import NodeAppTestCase, receive, silent
 
 
 async def next_json(ws: Any) -> dict[str, Any]:

@@ -10,8 +10,19 @@ from collections.abc import Callable
 
 import pytest
 
-from .browser import Browser, chromium_path
-from .support import WAIT, RedisServer, ServerProcess, connect, get, post, receive, run, until
+from ..helpers import (
+    WAIT,
+    Browser,
+    RedisServer,
+    ServerProcess,
+    chromium_path,
+    connect,
+    get,
+    post,
+    receive,
+    run,
+    until,
+)
 
 pytestmark = pytest.mark.skipif(chromium_path() is None, reason="chromium is not installed")
 

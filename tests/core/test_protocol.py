@@ -12,8 +12,7 @@ from tornado.testing import gen_test
 
 from tornado_channels.core.inbound import close_frame_error, is_valid_close_code
 
-from .cases import NodeAppTestCase
-from .support import WAIT
+from ..helpers import WAIT, NodeAppTestCase
 
 # Autobahn 7.9.1-7.9.9's invalid codes, then the rest of the reserved and unassigned ranges.
 INVALID_CODES = (0, 999, 1004, 1005, 1006, 1016, 1100, 2000, 2999, 1015, 5000, 65535)

@@ -11,8 +11,7 @@ from tornado.web import Application
 from tornado_channels import Node, make_app
 from tornado_channels.core.frames import CLOSE_GOING_AWAY
 
-from .cases import NodeAppTestCase
-from .support import EventStream
+from ..helpers import EventStream, NodeAppTestCase
 
 
 class EventsTest(NodeAppTestCase):

@@ -13,9 +13,7 @@ import pytest
 from tornado_channels import Channel, Node, RedisBroker
 from tornado_channels.core.frames import CLOSE_TRY_AGAIN_LATER
 
-from .netns import NetnsUnavailable, TestHost
-from .support import run, until, wait_for_host_port
-from .test_redis_broker import Inbox
+from ..helpers import Inbox, NetnsUnavailable, TestHost, run, until, wait_for_host_port
 
 PORT = 6399
 

@@ -10,7 +10,7 @@ import socket
 import time
 from collections.abc import Callable
 
-from .support import ServerProcess, connect, get, post, raw_websocket, receive, run
+from ..helpers import ServerProcess, connect, get, post, raw_websocket, receive, run
 
 Start = Callable[..., ServerProcess]
 

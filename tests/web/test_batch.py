@@ -16,8 +16,7 @@ from tornado_channels import ChannelHooks, Node, make_app
 from tornado_channels.core.batch import InvalidBatch, parse_batch
 from tornado_channels.core.channels import Channel, Subtree, Target
 
-from .cases import NodeAppTestCase
-from .support import receive, silent
+from ..helpers import NodeAppTestCase, receive, silent
 
 
 def parse(document: Any, **limits: int) -> list[tuple[Target, bytes]]:

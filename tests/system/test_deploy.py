@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import shutil
 import signal
 import subprocess
 import time
@@ -17,15 +16,25 @@ from tornado.websocket import WebSocketClientConnection
 
 from tornado_channels.core.frames import CLOSE_GOING_AWAY
 
-from .deployment import DEPLOY, Deployment
-from .support import WAIT, EventStream, closed, connect, get, healthy, post, receive, run, silent
+from ..helpers import (
+    DEPLOY,
+    WAIT,
+    Deployment,
+    EventStream,
+    closed,
+    connect,
+    get,
+    healthy,
+    needs_nginx,
+    post,
+    receive,
+    run,
+    silent,
+)
 
 Deploy = Callable[..., Deployment]
 
-pytestmark = pytest.mark.skipif(
-    shutil.which("nginx") is None and not os.path.exists("/usr/sbin/nginx"),
-    reason="nginx is not installed (make test installs it)",
-)
+pytestmark = needs_nginx
 
 
 def close_all(*clients: WebSocketClientConnection) -> None:

@@ -15,8 +15,7 @@ from tornado.websocket import websocket_connect
 
 from tornado_channels import Channel, ChannelHooks, MemoryBroker, Node, make_app
 
-from .cases import NodeAppTestCase
-from .support import WAIT, receive
+from ..helpers import WAIT, NodeAppTestCase, receive
 
 
 def masked_text(payload: bytes) -> bytes:

@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 from tornado_channels.core.frames import CLOSE_TRY_AGAIN_LATER
 
-from .support import RedisServer, ServerProcess, connect, get, healthy, post, run
+from ..helpers import RedisServer, ServerProcess, connect, get, healthy, post, run
 
 Start = Callable[..., ServerProcess]
 

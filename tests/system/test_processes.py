@@ -16,7 +16,7 @@ import pytest
 from tornado_channels.core.frames import CLOSE_GOING_AWAY
 from tornado_channels.server.cli import event_loop_factory
 
-from .support import RedisServer, ServerProcess, closed, connect, get, post, receive, run, silent
+from ..helpers import RedisServer, ServerProcess, closed, connect, get, post, receive, run, silent
 
 Start = Callable[..., ServerProcess]
 

@@ -15,9 +15,17 @@ import sys
 import tempfile
 from pathlib import Path
 
+import pytest
+
 from .support import WAIT, free_port, wait_healthy
 
-ROOT = Path(__file__).resolve().parent.parent
+#: For tests that run nginx (make test installs it when missing).
+needs_nginx = pytest.mark.skipif(
+    shutil.which("nginx") is None and not os.path.exists("/usr/sbin/nginx"),
+    reason="nginx is not installed (make test installs it)",
+)
+
+ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
 
 

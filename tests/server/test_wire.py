@@ -15,7 +15,7 @@ import pytest
 
 from tornado_channels.web.connection import CLOSE_WAIT
 
-from .support import (
+from ..helpers import (
     ServerProcess,
     connect,
     post,

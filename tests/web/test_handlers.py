@@ -12,8 +12,15 @@ from tornado.web import Application
 from tornado_channels import Node, make_app
 from tornado_channels.core.frames import CLOSE_MESSAGE_TOO_BIG
 
-from .cases import NodeAppTestCase
-from .support import RawResponse, closed, parse_responses, raw_websocket, receive, silent
+from ..helpers import (
+    NodeAppTestCase,
+    RawResponse,
+    closed,
+    parse_responses,
+    raw_websocket,
+    receive,
+    silent,
+)
 
 MAX = 1024
 

@@ -9,8 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from .deployment import Deployment
-from .test_deploy import pytestmark as needs_nginx
+from ..helpers import Deployment, needs_nginx
 
 pytestmark = needs_nginx
 

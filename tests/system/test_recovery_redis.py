@@ -6,7 +6,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from .support import EventStream, RedisServer, ServerProcess, connect, post, receive, run, silent
+from ..helpers import EventStream, RedisServer, ServerProcess, connect, post, receive, run, silent
 
 Start = Callable[..., ServerProcess]
 

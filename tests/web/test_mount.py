@@ -13,8 +13,7 @@ from tornado.web import Application, RequestHandler
 from tornado_channels import Channel, ChannelHooks, Node, Reject, Target, channel_routes
 from tornado_channels.core.frames import CLOSE_POLICY_VIOLATION
 
-from .cases import NodeAppTestCase
-from .support import closed, receive, silent
+from ..helpers import NodeAppTestCase, closed, receive, silent
 
 
 class HostHome(RequestHandler):

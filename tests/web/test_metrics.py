@@ -16,8 +16,7 @@ from tornado_channels.brokers.base import PublishOutcomeUnknown
 from tornado_channels.core.channels import parse_target
 from tornado_channels.core.publication import Publication
 
-from .cases import NodeAppTestCase
-from .support import receive
+from ..helpers import NodeAppTestCase, receive
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 

@@ -1,0 +1,67 @@
+"""What every test shares: private Redis servers and real processes, clients, apps, deployments."""
+
+from .apps import NodeAppTestCase
+from .browser import Browser, chromium_path
+from .deployment import DEPLOY, ROOT, Deployment, free_port_range, needs_nginx
+from .inbox import Inbox
+from .netns import NetnsUnavailable, TestHost
+from .support import (
+    SILENCE,
+    WAIT,
+    EventStream,
+    RawResponse,
+    RedisServer,
+    ServerProcess,
+    closed,
+    connect,
+    free_port,
+    get,
+    healthy,
+    parse_responses,
+    post,
+    raw_exchange,
+    raw_websocket,
+    receive,
+    run,
+    silent,
+    until,
+    wait_for_host_port,
+    wait_for_port,
+    wait_healthy,
+)
+
+__all__ = [
+    "DEPLOY",
+    "ROOT",
+    "SILENCE",
+    "WAIT",
+    "Browser",
+    "Deployment",
+    "EventStream",
+    "Inbox",
+    "NetnsUnavailable",
+    "NodeAppTestCase",
+    "RawResponse",
+    "RedisServer",
+    "ServerProcess",
+    "TestHost",
+    "chromium_path",
+    "closed",
+    "connect",
+    "free_port",
+    "free_port_range",
+    "get",
+    "healthy",
+    "needs_nginx",
+    "parse_responses",
+    "post",
+    "raw_exchange",
+    "raw_websocket",
+    "receive",
+    "run",
+    "silent",
+    "until",
+    "wait_for_host_port",
+    "wait_for_port",
+    "wait_healthy",
+]
