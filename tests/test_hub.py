@@ -8,8 +8,8 @@ import pytest
 
 from tornado_channels.core import frames
 from tornado_channels.core.channels import Channel, Subtree
-from tornado_channels.core.history import Position
-from tornado_channels.core.publication import Publication
+from tornado_channels.core.frames import Encoding
+from tornado_channels.core.publication import Position, Publication
 from tornado_channels.hub import Hub
 
 
@@ -31,7 +31,7 @@ class FakeSubscriber:
         self.seqs: list[int] = []
         self.closes: list[tuple[int | None, str | None]] = []
 
-    encoding = "raw"
+    encoding = Encoding.RAW
     recovering = False
 
     def send_frame(self, frame: bytes, seq: int = 0) -> None:
@@ -82,7 +82,7 @@ def test_channel_publication_reaches_exactly_that_channel(hub):
         subscribe(hub, "users/1/a"),
         subscribe(hub, "users/10"),
     )
-    sent = hub.deliver(Publication(Channel("users/1"), b"hello"))
+    sent = hub.deliver([Publication(Channel("users/1"), b"hello")])
     assert sent == 2
     assert on.frames == also_on.frames == [frames.encode_frame(b"hello")]
     assert parent.frames == child.frames == sibling.frames == []
@@ -91,7 +91,7 @@ def test_channel_publication_reaches_exactly_that_channel(hub):
 def test_binary_payload_is_sent_as_a_binary_frame(hub):
     """A non-UTF-8 payload is delivered in the frame encode_frame builds for it."""
     subscriber = subscribe(hub, "bin")
-    hub.deliver(Publication(Channel("bin"), b"\xff\x00"))
+    hub.deliver([Publication(Channel("bin"), b"\xff\x00")])
     assert subscriber.frames == [frames.encode_frame(b"\xff\x00")]
     assert subscriber.frames[0][0] & 0x0F == frames.OPCODE_BINARY
 
@@ -108,7 +108,7 @@ def test_subtree_publication_reaches_strictly_below_only(hub):
         subscribe(hub, "users2"),
         subscribe(hub, "posts/1"),
     ]
-    sent = hub.deliver(Publication(Subtree("users"), b"news"))
+    sent = hub.deliver([Publication(Subtree("users"), b"news")])
     assert sent == 3
     assert all(s.frames == [frames.encode_frame(b"news")] for s in below)
     assert all(s.frames == [] for s in outside)
@@ -117,7 +117,7 @@ def test_subtree_publication_reaches_strictly_below_only(hub):
 def test_root_subtree_publication_reaches_everyone(hub):
     """A publication to the root subtree reaches every subscriber."""
     everyone = [subscribe(hub, "a"), subscribe(hub, "a/b"), subscribe(hub, "c")]
-    assert hub.deliver(Publication(Subtree(""), b"all")) == 3
+    assert hub.deliver([Publication(Subtree(""), b"all")]) == 3
     assert all(len(s.frames) == 1 for s in everyone)
 
 
@@ -126,14 +126,14 @@ def test_subscriber_on_two_matching_channels_gets_two_frames(hub):
     subscriber = FakeSubscriber("both")
     hub.add(Channel("room/1"), subscriber)
     hub.add(Channel("room/2"), subscriber)
-    assert hub.deliver(Publication(Subtree("room"), b"x")) == 2
+    assert hub.deliver([Publication(Subtree("room"), b"x")]) == 2
     assert subscriber.frames == [frames.encode_frame(b"x")] * 2
 
 
 def test_consecutive_publications_to_a_channel_go_out_in_one_write(hub):
     """Messages to one channel delivered together reach each subscriber as one joined write."""
     first, second = subscribe(hub, "room"), subscribe(hub, "room")
-    sent = hub.deliver_many([Publication(Channel("room"), b"%d" % i) for i in range(3)])
+    sent = hub.deliver([Publication(Channel("room"), b"%d" % i) for i in range(3)])
     assert sent == 6
     joined = b"".join(frames.encode_frame(b"%d" % i) for i in range(3))
     assert first.frames == second.frames == [joined]
@@ -143,7 +143,7 @@ def test_consecutive_publications_to_a_channel_go_out_in_one_write(hub):
 def test_interleaved_targets_keep_publish_order(hub):
     """Publications to a channel and to its subtree, interleaved, arrive in publish order."""
     subscriber = subscribe(hub, "room/1")
-    hub.deliver_many(
+    hub.deliver(
         [
             Publication(Channel("room/1"), b"a"),
             Publication(Subtree("room"), b"b"),
@@ -162,7 +162,7 @@ def test_a_recovering_subscriber_gets_one_frame_per_message(hub):
     subscriber = subscribe(hub, "room")
     subscriber.recovering = True
     numbered = [Publication(Channel("room"), b"%d" % i, Position("e", i)) for i in range(1, 4)]
-    assert hub.deliver_many(numbered) == 3
+    assert hub.deliver(numbered) == 3
     assert subscriber.frames == [frames.encode_frame(b"%d" % i) for i in range(1, 4)]
     assert subscriber.seqs == [1, 2, 3]
 
@@ -170,7 +170,7 @@ def test_a_recovering_subscriber_gets_one_frame_per_message(hub):
 @pytest.mark.parametrize("target", [Channel("nobody"), Subtree("nobody"), Subtree("")])
 def test_delivery_without_subscribers_sends_nothing(hub, target):
     """Delivering where nobody listens returns 0 and counts nothing."""
-    assert hub.deliver(Publication(target, b"x")) == 0
+    assert hub.deliver([Publication(target, b"x")]) == 0
     assert hub.delivered == 0
 
 
@@ -179,9 +179,9 @@ def test_delivered_accumulates_across_deliveries(hub):
     subscribe(hub, "a")
     subscribe(hub, "a")
     subscribe(hub, "b")
-    hub.deliver(Publication(Channel("a"), b"1"))
-    hub.deliver(Publication(Channel("b"), b"2"))
-    hub.deliver(Publication(Channel("none"), b"3"))
+    hub.deliver([Publication(Channel("a"), b"1")])
+    hub.deliver([Publication(Channel("b"), b"2")])
+    hub.deliver([Publication(Channel("none"), b"3")])
     assert hub.delivered == 3
 
 
@@ -193,7 +193,7 @@ def test_failing_subscriber_is_closed_and_others_still_receive(hub):
     first = subscribe(hub, "room")
     broken = subscribe(hub, "room", fail_send=True)
     last = subscribe(hub, "room")
-    sent = hub.deliver(Publication(Channel("room"), b"hi"))
+    sent = hub.deliver([Publication(Channel("room"), b"hi")])
     assert sent == 2
     assert first.frames == last.frames == [frames.encode_frame(b"hi")]
     assert broken.frames == []
@@ -206,7 +206,7 @@ def test_failure_is_logged(hub, caplog):
     """A failed write is logged with its exception."""
     caplog.set_level(logging.ERROR, logger="tornado_channels.hub")
     subscribe(hub, "room", fail_send=True)
-    hub.deliver(Publication(Channel("room"), b"hi"))
+    hub.deliver([Publication(Channel("room"), b"hi")])
     assert any(record.exc_info for record in caplog.records)
 
 
@@ -214,7 +214,7 @@ def test_failing_close_does_not_break_the_broadcast(hub):
     """A subscriber whose send and close both raise does not stop the others."""
     broken = subscribe(hub, "room", fail_send=True, fail_close=True)
     healthy = subscribe(hub, "room")
-    assert hub.deliver(Publication(Channel("room"), b"hi")) == 1
+    assert hub.deliver([Publication(Channel("room"), b"hi")]) == 1
     assert healthy.frames == [frames.encode_frame(b"hi")]
     assert broken.closes
     assert hub.error_disconnects == 1
@@ -224,7 +224,7 @@ def test_slow_consumer_is_closed_without_a_frame(hub):
     """A subscriber with more than max_buffered_bytes unread is closed and skipped."""
     slow = subscribe(hub, "room", buffered=101)
     fast = subscribe(hub, "room", buffered=0)
-    assert hub.deliver(Publication(Channel("room"), b"hi")) == 1
+    assert hub.deliver([Publication(Channel("room"), b"hi")]) == 1
     assert slow.frames == []
     assert [code for code, _ in slow.closes] == [frames.CLOSE_SLOW_CONSUMER]
     assert fast.frames == [frames.encode_frame(b"hi")]
@@ -235,15 +235,15 @@ def test_slow_disconnects_count_every_slow_subscriber(hub):
     """Each slow subscriber skipped adds one to slow_disconnects."""
     for _ in range(3):
         subscribe(hub, "room", buffered=10_000)
-    hub.deliver(Publication(Channel("room"), b"1"))
-    hub.deliver(Publication(Channel("room"), b"2"))
+    hub.deliver([Publication(Channel("room"), b"1")])
+    hub.deliver([Publication(Channel("room"), b"2")])
     assert (hub.slow_disconnects, hub.delivered) == (6, 0)
 
 
 def test_subscriber_exactly_at_the_limit_still_receives(hub):
     """Exactly max_buffered_bytes unread is within bounds: the frame is sent."""
     full = subscribe(hub, "room", buffered=100)
-    assert hub.deliver(Publication(Channel("room"), b"hi")) == 1
+    assert hub.deliver([Publication(Channel("room"), b"hi")]) == 1
     assert (full.frames, full.closes) == ([frames.encode_frame(b"hi")], [])
 
 
@@ -251,7 +251,7 @@ def test_large_message_reaches_an_idle_subscriber(hub):
     """A message larger than the bound still reaches a subscriber with nothing unread."""
     idle = subscribe(hub, "room")
     payload = b"x" * 1000
-    assert hub.deliver(Publication(Channel("room"), payload)) == 1
+    assert hub.deliver([Publication(Channel("room"), payload)]) == 1
     assert idle.frames == [frames.encode_frame(payload)]
 
 
@@ -259,7 +259,7 @@ def test_slow_consumer_whose_close_raises_does_not_break_the_broadcast(hub):
     """A slow consumer whose close raises is skipped and the others still receive."""
     slow = subscribe(hub, "room", buffered=101, fail_close=True)
     fast = subscribe(hub, "room")
-    assert hub.deliver(Publication(Channel("room"), b"hi")) == 1
+    assert hub.deliver([Publication(Channel("room"), b"hi")]) == 1
     assert slow.frames == []
     assert fast.frames == [frames.encode_frame(b"hi")]
 
@@ -267,7 +267,7 @@ def test_slow_consumer_whose_close_raises_does_not_break_the_broadcast(hub):
 def test_slow_consumer_whose_close_raises_is_counted_once_as_slow(hub):
     """A slow consumer whose close raises counts only as slow and is closed once."""
     slow = subscribe(hub, "room", buffered=101, fail_close=True)
-    hub.deliver(Publication(Channel("room"), b"hi"))
+    hub.deliver([Publication(Channel("room"), b"hi")])
     assert (hub.slow_disconnects, hub.error_disconnects) == (1, 0)
     assert [code for code, _ in slow.closes] == [frames.CLOSE_SLOW_CONSUMER]
 
@@ -288,7 +288,7 @@ def test_discarded_subscriber_receives_nothing(hub):
     """After discard, deliveries to the channel skip the subscriber."""
     gone, staying = subscribe(hub, "a"), subscribe(hub, "a")
     hub.discard(Channel("a"), gone)
-    assert hub.deliver(Publication(Channel("a"), b"x")) == 1
+    assert hub.deliver([Publication(Channel("a"), b"x")]) == 1
     assert (gone.frames, len(staying.frames)) == ([], 1)
 
 
@@ -323,7 +323,7 @@ def test_joined_writes_stay_small():
     """Messages delivered together are joined into writes of at most 64 KiB, in order."""
     subscriber = subscribe(hub := Hub(), "room")
     payloads = [bytes([65 + i]) * 30000 for i in range(5)]
-    assert hub.deliver_many([Publication(Channel("room"), p) for p in payloads]) == 5
+    assert hub.deliver([Publication(Channel("room"), p) for p in payloads]) == 5
     assert all(len(write) <= 1 << 16 for write in subscriber.frames)
     assert len(subscriber.frames) == 3
     assert b"".join(subscriber.frames) == b"".join(frames.encode_frame(p) for p in payloads)

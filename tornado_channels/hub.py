@@ -7,7 +7,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from typing import Protocol
 
 from .core.channels import Channel, Subtree
-from .core.frames import CLOSE_INTERNAL_ERROR, CLOSE_SLOW_CONSUMER, encode_for
+from .core.frames import CLOSE_INTERNAL_ERROR, CLOSE_SLOW_CONSUMER, Encoding, encode_for
 from .core.publication import Publication
 from .core.trie import SubscriberTrie
 
@@ -26,9 +26,8 @@ class Subscriber(Protocol):
 
     def __hash__(self) -> int: ...
 
-    #: How it takes messages: "raw" payload frames, "envelope" frames with
-    #: positions, or "sse" events (see frames.encode_for).
-    encoding: str
+    #: How it takes messages (see frames.encode_for).
+    encoding: Encoding
 
     @property
     def recovering(self) -> bool:
@@ -92,11 +91,7 @@ class Hub:
         """Every local subscriber, once per subscription."""
         return self._trie.below("")
 
-    def deliver(self, publication: Publication) -> int:
-        """Send ``publication`` to the local subscribers it targets; return how many."""
-        return self.deliver_many((publication,))
-
-    def deliver_many(self, publications: Sequence[Publication]) -> int:
+    def deliver(self, publications: Sequence[Publication]) -> int:
         """Send publications, in order, to the subscribers they target; return the frames sent.
 
         Consecutive publications to the same target go out together: their
@@ -122,7 +117,7 @@ class Hub:
             targets = self._trie.subscribers(target.name)
         if not targets:
             return 0
-        groups: dict[str, list[Subscriber]] = {}
+        groups: dict[Encoding, list[Subscriber]] = {}
         for subscriber in targets:
             groups.setdefault(subscriber.encoding, []).append(subscriber)
         sent = 0

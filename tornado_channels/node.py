@@ -2,7 +2,8 @@
 
 Publish always goes through the broker and delivery always comes back from it,
 so a single process on the memory broker and many processes on Redis take the
-same path.
+same path.  The node keeps plain counters and a latency histogram; nothing on
+its paths calls a metrics library (web/metrics.py renders them when scraped).
 """
 
 from __future__ import annotations
@@ -13,18 +14,21 @@ import time
 from collections.abc import Awaitable, Sequence
 from typing import TypeVar
 
-from .brokers.base import Broker, BrokerUnavailable, PublishOutcomeUnknown, Recovered
+from .brokers.base import Broker, BrokerUnavailable, PublishOutcomeUnknown
 from .brokers.memory import MemoryBroker
 from .core.channels import Channel, Target
 from .core.frames import CLOSE_GOING_AWAY, CLOSE_TRY_AGAIN_LATER
-from .core.history import Position
-from .core.publication import Publication
+from .core.latency import LatencyHistogram
+from .core.publication import Position, Publication, Recovery
 from .hub import Hub, Subscriber
-from .web.metrics import NodeMetrics
 
 log = logging.getLogger("tornado_channels.node")
 
 T = TypeVar("T")
+
+#: Publish latency buckets, in seconds: a local Redis answers in well under a
+#: millisecond, a loaded or remote one in tens of milliseconds.
+PUBLISH_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
 
 
 class Node:
@@ -41,20 +45,16 @@ class Node:
         self.published = 0
         #: Publishes the broker refused, by reason (the ``reason`` metric label).
         self.publish_failures = {"unavailable": 0, "outcome_unknown": 0}
+        #: Seconds from publish until the broker accepted it (successful publishes).
+        self.publish_latency = LatencyHistogram(PUBLISH_BUCKETS)
         self._stopping = False
         # Set whenever the last local subscriber leaves; drain() waits on it.
         self._emptied = asyncio.Event()
         # Set while the broker is connected; wait_connected() waits on it.
         self._connected = asyncio.Event()
-        # HTTP publishes in progress, so a shutdown can let them finish.
-        self._requests = 0
-        self._idle = asyncio.Event()
-        self._idle.set()
         # Publications received in this pass of the event loop, delivered
-        # together at the start of the next (see deliver()).
+        # together at the start of the next (see received()).
         self._pending: list[Publication] = []
-        # Last: the collector reads the attributes above.
-        self.metrics = NodeMetrics(self)
 
     @property
     def connected(self) -> bool:
@@ -77,7 +77,7 @@ class Node:
         """Publish ``payload`` to a channel or subtree on every process.
 
         Returns its position in the history once the broker accepted it;
-        raises :class:`~tornado_channels.broker.PublishError` otherwise.
+        raises :class:`~tornado_channels.brokers.base.PublishError` otherwise.
         """
         if log.isEnabledFor(logging.DEBUG):
             log.debug("Publishing message to channel %s: %d bytes", target, len(payload))
@@ -106,22 +106,31 @@ class Node:
             raise
         self.published += count
         # Successful publishes only: a refusal is fast and would skew latency.
-        self.metrics.publish_seconds.observe(time.perf_counter() - started)
+        self.publish_latency.observe(time.perf_counter() - started)
         return result
 
     async def head(self) -> Position:
         """The position of the latest publication: where a client without one starts."""
         return await self.broker.head()
 
-    async def recover(self, channel: Channel, since: Position) -> Recovered:
-        """What reached ``channel`` after ``since``, from the broker's history."""
-        return await self.broker.recover(channel, since)
+    async def recover(self, channel: Channel, since: Position) -> Recovery:
+        """What reached ``channel`` after ``since``, from the broker's history.
+
+        Publications this node has received but not yet delivered (it
+        delivers once per pass of the loop) are delivered first: they may be
+        in the history just read, and a subscriber that holds live messages
+        while it recovers (see core/resume.py) must hold them too, or its
+        seam could not drop them.
+        """
+        recovered = await self.broker.recover(channel, since)
+        self.flush()
+        return recovered
 
     async def subscribe(self, channel: Channel, subscriber: Subscriber) -> None:
         """Add ``subscriber`` to ``channel``; return once the broker delivers it.
 
-        Raises :class:`~tornado_channels.broker.BrokerUnavailable` (and leaves
-        nothing subscribed) when the broker cannot take the subscription.
+        Raises :class:`~tornado_channels.brokers.base.BrokerUnavailable` (and
+        leaves nothing subscribed) when the broker cannot take the subscription.
         """
         if not self.hub.add(channel, subscriber):
             return
@@ -159,21 +168,6 @@ class Node:
         """Wait up to ``timeout`` seconds for the broker to connect; return whether it did."""
         return await _wait(self._connected, timeout)
 
-    def request_started(self) -> None:
-        """An HTTP publish began; :meth:`wait_idle` waits for it."""
-        self._requests += 1
-        self._idle.clear()
-
-    def request_finished(self) -> None:
-        """An HTTP publish ended (answered, or its client went away)."""
-        self._requests -= 1
-        if not self._requests:
-            self._idle.set()
-
-    async def wait_idle(self, timeout: float) -> bool:
-        """Wait up to ``timeout`` seconds for HTTP publishes in progress to end."""
-        return await _wait(self._idle, timeout)
-
     def close_subscribers(self, code: int, reason: str) -> None:
         """Close every local subscriber (each unsubscribes as it goes)."""
         # What was received before the close reaches them before the close.
@@ -184,31 +178,34 @@ class Node:
             except Exception:
                 log.debug("closing a subscriber failed", exc_info=True)
 
+    def flush(self) -> None:
+        """Deliver the publications received so far, in order; safe to call at any time.
+
+        Also called before anything that must come after what this node has
+        already received: a close frame, or a recovery's seam.
+        """
+        pending, self._pending = self._pending, []
+        if not pending:
+            return
+        sent = self.hub.deliver(pending)
+        if sent and log.isEnabledFor(logging.DEBUG):
+            for publication in pending:
+                log.debug("Sending message to clients on channel %s", publication.target)
+
     # BrokerEvents
 
-    def deliver(self, publication: Publication) -> None:
-        """Hand a publication from the broker to the local subscribers.
+    def received(self, publication: Publication) -> None:
+        """A publication from the broker: delivered at the start of the event loop's next pass.
 
-        Delivered at the start of the event loop's next pass, with every other
-        publication received in this one: under load, several messages to a
-        channel then reach each subscriber in one write instead of one write
-        each (the hub joins consecutive ones), and an idle loop adds no delay
-        worth measuring (one pass).
+        With every other publication received in this one: under load,
+        several messages to a channel then reach each subscriber in one write
+        instead of one write each (the hub joins consecutive ones), and an
+        idle loop adds no delay worth measuring (one pass).
         """
         pending = self._pending
         pending.append(publication)
         if len(pending) == 1:
             asyncio.get_running_loop().call_soon(self.flush)
-
-    def flush(self) -> None:
-        """Deliver the publications received so far, in order; safe to call at any time."""
-        pending, self._pending = self._pending, []
-        if not pending:
-            return
-        sent = self.hub.deliver_many(pending)
-        if sent and log.isEnabledFor(logging.DEBUG):
-            for publication in pending:
-                log.debug("Sending message to clients on channel %s", publication.target)
 
     def broker_state_changed(self, connected: bool) -> None:
         """On loss, tell subscribers they may have missed messages.

@@ -16,7 +16,7 @@ from tornado_channels import (
     Subtree,
 )
 from tornado_channels.core.frames import CLOSE_TRY_AGAIN_LATER, encode_frame
-from tornado_channels.core.history import Position
+from tornado_channels.core.publication import Position
 
 from ..helpers import Inbox, RedisServer, run, until
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
+from tornado_channels.core.frames import Encoding
+
 
 class Inbox:
     """A purpose-built subscriber that records what it is sent and how it was closed."""
@@ -13,7 +15,7 @@ class Inbox:
         self.closes: list[tuple[int | None, str | None]] = []
         self.arrived = asyncio.Event()
 
-    encoding = "raw"
+    encoding = Encoding.RAW
     recovering = False
 
     def send_frame(self, frame: bytes, seq: int = 0) -> None:

@@ -11,6 +11,7 @@ from collections.abc import Callable
 import pytest
 
 from ..helpers import (
+    SILENCE,
     WAIT,
     Browser,
     RedisServer,
@@ -426,5 +427,224 @@ def test_a_plain_event_source_dropped_before_any_message_loses_nothing(
                 await browser.evaluate("window.__source.close()")
         finally:
             await asyncio.to_thread(stop, replacement)
+
+    run(scenario())
+
+
+#: The client module, as a page script would import it.
+CLIENT_MODULE = "/_/static/tornado-channels.js"
+GOT = "JSON.stringify(window.__got)"
+CLIENT_LIVE = "window.__c.state === 'live'"
+
+
+def start_client(channel: str, options: str = "") -> str:
+    """A page expression: connect the client module to ``channel``, recording what it reports.
+
+    ``window.__got`` collects message data, ``window.__outcomes`` recovery
+    outcomes, ``window.__states`` status states; ``options`` are more options.
+    """
+    return (
+        "(async () => {"
+        f"  const m = await import({json.dumps(CLIENT_MODULE)});"
+        "  window.__got = []; window.__outcomes = []; window.__states = [];"
+        f"  window.__c = m.connect({json.dumps(channel)}, {{"
+        "    onMessage: x => window.__got.push(x.data),"
+        "    onRecovery: x => window.__outcomes.push(x),"
+        "    onStatus: s => window.__states.push(s.state),"
+        f"    {options}"
+        "  });"
+        "  return true;"
+        "})()"
+    )
+
+
+def got_is(expected: list[str]) -> str:
+    """A page expression: the client delivered exactly ``expected``, in order."""
+    compact = json.dumps(expected, separators=(",", ":"))
+    return f"{GOT} === {json.dumps(compact)}"
+
+
+def websockets_created(browser: Browser) -> list[str]:
+    """The URL of every WebSocket the page opened, in order."""
+    return [
+        event["params"]["url"]
+        for event in browser.events
+        if event.get("method") == "Network.webSocketCreated"
+    ]
+
+
+async def publish_all(url: str, texts: list[str]) -> None:
+    """POST each of ``texts`` to ``url``, in order; each must be accepted."""
+    for text in texts:
+        assert (await post(url, text)).code == 202
+
+
+def test_client_module_delivers_each_message_once_in_order_over_websocket(
+    servers: Start,
+) -> None:
+    """The client module in a page script delivers each message once, in order, over WebSocket."""
+    server = servers()
+    texts = ["one", "two", *HOSTILE, "two\nlines"]
+
+    async def scenario() -> None:
+        async with Browser() as browser:
+            await browser.goto(server.url + "/_/health")
+            await browser.evaluate(start_client("/room"))
+            await browser.until(CLIENT_LIVE + " && window.__outcomes.length === 1")
+            assert await browser.evaluate("window.__c.transport") == "websocket"
+            await publish_all(server.url + "/room", texts)
+            await browser.until(got_is(texts))
+            await asyncio.sleep(SILENCE)  # Nothing more arrives: none twice.
+            assert json.loads(await browser.evaluate(GOT)) == texts
+            assert await browser.evaluate("window.__c.position") is not None
+            sockets = websockets_created(browser)
+            assert len(sockets) == 1, sockets
+            assert sockets[0].endswith("/room?positions=1"), sockets
+            assert browser.errors() == []
+
+    run(scenario())
+
+
+def test_client_module_delivers_each_message_once_in_order_over_server_sent_events(
+    servers: Start,
+) -> None:
+    """With transport 'sse' the client module delivers each message once, in order, over SSE."""
+    server = servers()
+    texts = ["one", "two", *HOSTILE, "two\nlines"]
+
+    async def scenario() -> None:
+        async with Browser() as browser:
+            await browser.goto(server.url + "/_/health")
+            await browser.evaluate(start_client("/room", "transport: 'sse',"))
+            await browser.until(CLIENT_LIVE + " && window.__outcomes.length === 1")
+            assert await browser.evaluate("window.__c.transport") == "sse"
+            await publish_all(server.url + "/room", texts)
+            await browser.until(got_is(texts))
+            await asyncio.sleep(SILENCE)
+            assert json.loads(await browser.evaluate(GOT)) == texts
+            # Over SSE there is no WebSocket to send on: the caller POSTs instead.
+            assert await browser.evaluate("window.__c.send('x')") is False
+            assert websockets_created(browser) == []
+            assert browser.errors() == []
+
+    run(scenario())
+
+
+def test_client_module_recovers_what_it_missed_while_its_server_restarted(
+    servers: Start, redis_server: RedisServer
+) -> None:
+    """After its process restarts, the client module delivers what it missed once, and says so."""
+    a = servers("--redis-url", redis_server.url)
+    b = servers("--redis-url", redis_server.url)
+
+    async def scenario() -> None:
+        replacement: ServerProcess | None = None
+        try:
+            async with Browser() as browser:
+                await browser.goto(a.url + "/_/health")
+                await browser.evaluate(start_client("/news"))
+                await browser.until(CLIENT_LIVE + " && window.__outcomes.length === 1")
+                await publish_all(b.url + "/news", ["one", "two"])
+                await browser.until(got_is(["one", "two"]))
+
+                await asyncio.to_thread(a.terminate)
+                await browser.until("window.__c.state !== 'live'")
+                await publish_all(b.url + "/news", ["three", "four", "five"])
+                replacement = await replace(a, "--redis-url", redis_server.url)
+
+                everything = ["one", "two", "three", "four", "five"]
+                await browser.until(
+                    got_is(everything) + " && " + CLIENT_LIVE, timeout=RECONNECT_WAIT
+                )
+                outcome = await browser.evaluate("window.__outcomes.at(-1)")
+                assert outcome["recovered"] is True, outcome
+                assert outcome["missed"] == 3, outcome
+                assert "reconnecting" in await browser.evaluate("window.__states")
+
+                await publish_all(b.url + "/news", ["six"])
+                await browser.until(got_is([*everything, "six"]))
+                await asyncio.sleep(SILENCE)
+                assert json.loads(await browser.evaluate(GOT)) == [*everything, "six"]
+                assert "/news?since=" in websockets_created(browser)[-1]
+                assert browser.errors() == []
+        finally:
+            await asyncio.to_thread(stop, replacement)
+
+    run(scenario())
+
+
+def test_client_module_asks_its_token_provider_before_every_connect(servers: Start) -> None:
+    """A token provider is called before each (re)connect, and its token goes in the URL."""
+    server = servers()
+    provider = (
+        "token: () => { window.__tokens = (window.__tokens || 0) + 1;"
+        "  return Promise.resolve('secret-' + window.__tokens); },"
+    )
+
+    async def scenario() -> None:
+        replacement: ServerProcess | None = None
+        try:
+            async with Browser() as browser:
+                await browser.goto(server.url + "/_/health")
+                await browser.evaluate(start_client("/room", provider))
+                await browser.until(CLIENT_LIVE)
+                assert await browser.evaluate("window.__tokens") == 1
+
+                replacement = await restart(server)
+                await browser.until(
+                    "window.__states.includes('reconnecting') && " + CLIENT_LIVE,
+                    timeout=RECONNECT_WAIT,
+                )
+                tokens = await browser.evaluate("window.__tokens")
+                assert tokens >= 2
+                sockets = websockets_created(browser)
+                assert "token=secret-1" in sockets[0], sockets
+                assert sockets[-1].endswith(f"&token=secret-{tokens}"), sockets
+                # The server does not check tokens yet: it still delivers.
+                assert (await post(replacement.url + "/room", "after")).code == 202
+                await browser.until(got_is(["after"]))
+                assert browser.errors() == []
+        finally:
+            await asyncio.to_thread(stop, replacement)
+
+    run(scenario())
+
+
+def test_client_module_suspend_lets_go_and_resume_delivers_what_was_missed(
+    servers: Start,
+) -> None:
+    """suspend() lets go of the subscription at once; resume() delivers what came meanwhile."""
+    server = servers()
+
+    async def channels_are(expected: dict[str, int]) -> bool:
+        stats = json.loads((await get(server.url + "/_/stats")).body)
+        return dict(stats["channels"]) == expected
+
+    async def scenario() -> None:
+        async with Browser() as browser:
+            await browser.goto(server.url + "/_/health")
+            await browser.evaluate(start_client("/room"))
+            await browser.until(CLIENT_LIVE + " && window.__outcomes.length === 1")
+            await publish_all(server.url + "/room", ["before"])
+            await browser.until(got_is(["before"]))
+            assert await channels_are({"room": 1})
+
+            await browser.evaluate("window.__c.suspend()")
+            await until(lambda: channels_are({}), what="the subscription released")
+            await publish_all(server.url + "/room", ["while away 1", "while away 2"])
+            await asyncio.sleep(SILENCE)  # Suspended: it neither receives nor reconnects.
+            assert await browser.evaluate("window.__c.state") == "closed"
+            assert json.loads(await browser.evaluate(GOT)) == ["before"]
+            assert len(websockets_created(browser)) == 1
+
+            await browser.evaluate("window.__c.resume()")
+            await browser.until(
+                got_is(["before", "while away 1", "while away 2"]) + " && " + CLIENT_LIVE
+            )
+            assert await channels_are({"room": 1})
+            assert "/room?since=" in websockets_created(browser)[-1]
+            await browser.evaluate("window.__c.close()")
+            await until(lambda: channels_are({}), what="the subscription released on close")
+            assert browser.errors() == []
 
     run(scenario())

@@ -12,6 +12,7 @@ import pytest
 from prometheus_client import generate_latest
 
 from tornado_channels import Channel, MemoryBroker, Node, RedisBroker
+from tornado_channels.web.metrics import NodeMetrics
 
 from ..helpers import WAIT, Inbox, RedisServer, ServerProcess, post, raw_websocket, run, until
 
@@ -129,7 +130,7 @@ def test_self_check_repairs_a_subscription_redis_dropped(redis_server: RedisServ
             what="the key dropped",
         )
         await until(lambda: broker.repairs >= 1, what="the self-check repairing it")
-        scrape = generate_latest(node.metrics.registry).decode()
+        scrape = generate_latest(NodeMetrics(node).registry).decode()
         assert "tornado_channels_subscription_repairs_total 1.0" in scrape
         await until(
             lambda: (

@@ -15,6 +15,7 @@ from tornado_channels import MemoryBroker, Node, make_app
 from tornado_channels.brokers.base import PublishOutcomeUnknown
 from tornado_channels.core.channels import parse_target
 from tornado_channels.core.publication import Publication
+from tornado_channels.web.metrics import NodeMetrics
 
 from ..helpers import NodeAppTestCase, receive
 
@@ -150,7 +151,7 @@ class MetricsEndpointTest(MetricsTestCase):
             await other.publish(parse_target("x"), b"2")
             self.assertEqual(await self.post("/y", b"3"), 202)
             mine = await self.metrics()
-            theirs = parse(generate_latest(other.metrics.registry).decode())
+            theirs = parse(generate_latest(NodeMetrics(other).registry).decode())
         finally:
             await other.stop()
         published = "tornado_channels_messages_published_total"

@@ -10,9 +10,8 @@ from tornado.testing import gen_test
 from tornado.web import Application
 
 from tornado_channels import Channel, Node, Publication, make_app
-from tornado_channels.brokers.base import Recovered
 from tornado_channels.brokers.memory import MemoryBroker
-from tornado_channels.core.history import Position
+from tornado_channels.core.publication import Position, Recovery
 
 from ..helpers import NodeAppTestCase, receive, silent
 
@@ -143,7 +142,7 @@ class FreshClientTest(NodeAppTestCase):
 class RacingBroker(MemoryBroker):
     """A memory broker on which a message is published in the middle of every recovery."""
 
-    async def recover(self, channel: Channel, since: Position) -> Recovered:
+    async def recover(self, channel: Channel, since: Position) -> Recovery:
         await self.publish(Publication(channel, b"during the recovery"))
         return await super().recover(channel, since)
 

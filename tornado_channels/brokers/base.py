@@ -1,21 +1,20 @@
 """The Broker interface: the transport every publish goes through.
 
-A broker carries :class:`~tornado_channels.envelope.Publication` objects to
-every process that shares it, the publishing one included, and hands each one
-it receives to its :class:`BrokerEvents` (the node).  Delivery always comes
-back from the broker, so one code path serves one process and many.
+A broker carries :class:`~tornado_channels.core.publication.Publication`
+objects to every process that shares it, the publishing one included, and
+hands each one it receives to its :class:`BrokerEvents` (the node).  Delivery
+always comes back from the broker, so one code path serves one process and
+many.  This module declares everything the node reads from a broker.
 """
 
 from __future__ import annotations
 
 import abc
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import Protocol
 
 from ..core.channels import Channel
-from ..core.history import Position
-from ..core.publication import Publication
+from ..core.publication import Position, Publication, Recovery
 
 
 class PublishError(Exception):
@@ -33,23 +32,10 @@ class PublishOutcomeUnknown(PublishError):
     """
 
 
-@dataclass
-class Recovered:
-    """Publications after a position, in publish order; or why they cannot be had.
-
-    ``complete`` False means something after the position is gone: the client
-    must reload its state rather than trust it has everything.
-    """
-
-    publications: list[Publication] = field(default_factory=list)
-    complete: bool = True
-    reason: str = ""
-
-
 class BrokerEvents(Protocol):
     """What a broker reports to the node that owns it."""
 
-    def deliver(self, publication: Publication) -> None:
+    def received(self, publication: Publication) -> None:
         """A publication arrived for this process's subscribers."""
 
     def broker_state_changed(self, connected: bool) -> None:
@@ -107,7 +93,7 @@ class Broker(abc.ABC):
         """The position of the latest publication (seq 0 before any): where a new client starts."""
 
     @abc.abstractmethod
-    async def recover(self, channel: Channel, since: Position) -> Recovered:
+    async def recover(self, channel: Channel, since: Position) -> Recovery:
         """What reached ``channel`` (directly or through a subtree) after ``since``."""
 
     @abc.abstractmethod

@@ -12,9 +12,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 
-from ..brokers.base import BrokerUnavailable, PublishOutcomeUnknown
-from ..core.history import Position
-from ..core.publication import Publication
+from ..core.publication import Position, Publication
+from .base import BrokerUnavailable, PublishOutcomeUnknown
 
 #: Most publishes sent in one call when more queue up in one pass.
 MAX_BATCH = 500
@@ -22,7 +21,7 @@ MAX_BATCH = 500
 PublishMany = Callable[[Sequence[Publication]], Awaitable[list[Position]]]
 
 
-class PublishBatcher:
+class PublishCoalescer:
     """Turns single publishes into ``publish_many`` calls, one per pass of the loop.
 
     Each caller gets its own publication's position, or the batch's error (a

@@ -6,10 +6,10 @@ import secrets
 import time
 from collections.abc import Sequence
 
-from ..brokers.base import Broker, BrokerEvents, BrokerUnavailable, Recovered
 from ..core.channels import Channel
-from ..core.history import MemoryHistory, Position, channel_keys, stream_key
-from ..core.publication import Publication, decode, encode
+from ..core.history import MemoryHistory, channel_keys, stream_key
+from ..core.publication import Position, Publication, Recovery, decode, encode
+from .base import Broker, BrokerEvents, BrokerUnavailable
 
 
 class MemoryBroker(Broker):
@@ -59,17 +59,17 @@ class MemoryBroker(Broker):
         position = self.history.next_position()
         stamped = Publication(publication.target, publication.payload, position)
         self.history.store(stream_key(publication.target), position, encode(stamped), now, prune)
-        self._events.deliver(stamped)
+        self._events.received(stamped)
         return position
 
     async def head(self) -> Position:
         """The latest position in this process's history."""
         return Position(self.history.epoch, self.history.seq)
 
-    async def recover(self, channel: Channel, since: Position) -> Recovered:
+    async def recover(self, channel: Channel, since: Position) -> Recovery:
         """From this process's history."""
-        found = self.history.recover(channel_keys(channel), since, time.monotonic())
-        return Recovered([decode(e.data) for e in found.entries], found.complete, found.reason)
+        entries, gap = self.history.recover(channel_keys(channel), since, time.monotonic())
+        return Recovery([decode(entry.data) for entry in entries], not gap, gap)
 
     def subscribe(self, channel: Channel) -> None:
         """Nothing to do: every publication reaches the node, and the hub filters by channel."""

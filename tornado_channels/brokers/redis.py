@@ -37,13 +37,13 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from ..brokers.base import Broker, BrokerEvents, BrokerUnavailable, PublishOutcomeUnknown, Recovered
-from ..brokers.coalescer import PublishBatcher
-from ..brokers.ledger import SUBSCRIBE, UNSUBSCRIBE, SubscriptionLedger
-from ..brokers.redis_history import RedisHistory
 from ..core.channels import Channel
-from ..core.history import Position, channel_keys
-from ..core.publication import MalformedEnvelope, Publication, decode
+from ..core.history import channel_keys
+from ..core.publication import MalformedEnvelope, Position, Publication, Recovery, decode
+from .base import Broker, BrokerEvents, BrokerUnavailable, PublishOutcomeUnknown
+from .coalescer import PublishCoalescer
+from .ledger import SUBSCRIBE, UNSUBSCRIBE, SubscriptionLedger
+from .redis_history import RedisHistory
 
 log = logging.getLogger("tornado_channels.redis")
 
@@ -131,7 +131,7 @@ class RedisBroker(Broker):
         # Keys some connection holds under our prefix, to UNSUBSCRIBE from
         # this one in case it holds them unasked (see _drop_strays).
         self._strays: list[bytes] | None = None
-        self._batcher = PublishBatcher(self.publish_many)
+        self._coalescer = PublishCoalescer(self.publish_many)
         #: Times the listener has reconnected after losing its connection.
         self.reconnects = 0
         #: Subscriptions the self-check found Redis holding wrongly, and repaired.
@@ -167,7 +167,7 @@ class RedisBroker(Broker):
             tasks.append(self._sender)
         for task in tasks:
             task.cancel()
-        await asyncio.gather(*tasks, self._batcher.stop(), return_exceptions=True)
+        await asyncio.gather(*tasks, self._coalescer.stop(), return_exceptions=True)
         self._listener = None
         if self._client is not None:
             await self._client.aclose()
@@ -184,7 +184,7 @@ class RedisBroker(Broker):
         outcome for all of them.
         """
         self._require_connected()
-        return await self._batcher.publish(publication)
+        return await self._coalescer.publish(publication)
 
     async def publish_many(self, publications: Sequence[Publication]) -> list[Position]:
         """Record and PUBLISH all in one atomic script call, never retried."""
@@ -231,7 +231,7 @@ class RedisBroker(Broker):
         except (RedisError, OSError) as exc:
             raise BrokerUnavailable(f"Redis could not read the history: {exc}") from exc
 
-    async def recover(self, channel: Channel, since: Position) -> Recovered:
+    async def recover(self, channel: Channel, since: Position) -> Recovery:
         """What reached ``channel`` after ``since``, from Redis's history."""
         self._require_connected()
         try:
@@ -374,7 +374,7 @@ class RedisBroker(Broker):
                 return
             assert self._events is not None
             try:
-                self._events.deliver(publication)
+                self._events.received(publication)
             except Exception:
                 log.exception("delivering a publication failed")
         elif kind in (SUBSCRIBE, UNSUBSCRIBE):

@@ -18,69 +18,18 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Sequence
+from importlib import resources
 
 from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 from redis.exceptions import RedisError
 
-from ..brokers.base import Recovered
 from ..core.channels import Channel
-from ..core.history import Entry, Position, channel_keys, recover, stream_key
-from ..core.publication import Publication, decode, encode_head
+from ..core.history import LOST, Entry, channel_keys, merge, stream_key
+from ..core.publication import Position, Publication, Recovery, decode, encode_head
 
-# KEYS: seq, epoch, floors, active, then one stream per message.
-# ARGV: a new epoch, max length, max age (ms), then per message: its envelope
-# head, its payload, its pub/sub channel.  Returns {epoch, first seq}: the
-# messages get consecutive numbers from there, in order.
-_PUBLISH = r"""
-local seq_key, epoch_key, floors, active = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-local count = #KEYS - 4
-local epoch = redis.call('GET', epoch_key)
-if not epoch then
-  epoch = ARGV[1]
-  redis.call('SET', epoch_key, epoch)
-end
-local max_len, max_age = tonumber(ARGV[2]), tonumber(ARGV[3])
-local first_seq = redis.call('INCRBY', seq_key, count) - count + 1
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-for i = 1, count do
-  local stream, seq = KEYS[4 + i], first_seq + i - 1
-  local base = 3 + (i - 1) * 3
-  local data = ARGV[base + 1] .. epoch .. ':' .. seq .. '\n' .. ARGV[base + 2]
-  redis.call('XADD', stream, seq .. '-0', 't', now, 'd', data)
-  local floor = nil
-  while true do
-    local oldest = redis.call('XRANGE', stream, '-', '+', 'COUNT', 1)[1]
-    if not oldest then break end
-    if redis.call('XLEN', stream) > max_len or now - tonumber(oldest[2][2]) > max_age then
-      redis.call('XDEL', stream, oldest[1])
-      floor = oldest[1]
-    else
-      break
-    end
-  end
-  if floor then
-    redis.call('HSET', floors, stream, string.match(floor, '^(%d+)'))
-  end
-  redis.call('ZADD', active, now, stream)
-  redis.call('PUBLISH', ARGV[base + 3], data)
-end
--- Streams nobody has published to for max_age hold only expired entries:
--- drop a few more than were written to (else every channel ever used stays
--- in Redis), remembering their last number so a resume from before it fails
--- loudly.
-local idle = redis.call('ZRANGEBYSCORE', active, '-inf', now - max_age, 'LIMIT', 0, count + 3)
-for _, key in ipairs(idle) do
-  local last = redis.call('XREVRANGE', key, '+', '-', 'COUNT', 1)[1]
-  if last then
-    redis.call('HSET', floors, key, string.match(last[1], '^(%d+)'))
-  end
-  redis.call('DEL', key)
-  redis.call('ZREM', active, key)
-end
-return {epoch, first_seq}
-"""
+#: The publish script (see publish.lua for its keys and arguments).
+PUBLISH_SCRIPT = (resources.files(__package__) / "publish.lua").read_text()
 
 
 class RedisHistory:
@@ -103,7 +52,7 @@ class RedisHistory:
     def bind(self, client: Redis) -> None:
         """Use ``client`` from now on (the broker's publishing client)."""
         self._client = client
-        self._script = client.register_script(_PUBLISH)
+        self._script = client.register_script(PUBLISH_SCRIPT)
 
     async def publish(self, publications: Sequence[Publication]) -> list[Position]:
         """Record and publish ``publications`` in one script call; return their positions.
@@ -138,7 +87,7 @@ class RedisHistory:
             raise RedisError("Redis lost the epoch it was just given")
         return Position(epoch.decode("ascii"), int(seq or 0))
 
-    async def recover(self, channel: Channel, since: Position) -> Recovered:
+    async def recover(self, channel: Channel, since: Position) -> Recovery:
         """Merge the channel's and its subtrees' streams after ``since``."""
         assert self._client is not None
         streams = [self._prefix + b"h:" + key for key in channel_keys(channel)]
@@ -150,14 +99,14 @@ class RedisHistory:
             pipe.xrange(stream, min=f"{since.seq + 1}-0")
         epoch, (seconds, micros), floors, *ranges = await pipe.execute()
         if epoch is None or epoch.decode("ascii") != since.epoch:
-            return Recovered([], False, "the history was lost (a new epoch began)")
-        found = recover(
+            return Recovery([], False, LOST)
+        entries, gap = merge(
             ((_entries(raw), int(floor or 0)) for raw, floor in zip(ranges, floors, strict=True)),
             since.seq,
             seconds + micros / 1e6,
             self._age,
         )
-        return Recovered([decode(e.data) for e in found.entries], found.complete, found.reason)
+        return Recovery([decode(entry.data) for entry in entries], not gap, gap)
 
 
 def _entries(raw: list[tuple[bytes, dict[bytes, bytes]]]) -> list[Entry]:

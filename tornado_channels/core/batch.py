@@ -19,7 +19,7 @@ import json
 from base64 import b64decode
 from typing import Any
 
-from ..core.channels import InvalidChannel, Target, parse_target
+from .channels import InvalidChannel, Target, parse_target
 
 
 class InvalidBatch(ValueError):

@@ -8,6 +8,7 @@ framed once per process, not once per connection.
 from __future__ import annotations
 
 import base64
+import enum
 import json
 import struct
 
@@ -124,23 +125,34 @@ def sse_control(event: str, event_id: str | None = None, **fields: object) -> by
 SSE_HEARTBEAT = b": heartbeat\n\n"
 
 
-def encode_for(encoding: str, position: str, payload: bytes) -> bytes:
-    """A message as a subscriber with ``encoding`` takes it: raw, envelope or sse."""
-    if encoding == "raw":
+class Encoding(enum.Enum):
+    """How a subscriber takes messages."""
+
+    #: Each payload as published, in a text or binary WebSocket frame.
+    RAW = "raw"
+    #: JSON text frames with each message's position (``?positions=1``).
+    ENVELOPE = "envelope"
+    #: Server-sent events, positions as event ids.
+    SSE = "sse"
+
+
+def encode_for(encoding: Encoding, position: str, payload: bytes) -> bytes:
+    """A message as a subscriber with ``encoding`` takes it."""
+    if encoding is Encoding.RAW:
         return encode_frame(payload)
-    if encoding == "envelope":
+    if encoding is Encoding.ENVELOPE:
         return envelope_frame(position, payload)
     return sse_event(position, payload)
 
 
-def outcome_for(encoding: str, **fields: object) -> bytes:
+def outcome_for(encoding: Encoding, **fields: object) -> bytes:
     """A control message (e.g. the recovery outcome) for a subscriber's encoding.
 
     Over SSE the outcome's position is also the event's id: every stream's
     first event then carries one, so a plain EventSource that drops before
     any message resumes from there, losing nothing.
     """
-    if encoding == "sse":
+    if encoding is Encoding.SSE:
         position = fields.get("position")
         return sse_control("recovery", str(position) if position is not None else None, **fields)
     return control_frame(**fields)

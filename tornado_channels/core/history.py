@@ -4,24 +4,26 @@ Every publication gets a position ``<epoch>:<seq>``.  ``seq`` comes from one
 counter per broker (one Redis, or one process), so positions order every
 publication, whichever channel or subtree it went to: a subscriber of
 ``users/1`` recovers messages to ``users/1``, ``users/`` and ``/`` merged in
-publish order.  ``epoch`` names the life of that counter: when history is
-lost (a Redis restarted without persistence), the epoch changes and old
-positions can no longer be recovered from, which a client is told.
+publish order.  ``epoch`` names the life of that counter (see publication.py):
+when history is lost (a Redis restarted without persistence), the epoch
+changes and old positions can no longer be recovered from, which a client is
+told.
 """
 
 from __future__ import annotations
 
-import re
 from collections import OrderedDict, deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from ..core.channels import Channel, Subtree, Target
+from .channels import Channel, Subtree, Target
+from .publication import Position
 
 #: Idle streams dropped per append, at most: pruning stays O(1) per publish.
 _PRUNE_PER_APPEND = 4
 
-_POSITION = re.compile(r"^([0-9a-f]{1,32}):([0-9]{1,19})$")
+#: The reason given when a position is from another epoch.
+LOST = "the history was lost (a new epoch began)"
 
 
 def stream_key(target: Target) -> bytes:
@@ -36,29 +38,6 @@ def channel_keys(channel: Channel) -> list[bytes]:
     return [stream_key(channel), *(stream_key(Subtree(prefix)) for prefix in channel.ancestors())]
 
 
-class InvalidPosition(ValueError):
-    """A position string that is not ``<epoch>:<seq>``."""
-
-
-@dataclass(frozen=True, slots=True, order=True)
-class Position:
-    """Where a publication sits in its broker's history."""
-
-    epoch: str
-    seq: int
-
-    def __str__(self) -> str:
-        return f"{self.epoch}:{self.seq}"
-
-    @classmethod
-    def parse(cls, text: str) -> Position:
-        """Parse ``<epoch>:<seq>``; raise :class:`InvalidPosition`."""
-        match = _POSITION.match(text)
-        if match is None:
-            raise InvalidPosition(f"not a position (<epoch>:<seq>): {text[:80]!r}")
-        return cls(match.group(1), int(match.group(2)))
-
-
 @dataclass(frozen=True, slots=True)
 class Entry:
     """One stored publication: its sequence number, when it was stored, its wire bytes."""
@@ -68,43 +47,34 @@ class Entry:
     data: bytes
 
 
-@dataclass(slots=True)
-class Recovery:
-    """The outcome of recovering from a position.
-
-    ``complete`` is False when something after the position is gone (trimmed,
-    expired, or the epoch changed): the client must reload its state.
-    """
-
-    entries: list[Entry]
-    complete: bool
-    reason: str = ""
+#: Why a recovery cannot be complete, when it cannot; "" when it can.
+Gap = str
 
 
-def recover(
+def merge(
     streams: Iterable[tuple[list[Entry], int]],
     since: int,
     now: float,
     max_age: float,
-) -> Recovery:
+) -> tuple[list[Entry], Gap]:
     """Merge the entries after ``since`` from several streams, in publish order.
 
     Each stream comes with its *floor*: the highest sequence number it no
-    longer holds.  Entries older than ``max_age`` count as gone.  Recovery is
-    complete only if nothing after ``since`` is gone from any stream.
+    longer holds.  Entries older than ``max_age`` count as gone.  Returns the
+    entries, and why they are not all of them ("" when they are).
     """
     found: list[Entry] = []
     for entries, floor in streams:
         if floor > since:
-            return Recovery([], False, "the history no longer reaches that position")
+            return [], "the history no longer reaches that position"
         for entry in entries:
             if entry.seq <= since:
                 continue
             if now - entry.stored_at > max_age:
-                return Recovery([], False, "messages after that position have expired")
+                return [], "messages after that position have expired"
             found.append(entry)
     found.sort(key=lambda entry: entry.seq)
-    return Recovery(found, True)
+    return found, ""
 
 
 @dataclass
@@ -160,11 +130,13 @@ class MemoryHistory:
             if not self._streams:
                 return
 
-    def recover(self, keys: Iterable[bytes], since: Position, now: float) -> Recovery:
-        """Everything after ``since`` under ``keys``, or why that is not possible."""
+    def recover(
+        self, keys: Iterable[bytes], since: Position, now: float
+    ) -> tuple[list[Entry], Gap]:
+        """Everything after ``since`` under ``keys``, and why it is not all ("" when it is)."""
         if since.epoch != self.epoch:
-            return Recovery([], False, "the history was lost (a new epoch began)")
+            return [], LOST
         if since.seq > self.seq:
-            return Recovery([], False, "that position is in the future")
+            return [], "that position is in the future"
         streams = [(list(self._streams.get(key, ())), self._floors.get(key, 0)) for key in keys]
-        return recover(streams, since.seq, now, self.max_age)
+        return merge(streams, since.seq, now, self.max_age)

@@ -25,7 +25,9 @@ Lines may end in CRLF or a bare LF, as RFC 9112 lets a server accept.
 from __future__ import annotations
 
 import re
+import time
 from dataclasses import dataclass
+from email.utils import formatdate
 
 #: Longest request head (request line and header fields), in bytes: 431 beyond.
 MAX_HEAD = 65536
@@ -400,3 +402,15 @@ def _parse_head(raw: bytes) -> RequestHead:
         expect_continue=expect == "100-continue" and version == "HTTP/1.1",
         upgrade=upgrade and "upgrade" in connection,
     )
+
+
+_date_cache: tuple[int, str] = (0, "")
+
+
+def http_date() -> str:
+    """The ``Date`` header's value for now (RFC 9110 IMF-fixdate), formatted once per second."""
+    global _date_cache
+    now = int(time.time())
+    if _date_cache[0] != now:
+        _date_cache = (now, formatdate(now, usegmt=True))
+    return _date_cache[1]

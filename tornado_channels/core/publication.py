@@ -1,32 +1,57 @@
-r"""The message envelope carried between processes by a broker (pure).
+r"""Publications, their positions, and the envelope that carries them between processes (pure).
 
-Wire form, version 2 (version 1 has no position line)::
+Every publication gets a :class:`Position` ``<epoch>:<seq>`` from its
+broker's history.  ``seq`` comes from one counter per broker (one Redis, or
+one process), so positions order every publication, whichever channel or
+subtree it went to; ``epoch`` names the life of that counter, and changes
+when the history is lost.
 
-    b"2" + kind + target + b"\\n" + position + b"\\n" + payload
+The envelope's wire form (version 2)::
+
+    b"2" + kind + target + b"\n" + position + b"\n" + payload
 
 where ``kind`` is ``b"c"`` (one channel) or ``b"t"`` (a subtree), ``target``
 is the channel name or subtree prefix in UTF-8 (names cannot contain a
-newline: control characters are invalid), ``position`` is ``<epoch>:<seq>``
-(see history.py), and ``payload`` is the published
+newline: control characters are invalid), and ``payload`` is the published
 bytes, untouched.  No JSON: payloads are arbitrary bytes and are never copied
 through a text encoding.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, field
 
-from ..core.channels import Channel, InvalidChannel, Subtree, Target, validate_name
-from ..core.history import InvalidPosition, Position
+from .channels import Channel, InvalidChannel, Subtree, Target, validate_name
 
-_VERSION = b"1"
-_VERSION_WITH_POSITION = b"2"
+_VERSION = b"2"
 _CHANNEL = b"c"
 _SUBTREE = b"t"
 
+_POSITION = re.compile(r"^([0-9a-f]{1,32}):([0-9]{1,19})$")
 
-class MalformedEnvelope(ValueError):
-    """Bytes from a broker that are not an envelope this version understands."""
+
+class InvalidPosition(ValueError):
+    """A position string that is not ``<epoch>:<seq>``."""
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class Position:
+    """Where a publication sits in its broker's history."""
+
+    epoch: str
+    seq: int
+
+    def __str__(self) -> str:
+        return f"{self.epoch}:{self.seq}"
+
+    @classmethod
+    def parse(cls, text: str) -> Position:
+        """Parse ``<epoch>:<seq>``; raise :class:`InvalidPosition`."""
+        match = _POSITION.match(text)
+        if match is None:
+            raise InvalidPosition(f"not a position (<epoch>:<seq>): {text[:80]!r}")
+        return cls(match.group(1), int(match.group(2)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,31 +64,44 @@ class Publication:
     position: Position | None = None
 
 
+@dataclass(slots=True)
+class Recovery:
+    """What reached a channel after a position, in publish order; or why that cannot be had.
+
+    ``complete`` False means something after the position is gone (trimmed,
+    expired, or the epoch changed): the client must reload its state rather
+    than trust it has everything.
+    """
+
+    publications: list[Publication] = field(default_factory=list)
+    complete: bool = True
+    reason: str = ""
+
+
+class MalformedEnvelope(ValueError):
+    """Bytes from a broker that are not an envelope this version understands."""
+
+
 def encode_head(target: Target) -> bytes:
-    """The version-2 envelope up to (not including) its position line."""
+    """The envelope up to (not including) its position line."""
     if isinstance(target, Channel):
-        return _VERSION_WITH_POSITION + _CHANNEL + target.name.encode("utf-8") + b"\n"
-    return _VERSION_WITH_POSITION + _SUBTREE + target.prefix.encode("utf-8") + b"\n"
+        return _VERSION + _CHANNEL + target.name.encode("utf-8") + b"\n"
+    return _VERSION + _SUBTREE + target.prefix.encode("utf-8") + b"\n"
 
 
 def encode(publication: Publication) -> bytes:
-    """Serialise ``publication`` (with its position, when it has one) for a broker."""
-    if publication.position is not None:
-        head = encode_head(publication.target) + str(publication.position).encode() + b"\n"
-        return head + publication.payload
-    target = publication.target
-    if isinstance(target, Channel):
-        head = _VERSION + _CHANNEL + target.name.encode("utf-8")
-    else:
-        head = _VERSION + _SUBTREE + target.prefix.encode("utf-8")
-    return head + b"\n" + publication.payload
+    """Serialise a published ``publication`` (it has a position) for a broker."""
+    if publication.position is None:
+        raise ValueError("only a published publication (with a position) has an envelope")
+    head = encode_head(publication.target) + str(publication.position).encode() + b"\n"
+    return head + publication.payload
 
 
 def decode(data: bytes) -> Publication:
     """Parse bytes produced by :func:`encode`; raise :class:`MalformedEnvelope`."""
     newline = data.find(b"\n")
-    if newline < 2 or data[:1] not in (_VERSION, _VERSION_WITH_POSITION):
-        raise MalformedEnvelope("not a version-1 or version-2 envelope")
+    if newline < 2 or data[:1] != _VERSION:
+        raise MalformedEnvelope("not a version-2 envelope")
     kind = data[1:2]
     try:
         name = data[2:newline].decode("utf-8")
@@ -76,8 +114,6 @@ def decode(data: bytes) -> Publication:
             raise MalformedEnvelope(f"unknown target kind {kind!r}")
     except (UnicodeDecodeError, InvalidChannel) as exc:
         raise MalformedEnvelope(f"bad target: {exc}") from None
-    if data[:1] == _VERSION:
-        return Publication(target, data[newline + 1 :])
     end = data.find(b"\n", newline + 1)
     try:
         position = Position.parse(data[newline + 1 : end].decode("ascii")) if end > 0 else None

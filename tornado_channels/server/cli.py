@@ -21,10 +21,11 @@ from ..brokers.base import Broker
 from ..brokers.memory import MemoryBroker
 from ..brokers.redis import RedisBroker, redact_url
 from ..node import Node
-from ..server.accept import Acceptor
-from ..server.wire import WireServer
 from ..web.app import make_app
 from ..web.config import DEFAULT_MAX_BATCH_BYTES, DEFAULT_MAX_MESSAGE_SIZE
+from ..web.publishing import InFlight
+from .accept import Acceptor
+from .wire import WireServer
 
 log = logging.getLogger("tornado_channels")
 
@@ -229,8 +230,10 @@ def make_broker(args: argparse.Namespace) -> Broker:
 async def serve(args: argparse.Namespace) -> int:
     """Run one server until SIGTERM or SIGINT, then shut down gracefully."""
     node = Node(make_broker(args), max_buffered_bytes=args.max_buffered_bytes)
+    in_flight = InFlight()
     app = make_app(
         node,
+        in_flight=in_flight,
         max_message_size=args.max_message_size,
         ping_interval=args.ping_interval,
         ping_timeout=args.ping_timeout,
@@ -289,7 +292,7 @@ async def serve(args: argparse.Namespace) -> int:
     # let POSTs already in progress finish; only then drop idle connections.
     acceptor.stop()
     await node.drain(args.drain_timeout)
-    if not await node.wait_idle(args.drain_timeout):
+    if not await in_flight.wait_idle(args.drain_timeout):
         log.warning("publishes still in progress after %.1fs; closing anyway", args.drain_timeout)
     try:
         await asyncio.wait_for(server.close_all_connections(), args.drain_timeout)

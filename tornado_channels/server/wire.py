@@ -26,17 +26,15 @@ so routing and handlers are Tornado's own.  What it does itself:
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-import time
 from collections.abc import Awaitable, Callable
-from http import HTTPStatus
 from typing import Any
 
 from tornado import httputil
 from tornado.iostream import StreamClosedError
 
-from ..core.http1 import END, BadRequest, RequestHead, RequestReader
+from ..core.http1 import END, BadRequest, RequestHead, RequestReader, http_date
+from ..web.errors import JSON_TYPE, error_body, reason
 
 log = logging.getLogger("tornado_channels.server")
 
@@ -85,10 +83,10 @@ def error_response(
     status: int, error: str, message: str, *, close: bool, head_only: bool = False
 ) -> bytes:
     """A whole JSON error answer, as every refusal is written."""
-    body = json.dumps({"error": error, "message": message}).encode()
+    body = error_body(error, message)
     lines = [
-        f"HTTP/1.1 {status} {HTTPStatus(status).phrase}",
-        "Content-Type: application/json; charset=UTF-8",
+        f"HTTP/1.1 {status} {reason(status)}",
+        f"Content-Type: {JSON_TYPE}",
         f"Content-Length: {len(body)}",
         "Cache-Control: no-store",
         f"Date: {http_date()}",
@@ -97,18 +95,6 @@ def error_response(
         lines.append("Connection: close")
     head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
     return head if head_only else head + body
-
-
-_date_cache: tuple[int, str] = (0, "")
-
-
-def http_date() -> str:
-    """The Date header's value for now, formatted once per second."""
-    global _date_cache
-    now = int(time.time())
-    if _date_cache[0] != now:
-        _date_cache = (now, httputil.format_timestamp(now))
-    return _date_cache[1]
 
 
 class Exchange(httputil.HTTPConnection):

@@ -8,10 +8,11 @@ from typing import Any
 import tornado.web
 
 from ..node import Node
-from ..web.config import ChannelConfig
-from ..web.hooks import ChannelHooks
-from ..web.pages import NotFoundHandler
-from ..web.routing import channel_routes
+from .config import ChannelConfig
+from .hooks import ChannelHooks
+from .pages import NotFoundHandler
+from .publishing import InFlight
+from .routing import channel_routes
 
 CONFIG_FIELDS = {field.name for field in dataclasses.fields(ChannelConfig)} - {"prefix"}
 
@@ -21,6 +22,7 @@ def make_app(
     *,
     hooks: ChannelHooks | None = None,
     prefix: str = "/",
+    in_flight: InFlight | None = None,
     **settings: Any,
 ) -> tornado.web.Application:
     """An :class:`~tornado.web.Application` serving ``node``'s channels.
@@ -34,5 +36,5 @@ def make_app(
     options = {name: settings.pop(name) for name in CONFIG_FIELDS & settings.keys()}
     settings.setdefault("default_handler_class", NotFoundHandler)
     settings.setdefault("cross_origin_protection", True)
-    rules = channel_routes(node, prefix=prefix, hooks=hooks, **options)
+    rules = channel_routes(node, prefix=prefix, hooks=hooks, in_flight=in_flight, **options)
     return tornado.web.Application(rules, **settings)

@@ -9,9 +9,9 @@ frames the clients send are parsed by :mod:`.inbound`, frames for them are
 written as they are (already encoded once for every subscriber), and one
 :class:`Heartbeat` per mount point pings every connection from a single timer.
 
-The owner (the handler that did the handshake, and that the hub knows as
-the subscriber) is told when the connection opens, what arrives, and when
-it is gone.
+The owner (a :class:`~.chat.Chat`) is told when the connection opens, what
+arrives, and when it is gone; the subscription the hub holds writes to the
+connection (it is that subscription's transport).
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from tornado.iostream import IOStream, StreamClosedError
 
 from ..core.frames import CLOSE_SLOW_CONSUMER, OPCODE_CLOSE, close_frame, encode_frame
 from ..core.inbound import NO_STATUS, OPCODE_PING, OPCODE_PONG, FrameReader
+from . import _tornado
 
 log = logging.getLogger("tornado_channels.connection")
 
@@ -45,7 +46,7 @@ _PING = b"\x89\x00"
 
 
 class ConnectionOwner(Protocol):
-    """What a :class:`WebSocketConnection` reports to (the WebSocket handler)."""
+    """What a :class:`WebSocketConnection` reports to (the client's :class:`~.chat.Chat`)."""
 
     def opened(self) -> None:
         """The 101 is on its way: frames may be written from now on."""
@@ -323,13 +324,6 @@ class Heartbeat:
                 connection.ping(now)
 
 
-def queued_bytes(stream: IOStream | None) -> int:
-    """Bytes written to a Tornado IOStream that the kernel has not yet taken."""
-    # IOStream has no public accessor for this; _write_buffer is its queue.
-    buffer = getattr(stream, "_write_buffer", None)
-    return len(buffer) if buffer is not None else 0
-
-
 class StreamTransport:
     """A transport over a Tornado IOStream, for the streams the event loop cannot adopt (TLS).
 
@@ -361,7 +355,7 @@ class StreamTransport:
 
     def get_write_buffer_size(self) -> int:
         """Bytes queued on the stream."""
-        return queued_bytes(self.stream)
+        return _tornado.queued_bytes(self.stream)
 
     def is_closing(self) -> bool:
         """Whether close() or abort() was called, or the stream closed."""

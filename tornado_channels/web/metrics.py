@@ -9,20 +9,18 @@ metric families when scraped, so delivery never calls into prometheus_client.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
 
-from prometheus_client import CollectorRegistry, Histogram
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 
-if TYPE_CHECKING:
-    # Only for annotations: node.py imports this module.
-    from ..node import Node
+from ..node import Node
 
 NAMESPACE = "tornado_channels"
-
-#: Publish latency buckets, in seconds: a local Redis answers in well under a
-#: millisecond, a loaded or remote one in tens of milliseconds.
-PUBLISH_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
 
 
 class NodeCollector:
@@ -93,20 +91,27 @@ class NodeCollector:
         for reason, count in node.publish_failures.items():
             failures.add_metric([reason], count)
         yield failures
+        latency = node.publish_latency
+        histogram = HistogramMetricFamily(
+            f"{NAMESPACE}_publish_seconds",
+            "Time from publish until the broker accepted it (successful publishes).",
+        )
+        histogram.add_metric(
+            [],
+            [(_bound(bound), count) for bound, count in latency.cumulative()],
+            sum_value=latency.total,
+        )
+        yield histogram
+
+
+def _bound(bound: float) -> str:
+    """A bucket's upper bound as Prometheus writes it (``+Inf`` for the last)."""
+    return "+Inf" if bound == float("inf") else repr(float(bound))
 
 
 class NodeMetrics:
-    """A node's private registry, and the publish latency histogram it observes."""
+    """A node's private registry: its counters, gauges and publish latency, read when scraped."""
 
     def __init__(self, node: Node) -> None:
         self.registry = CollectorRegistry()
         self.registry.register(NodeCollector(node))
-        # registry=None keeps the histogram out of prometheus_client's global
-        # registry; it is registered into this node's registry instead.
-        self.publish_seconds = Histogram(
-            f"{NAMESPACE}_publish_seconds",
-            "Time from publish until the broker accepted it (successful publishes).",
-            buckets=PUBLISH_BUCKETS,
-            registry=None,
-        )
-        self.registry.register(self.publish_seconds)

@@ -1,6 +1,6 @@
-"""Operations endpoints: ``/_/metrics`` for Prometheus, ``/_/stats`` for people.
+"""Operations endpoints: ``/_/health`` for proxies, ``/_/metrics`` for Prometheus, ``/_/stats``.
 
-Both describe this process only; with several processes behind a proxy,
+They describe this process only; with several processes behind a proxy,
 scrape each one directly.  ``/_/stats`` names channels, which can be private:
 public deployments should restrict ``/_/`` at the proxy.  (``/_/publish`` is
 in publishing.py.)
@@ -11,22 +11,47 @@ from __future__ import annotations
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from ..node import Node
-from ..web.pages import JSONErrorsMixin
+from .errors import JSONErrorsMixin
+from .metrics import NodeMetrics
 
 
-class MetricsHandler(JSONErrorsMixin):
-    """``GET /_/metrics``: this node's metrics in the Prometheus text format."""
+class HealthHandler(JSONErrorsMixin):
+    """``GET /_/health``: 200 while the broker is connected, 503 otherwise."""
 
     def initialize(self, node: Node) -> None:
         """Take the node from the route table."""
         self.node = node
 
     def get(self) -> None:
+        """Report whether the broker is connected."""
+        connected = self.node.connected
+        self.set_status(200 if connected else 503)
+        self.set_header("Cache-Control", "no-store")
+        self.finish(
+            {
+                "status": "ok" if connected else "unavailable",
+                "broker": self.node.broker.kind,
+                "connected": connected,
+                "subscriptions": len(self.node.hub),
+            }
+        )
+
+    head = get
+
+
+class MetricsHandler(JSONErrorsMixin):
+    """``GET /_/metrics``: this node's metrics in the Prometheus text format."""
+
+    def initialize(self, metrics: NodeMetrics) -> None:
+        """Take the node's metrics from the route table."""
+        self.metrics = metrics
+
+    def get(self) -> None:
         """Render the node's registry as it is now."""
         # Scrapes must always see fresh values, never a cached copy.
         self.set_header("Cache-Control", "no-store")
         self.set_header("Content-Type", CONTENT_TYPE_LATEST)
-        self.finish(generate_latest(self.node.metrics.registry))
+        self.finish(generate_latest(self.metrics.registry))
 
     head = get
 

@@ -1,126 +1,24 @@
-"""HTTP edges: publish by POST, the live pages, and the health check.
+"""The pages: a channel's live page, the home page, and a JSON 404 for everything else.
 
-Handlers are thin: they parse, authorize, and hand over to the node.
-Dependencies arrive through ``initialize`` from the route table.
+Handlers are thin, and take what they need through ``initialize`` from the
+route table.  The pages run only the server's own script and style.
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Awaitable
-from typing import Any
-from urllib.parse import urlsplit
-
 import tornado.template
-import tornado.web
-from tornado.httputil import HTTPHeaders
 
 from ..core.channels import Channel, InvalidChannel, Subtree, Target, parse_target
 from ..node import Node
-from ..web.config import ChannelConfig
-from ..web.hooks import ChannelHooks, Reject, resolve
+from .config import ChannelConfig
+from .errors import ApiError, JSONErrorsMixin, invalid_channel
+from .hooks import ChannelHooks
 
 # Pages run only our own script and style, and nothing can frame them.
 CONTENT_SECURITY_POLICY = (
     "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
     "img-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
 )
-
-
-class ApiError(tornado.web.HTTPError):
-    """An HTTP error answered with ``{"error": code, "message": text}`` and ``headers``."""
-
-    def __init__(
-        self,
-        status: int,
-        error: str,
-        message: str,
-        headers: dict[str, str] | None = None,
-        details: dict[str, Any] | None = None,
-    ) -> None:
-        # HTTPError formats log_message with %; keep user text out of the format.
-        super().__init__(status, "%s", message)
-        self.error = error
-        self.message = message
-        # Carried here because Tornado clears a handler's headers before write_error.
-        self.headers = headers or {}
-        #: More fields for the JSON body (e.g. which entry of a batch is at fault).
-        self.details = details or {}
-
-
-def invalid_channel(exc: InvalidChannel) -> ApiError:
-    """The 400 for a path that is not a valid channel name."""
-    return ApiError(400, "invalid_channel", str(exc))
-
-
-def broker_unavailable(exc: Exception) -> ApiError:
-    """The 503 for a publish or subscription the broker cannot take now."""
-    return ApiError(503, "broker_unavailable", str(exc), {"Retry-After": "1"})
-
-
-def same_origin(origin: str, headers: HTTPHeaders) -> bool:
-    """Whether ``origin`` names the host the request was sent to (as Tornado compares them)."""
-    return urlsplit(origin).netloc.lower() == headers.get("Host", "").lower()
-
-
-async def authorize(decision: bool | Awaitable[bool], refusal: str) -> None:
-    """Raise a 403 unless an ``authorize_*`` hook's decision allows the request.
-
-    ``refusal`` is the message for a plain False; a :class:`Reject` gives its own.
-    """
-    try:
-        allowed = await resolve(decision)
-    except Reject as exc:
-        raise ApiError(403, "forbidden", exc.reason) from None
-    if not allowed:
-        raise ApiError(403, "forbidden", refusal)
-
-
-class JSONErrorsMixin(tornado.web.RequestHandler):
-    """Every error this handler sends is a JSON body naming the problem.
-
-    A 405 says in ``Allow`` which methods the path takes: those the handler
-    implements, or ``ALLOW`` when others reach it through other routes.
-    """
-
-    #: The methods the path takes, when not just those this handler implements.
-    ALLOW: tuple[str, ...] = ()
-
-    def allowed_methods(self) -> tuple[str, ...]:
-        """What a 405 lists in ``Allow``."""
-        if self.ALLOW:
-            return self.ALLOW
-        base = tornado.web.RequestHandler
-        return tuple(
-            method
-            for method in self.SUPPORTED_METHODS
-            if getattr(type(self), method.lower(), None) is not getattr(base, method.lower(), None)
-        )
-
-    def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
-        """Log server errors only."""
-        # A client error is already in the access log (at WARNING); logging
-        # it again here would double every line a bad client causes.
-        if isinstance(value, ApiError) and value.status_code < 500:
-            return
-        super().log_exception(typ, value, tb)
-
-    def write_error(self, status_code: int, **kwargs: Any) -> None:
-        """Answer ``{"error": code, "message": text}``."""
-        exc = kwargs.get("exc_info", (None, None, None))[1]
-        body: dict[str, Any]
-        if isinstance(exc, ApiError):
-            body = {"error": exc.error, "message": exc.message, **exc.details}
-            for name, value in exc.headers.items():
-                self.set_header(name, value)
-        else:
-            body = {"error": self._reason.lower().replace(" ", "_"), "message": self._reason}
-        if status_code == 405:
-            allowed = self.allowed_methods()
-            self.set_header("Allow", ", ".join(allowed))
-            body["message"] = f"{self.request.method} not allowed here; use {' or '.join(allowed)}"
-        self.set_header("Content-Type", "application/json; charset=UTF-8")
-        self.finish(json.dumps(body))
 
 
 class ChannelHandler(JSONErrorsMixin):
@@ -195,27 +93,3 @@ class NotFoundHandler(JSONErrorsMixin):
     def prepare(self) -> None:
         """Refuse: nothing lives here."""
         raise ApiError(404, "not_found", f"no endpoint at {self.request.path}")
-
-
-class HealthHandler(JSONErrorsMixin):
-    """``GET /_/health``: 200 while the broker is connected, 503 otherwise."""
-
-    def initialize(self, node: Node) -> None:
-        """Take the node from the route table."""
-        self.node = node
-
-    def get(self) -> None:
-        """Report whether the broker is connected."""
-        connected = self.node.connected
-        self.set_status(200 if connected else 503)
-        self.set_header("Cache-Control", "no-store")
-        self.finish(
-            {
-                "status": "ok" if connected else "unavailable",
-                "broker": self.node.broker.kind,
-                "connected": connected,
-                "subscriptions": len(self.node.hub),
-            }
-        )
-
-    head = get

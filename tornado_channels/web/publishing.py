@@ -24,7 +24,6 @@ import json
 import logging
 import time
 from collections.abc import Iterator
-from http import HTTPStatus
 from typing import Any
 
 from tornado import httputil
@@ -34,10 +33,12 @@ from tornado.routing import Router
 from ..brokers.base import BrokerUnavailable, PublishOutcomeUnknown
 from ..core.batch import InvalidBatch, parse_batch
 from ..core.channels import Channel, InvalidChannel, Target, parse_target
+from ..core.http1 import http_date
 from ..node import Node
-from ..web.config import ChannelConfig
-from ..web.hooks import ChannelHooks
-from ..web.pages import ApiError, authorize, broker_unavailable, invalid_channel, same_origin
+from . import origins
+from .config import ChannelConfig
+from .errors import JSON_TYPE, ApiError, authorize, broker_unavailable, invalid_channel, reason
+from .hooks import ChannelHooks
 
 log = logging.getLogger("tornado_channels.publishing")
 
@@ -46,6 +47,38 @@ log = logging.getLogger("tornado_channels.publishing")
 #: dropping it, so a client that sends its whole body before reading gets
 #: the answer instead of a reset (and keeps its connection).
 DISCARD_LIMIT = 16 << 20
+
+
+class InFlight:
+    """Publishing requests in progress (from their headers to their answer), for a graceful stop.
+
+    Counted from the headers, so a shutdown also waits for bodies still
+    arriving.  One per server, shared by every publishing route.
+    """
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    def started(self) -> None:
+        """A request began."""
+        self.count += 1
+        self._idle.clear()
+
+    def finished(self) -> None:
+        """A request ended (answered, or its client went away)."""
+        self.count -= 1
+        if not self.count:
+            self._idle.set()
+
+    async def wait_idle(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds for the requests in progress to end."""
+        try:
+            await asyncio.wait_for(self._idle.wait(), timeout)
+        except asyncio.TimeoutError:
+            return False
+        return True
 
 
 class PublishEndpoint(Router):
@@ -58,11 +91,18 @@ class PublishEndpoint(Router):
     """
 
     def __init__(
-        self, node: Node, hooks: ChannelHooks, config: ChannelConfig, *, batch: bool = False
+        self,
+        node: Node,
+        hooks: ChannelHooks,
+        config: ChannelConfig,
+        in_flight: InFlight,
+        *,
+        batch: bool = False,
     ) -> None:
         self.node = node
         self.hooks = hooks
         self.config = config
+        self.in_flight = in_flight
         self.batch = batch
         # Publishes in progress: the loop keeps only weak references to tasks.
         self.tasks: set[asyncio.Task[None]] = set()
@@ -206,7 +246,7 @@ class PublishRequest(httputil.HTTPMessageDelegate):
         self.check_origin(request)
         # Counted from here, so a shutdown waits for bodies still arriving.
         self.in_flight = True
-        endpoint.node.request_started()
+        endpoint.in_flight.started()
         length = request.headers.get("Content-Length")
         if length is not None and length.isdigit() and int(length) > self.limit:
             raise self.too_large_error()
@@ -231,27 +271,15 @@ class PublishRequest(httputil.HTTPMessageDelegate):
     def check_origin(self, request: httputil.HTTPServerRequest) -> None:
         """Refuse cross-site POSTs from browsers unless their origin is trusted.
 
-        The algorithm of Tornado's ``cross_origin_protection`` (which this
-        edge, not being a RequestHandler, applies itself, always).
+        The policy every edge applies (origins.py), which this edge, not
+        being a RequestHandler, applies whatever the application's
+        ``cross_origin_protection`` setting.
         """
-        headers = request.headers
-        site = headers.get("Sec-Fetch-Site")
-        if site in ("same-origin", "none"):
-            return
-        origin = headers.get("Origin")
-        if site is None:
-            # An old browser, or not a browser: a browser sends Origin.
-            if origin is None or self.trusted(origin):
-                return
-            if same_origin(origin, headers):
-                return
-        elif origin and self.trusted(origin):
-            return
-        raise ApiError(403, "forbidden", f"cross-site publishing from {origin!r} is not allowed")
-
-    def trusted(self, origin: str) -> bool:
-        """Whether the mount point's config trusts ``origin``."""
-        return origin in self.endpoint.config.trusted_origins
+        if not origins.allowed(request.headers, self.endpoint.config.trusted_origins):
+            origin = request.headers.get("Origin")
+            raise ApiError(
+                403, "forbidden", f"cross-site publishing from {origin!r} is not allowed"
+            )
 
     async def publish(self) -> None:
         """Authorize, publish, answer: 202 with the position(s), or the refusal."""
@@ -268,7 +296,7 @@ class PublishRequest(httputil.HTTPMessageDelegate):
             log.exception("publishing failed")
             self.refuse(ApiError(500, "internal_error", "the server failed to publish"))
         else:
-            self.answer(202, answer)
+            self.answer(202, json.dumps(answer).encode())
 
     async def publish_one(self, payload: bytes) -> dict[str, Any]:
         """``POST /<channel>``: the body is the message."""
@@ -327,22 +355,18 @@ class PublishRequest(httputil.HTTPMessageDelegate):
 
     def refuse(self, exc: ApiError) -> None:
         """Answer ``{"error": code, "message": text}`` with the error's status and headers."""
-        body = {"error": exc.error, "message": exc.message, **exc.details}
-        self.answer(exc.status_code, body, exc.headers)
+        self.answer(exc.status_code, exc.body(), exc.headers)
 
-    def answer(
-        self, status: int, body: dict[str, Any], headers: dict[str, str] | None = None
-    ) -> None:
+    def answer(self, status: int, data: bytes, headers: dict[str, str] | None = None) -> None:
         """Write the JSON answer and finish the request (once; later calls do nothing)."""
         if self.answered:
             return
         self.answered = True
-        data = json.dumps(body).encode()
         response = httputil.HTTPHeaders(
             {
-                "Content-Type": "application/json; charset=UTF-8",
+                "Content-Type": JSON_TYPE,
                 "Content-Length": str(len(data)),
-                "Date": _date(),
+                "Date": http_date(),
                 "Cache-Control": "no-store",
             }
         )
@@ -351,8 +375,7 @@ class PublishRequest(httputil.HTTPMessageDelegate):
         if not self.finished_reading and self.has_body() and not self.lingers():
             # Tornado's server closes a connection answered mid-body: say so.
             response["Connection"] = "close"
-        reason = HTTPStatus(status).phrase
-        start_line = httputil.ResponseStartLine("HTTP/1.1", status, reason)
+        start_line = httputil.ResponseStartLine("HTTP/1.1", status, reason(status))
         # A HEAD answer has the headers of the GET it stands for, and no body.
         chunk = None if self.request.method == "HEAD" else data
         self.connection.write_headers(start_line, response, chunk)
@@ -364,7 +387,7 @@ class PublishRequest(httputil.HTTPMessageDelegate):
         """End this publish's flight: a shutdown no longer waits for it."""
         if self.in_flight:
             self.in_flight = False
-            self.endpoint.node.request_finished()
+            self.endpoint.in_flight.finished()
 
     def log(self, status: int) -> None:
         """The access-log line RequestHandler would write, when anything would print it."""
@@ -386,18 +409,6 @@ def broker_refusals() -> Iterator[None]:
         raise ApiError(504, "publish_outcome_unknown", str(exc)) from None
     except BrokerUnavailable as exc:
         raise broker_unavailable(exc) from None
-
-
-_date_cache: tuple[int, str] = (0, "")
-
-
-def _date() -> str:
-    """The Date header's value, formatted once per second."""
-    global _date_cache
-    now = int(time.time())
-    if _date_cache[0] != now:
-        _date_cache = (now, httputil.format_timestamp(now))
-    return _date_cache[1]
 
 
 def _log_failure(task: asyncio.Future[None]) -> None:

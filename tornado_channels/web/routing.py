@@ -16,14 +16,15 @@ from tornado.routing import Matcher, PathMatches, Rule
 
 from ..core.channels import path_text
 from ..node import Node
-from ..web.config import ChannelConfig
-from ..web.connection import Heartbeat
-from ..web.hooks import ChannelHooks
-from ..web.ops import MetricsHandler, StatsHandler
-from ..web.pages import ChannelHandler, HealthHandler
-from ..web.publishing import PublishEndpoint
-from ..web.sse import ChannelEventsHandler
-from ..web.websocket import ChannelSocketHandler
+from .config import ChannelConfig
+from .connection import Heartbeat
+from .hooks import ChannelHooks
+from .metrics import NodeMetrics
+from .ops import HealthHandler, MetricsHandler, StatsHandler
+from .pages import ChannelHandler
+from .publishing import InFlight, PublishEndpoint
+from .sse import ChannelEventsHandler
+from .websocket import ChannelSocketHandler
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 
@@ -82,7 +83,12 @@ class ChannelMatcher(Matcher):
 
 
 def channel_routes(
-    node: Node, *, prefix: str = "/", hooks: ChannelHooks | None = None, **options: Any
+    node: Node,
+    *,
+    prefix: str = "/",
+    hooks: ChannelHooks | None = None,
+    in_flight: InFlight | None = None,
+    **options: Any,
 ) -> list[Rule]:
     """Rules that serve the channels of ``node`` below ``prefix``.
 
@@ -91,6 +97,8 @@ def channel_routes(
     these routes only.  Put the rules after a host application's own: they
     match every path below ``prefix``.  ``node`` must be started
     (``await node.start()``) before the server accepts connections.
+    ``in_flight`` counts the publishing requests in progress, for a server
+    that waits for them on shutdown.
     """
     if not prefix.endswith("/"):
         prefix += "/"
@@ -98,14 +106,19 @@ def channel_routes(
     hooks = hooks if hooks is not None else ChannelHooks()
     templates = tornado.template.Loader(str(PACKAGE_DIR / "templates"))
     shared = {"node": node, "hooks": hooks, "config": config}
+    in_flight = in_flight if in_flight is not None else InFlight()
+    metrics = NodeMetrics(node)
     # One timer pings every WebSocket of this mount point (none when disabled).
     heartbeat = (
         Heartbeat(config.ping_interval, config.ping_timeout) if config.ping_interval else None
     )
     return [
         Rule(PathMatches(prefix + "_/health"), HealthHandler, {"node": node}),
-        Rule(PathMatches(prefix + "_/publish"), PublishEndpoint(node, hooks, config, batch=True)),
-        Rule(PathMatches(prefix + "_/metrics"), MetricsHandler, {"node": node}),
+        Rule(
+            PathMatches(prefix + "_/publish"),
+            PublishEndpoint(node, hooks, config, in_flight, batch=True),
+        ),
+        Rule(PathMatches(prefix + "_/metrics"), MetricsHandler, {"metrics": metrics}),
         Rule(PathMatches(prefix + "_/stats"), StatsHandler, {"node": node}),
         Rule(
             PathMatches(prefix + r"_/static/(.*)"),
@@ -118,7 +131,9 @@ def channel_routes(
             {**shared, "heartbeat": heartbeat},
         ),
         Rule(ChannelMatcher(prefix, kind="events"), ChannelEventsHandler, shared),
-        Rule(ChannelMatcher(prefix, kind="publish"), PublishEndpoint(node, hooks, config)),
+        Rule(
+            ChannelMatcher(prefix, kind="publish"), PublishEndpoint(node, hooks, config, in_flight)
+        ),
         Rule(
             ChannelMatcher(prefix, kind="http"),
             ChannelHandler,

@@ -1,101 +1,118 @@
-"""The server-sent-events edge: a channel as an ``text/event-stream``.
+"""The server-sent-events edge: a channel as a ``text/event-stream``.
 
 For clients that cannot (or may not) use WebSockets: ``EventSource`` in every
 browser, ``curl -N``, proxies that only pass plain HTTP.  Each message is an
 event whose ``id`` is its position, so ``EventSource`` resumes by itself
 (``Last-Event-ID``) after a dropped connection; ``?lastEventId=`` does the
-same for the first connection.
+same for the first connection.  The handler admits and subscribes like the
+WebSocket edge; the stream is the subscription's transport.
 """
 
 from __future__ import annotations
 
 import asyncio
 
+import tornado.web
 from tornado.ioloop import PeriodicCallback
 
-from ..brokers.base import BrokerUnavailable
-from ..core.frames import SSE_HEARTBEAT, sse_control
+from ..core.frames import SSE_HEARTBEAT, Encoding, sse_control
 from ..node import Node
-from ..web.config import ChannelConfig
-from ..web.connection import queued_bytes
-from ..web.hooks import ChannelHooks
-from ..web.pages import broker_unavailable
-from ..web.subscribing import SubscriberMixin
+from . import _tornado
+from .config import ChannelConfig
+from .errors import JSONErrorsMixin
+from .hooks import ChannelHooks
+from .subscribing import admit, start
 
 
-class ChannelEventsHandler(SubscriberMixin):
+class EventStream:
+    """A handler's response as a subscription's transport: events written and flushed."""
+
+    def __init__(self, handler: tornado.web.RequestHandler) -> None:
+        self.handler = handler
+        #: Set when the stream is to end (closed by the server, or the client left).
+        self.done = asyncio.Event()
+
+    def send(self, frame: bytes) -> None:
+        """Write an event and flush it."""
+        handler = self.handler
+        if self.done.is_set() or handler.request.connection is None:
+            return
+        handler.write(frame)
+        # flush's Future resolves when written; a failed write closes the
+        # connection, which the handler's on_connection_close handles.
+        handler.flush().add_done_callback(_retrieve)
+
+    def buffered(self) -> int:
+        """Bytes written to this client that the kernel has not yet accepted."""
+        connection = self.handler.request.connection
+        # The standalone server's wire says; Tornado's own server keeps them in its IOStream.
+        buffered = getattr(connection, "buffered_bytes", None)
+        if buffered is not None:
+            return int(buffered())
+        return _tornado.queued_bytes(getattr(connection, "stream", None))
+
+    def close(self, code: int | None, reason: str | None) -> None:
+        """Say why the stream ends (the WebSocket close code and reason), then end it."""
+        self.send(sse_control("close", code=code, reason=reason))
+        self.done.set()
+
+    def fail(self, code: int, reason: str) -> None:
+        """Event streams have no protocol of their own to fail: end the stream."""
+        self.close(code, reason)
+
+
+class ChannelEventsHandler(JSONErrorsMixin):
     """``GET /<channel>`` with ``Accept: text/event-stream``: the channel as server-sent events."""
 
-    encoding = "sse"
+    SUPPORTED_METHODS = ("GET",)
 
     def initialize(self, node: Node, hooks: ChannelHooks, config: ChannelConfig) -> None:
         """Take the shared node, hooks and config from the route table."""
-        super().initialize(node, hooks, config)
-        self._done = asyncio.Event()
-        self._live = False
+        self.node = node
+        self.hooks = hooks
+        self.config = config
+        self.stream = EventStream(self)
 
     async def get(self, path: str) -> None:
         """Admit and subscribe; stream events until the client or the server ends it."""
         since = self.request.headers.get("Last-Event-ID") or self.get_query_argument(
             "lastEventId", None
         )
-        channel = await self.admit(path, since)
-        try:
-            await self.node.subscribe(channel, self)
-        except BrokerUnavailable as exc:
-            raise broker_unavailable(exc) from None
-        heartbeat = PeriodicCallback(self._heartbeat, self.config.sse_heartbeat * 1000)
+        subscription = await admit(
+            self.request,
+            path,
+            since=since,
+            encoding=Encoding.SSE,
+            node=self.node,
+            hooks=self.hooks,
+            config=self.config,
+            trusted=self.settings.get("trusted_origins", ()),
+        )
+        await start(subscription)
+        stream = self.stream
+        heartbeat = PeriodicCallback(
+            lambda: stream.send(SSE_HEARTBEAT), self.config.sse_heartbeat * 1000
+        )
         try:
             self.set_header("Content-Type", "text/event-stream; charset=utf-8")
             self.set_header("Cache-Control", "no-cache, no-store")
             # nginx would otherwise buffer the stream and deliver nothing.
             self.set_header("X-Accel-Buffering", "no")
-            self._live = True
             # Reconnect soon after a drop; EventSource's default is slower.
-            self.write_frame(b"retry: 1000\n\n")
-            await self.resume()
+            stream.send(b"retry: 1000\n\n")
+            subscription.attach(stream)
+            await subscription.resume()
             heartbeat.start()
-            await self._done.wait()
+            await stream.done.wait()
         finally:
             heartbeat.stop()
-            self._live = False
-            self.node.unsubscribe(channel, self)
-        if not self._finished:
-            self.finish()
-
-    def _heartbeat(self) -> None:
-        # A comment line, below proxies' read timeouts: keeps the stream open.
-        self.write_frame(SSE_HEARTBEAT)
+            subscription.end()
+        self.finish()
 
     def on_connection_close(self) -> None:
         """The client went away: end the stream."""
-        self._done.set()
+        self.stream.done.set()
         super().on_connection_close()
-
-    # Subscriber protocol (see hub.Subscriber)
-
-    def write_frame(self, frame: bytes) -> None:
-        """Write an event to the response and flush it."""
-        if not self._live or self._finished or self.request.connection is None:
-            return
-        self.write(frame)
-        # flush's Future resolves when written; a failed write closes the
-        # connection, which on_connection_close handles.
-        self.flush().add_done_callback(_retrieve)
-
-    def buffered_bytes(self) -> int:
-        """Bytes written to this client that the kernel has not yet accepted."""
-        connection = self.request.connection
-        # The standalone server's wire says; Tornado's own server keeps them in its IOStream.
-        buffered = getattr(connection, "buffered_bytes", None)
-        if buffered is not None:
-            return int(buffered())
-        return queued_bytes(getattr(connection, "stream", None))
-
-    def close(self, code: int | None = None, reason: str | None = None) -> None:
-        """Say why the stream ends (the WebSocket close code and reason), then end it."""
-        self.write_frame(sse_control("close", code=code, reason=reason))
-        self._done.set()
 
 
 def _retrieve(future: asyncio.Future[None]) -> None:

@@ -1,0 +1,152 @@
+"""A subscription: one client on one channel, as the hub holds it.
+
+The hub never sees an HTTP handler.  It holds :class:`Subscription` objects,
+each of which writes frames to a :class:`Transport`: a WebSocket connection
+or a server-sent-events stream.  A subscription is made before its transport
+exists (the subscription must be in effect before the WebSocket handshake is
+answered), so what arrives in between waits here and goes out first once the
+transport is attached.  Resuming from a position is the seam of
+:mod:`.core.resume`; this class does the I/O around it.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Protocol
+
+from .brokers.base import BrokerUnavailable
+from .core.channels import Channel
+from .core.frames import CLOSE_SLOW_CONSUMER, Encoding
+from .core.publication import Position, Recovery
+from .core.resume import Overflow, Resume
+from .node import Node
+
+log = logging.getLogger("tornado_channels.subscription")
+
+
+class Transport(Protocol):
+    """Where a subscription's frames go (a WebSocket connection, an event stream)."""
+
+    def send(self, frame: bytes) -> None:
+        """Write an already-encoded frame; never blocks."""
+
+    def buffered(self) -> int:
+        """Bytes written that the peer has not yet taken."""
+
+    def close(self, code: int | None, reason: str | None) -> None:
+        """End the connection with a WebSocket close code and reason."""
+
+    def fail(self, code: int, reason: str) -> None:
+        """End the connection at once for a protocol error (no waiting for the peer)."""
+
+
+class Subscription:
+    """One client's subscription to one channel, with the encoding it takes messages in.
+
+    ``since`` (a position) makes it resume: live messages are held from the
+    moment it subscribes until :meth:`resume` has sent what was missed.
+    """
+
+    __slots__ = ("_closing", "_pending", "_resume", "_transport", "channel", "encoding", "node")
+
+    def __init__(
+        self, node: Node, channel: Channel, encoding: Encoding, since: Position | None = None
+    ) -> None:
+        self.node = node
+        self.channel = channel
+        self.encoding = encoding
+        self._resume = Resume(since, node.hub.max_buffered_bytes) if since is not None else None
+        self._transport: Transport | None = None
+        # Frames written before the transport exists, and a close asked for then.
+        self._pending: list[bytes] | None = []
+        self._closing: tuple[int | None, str | None] | None = None
+
+    async def start(self) -> None:
+        """Subscribe; return once the broker delivers to it (raise BrokerUnavailable if not)."""
+        await self.node.subscribe(self.channel, self)
+
+    def attach(self, transport: Transport) -> None:
+        """The connection exists: write what arrived meanwhile (or the close asked for)."""
+        self._transport = transport
+        pending, self._pending = self._pending or [], None
+        for frame in pending:
+            transport.send(frame)
+        if self._closing is not None:
+            self.close(*self._closing)
+
+    def end(self) -> None:
+        """The connection is gone (or never came): leave the channel.  Safe to call again."""
+        self.node.unsubscribe(self.channel, self)
+        self._transport = None
+
+    async def resume(self) -> None:
+        """Send what was missed since the client's position, the outcome, then the live frames."""
+        resume = self._resume
+        if resume is None:
+            return
+        try:
+            recovery = await self.node.recover(self.channel, resume.since)
+        except BrokerUnavailable as exc:
+            recovery = Recovery([], False, f"broker unavailable: {exc}")
+        head: Position | None = None
+        if not recovery.complete:
+            try:
+                head = await self.node.head()
+            except BrokerUnavailable:
+                head = None
+        if not resume.holding:
+            return  # Closed meanwhile (it fell behind while recovering).
+        for frame in resume.seam(recovery, head, self.encoding):
+            self.write(frame)
+
+    # What the hub calls (hub.Subscriber)
+
+    @property
+    def recovering(self) -> bool:
+        """Whether live frames are held while a recovery is sent (each needs its number then)."""
+        return self._resume is not None and self._resume.holding
+
+    def send_frame(self, frame: bytes, seq: int) -> None:
+        """Write a frame of message ``seq`` (held back while recovering)."""
+        resume = self._resume
+        if resume is not None:
+            try:
+                if resume.hold(seq, frame):
+                    return
+            except Overflow:
+                # Held during recovery counts like unread: the same bound.
+                self.close(CLOSE_SLOW_CONSUMER, "slow consumer")
+                return
+        self.write(frame)
+
+    def buffered_bytes(self) -> int:
+        """Bytes written to the client that it has not yet taken."""
+        return self._transport.buffered() if self._transport is not None else 0
+
+    def close(self, code: int | None = None, reason: str | None = None) -> None:
+        """Close the client's connection and leave the channel at once.
+
+        Before the transport exists, the close is made as soon as it does.
+        """
+        transport = self._transport
+        if transport is None:
+            if self._pending is not None:
+                self._closing = (code, reason)
+            return
+        transport.close(code, reason)
+        self.node.unsubscribe(self.channel, self)
+
+    def fail(self, code: int, reason: str) -> None:
+        """End the connection for a protocol error, after what the node already received."""
+        # So a client's own message, published just before its bad frame,
+        # reaches it before the close (the embedded broker delivers at once).
+        self.node.flush()
+        if self._transport is not None:
+            self._transport.fail(code, reason)
+
+    def write(self, frame: bytes) -> None:
+        """Write a frame now (or, before the transport exists, as soon as it does)."""
+        if self._pending is not None:
+            self._pending.append(frame)
+        elif self._transport is not None:
+            self._transport.send(frame)

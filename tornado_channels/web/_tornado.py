@@ -1,0 +1,47 @@
+"""Every use of Tornado's private API, in one place, for the Tornado versions it was checked on.
+
+Three things Tornado offers no public way to do, all for the WebSocket and
+event-stream edges when they run on Tornado's own ``HTTPServer`` (a mounted
+application; the standalone server's wire needs none of them):
+
+- the bytes a client sent right after its WebSocket handshake, which the
+  IOStream has already read (``IOStream._read_buffer``, ``_read_buffer_size``);
+- how much an IOStream still has to write (``IOStream._write_buffer``), for
+  the slow-consumer bound of an event stream;
+- breaking a handler's reference cycles once its socket is taken over
+  (``RequestHandler._break_cycles``), so it is freed at once.
+
+Importing this module checks the Tornado version; ``tests/web/test_tornado_private.py``
+checks each attribute, so an upgrade that changes one fails loudly there.
+"""
+
+from __future__ import annotations
+
+import tornado
+import tornado.web
+from tornado.iostream import IOStream
+
+#: The Tornado versions these private attributes were checked on: [6.6, 7).
+SUPPORTED = ((6, 6), (7, 0))
+
+if not SUPPORTED[0] <= tornado.version_info[:2] < SUPPORTED[1]:
+    raise ImportError(
+        f"tornado_channels supports Tornado >= 6.6, < 7; found {tornado.version} "
+        "(it relies on private details of IOStream and RequestHandler: see web/_tornado.py)"
+    )
+
+
+def read_ahead(stream: IOStream) -> bytes:
+    """What ``stream`` has read from its socket that nobody has consumed yet."""
+    return bytes(stream._read_buffer[: stream._read_buffer_size])
+
+
+def queued_bytes(stream: IOStream | None) -> int:
+    """Bytes written to ``stream`` that the kernel has not yet taken."""
+    buffer = getattr(stream, "_write_buffer", None)
+    return len(buffer) if buffer is not None else 0
+
+
+def release(handler: tornado.web.RequestHandler) -> None:
+    """Let a handler whose connection was taken over be freed at once (no cycles left)."""
+    handler._break_cycles()

@@ -1,0 +1,39 @@
+"""Which cross-site requests may connect and publish: one policy for every edge (pure logic).
+
+Browsers say where a request comes from (``Origin``, and ``Sec-Fetch-Site``
+in all current ones); other clients say nothing and are not subject to it.
+A request is allowed when it comes from the page's own origin, from an origin
+the configuration trusts, or from no browser at all.  WebSocket handshakes,
+event streams and POSTs get the same answer, so a page elsewhere can neither
+read a channel through a visitor's browser nor make it publish.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from urllib.parse import urlsplit
+
+from tornado.httputil import HTTPHeaders
+
+
+def same_origin(origin: str, headers: HTTPHeaders) -> bool:
+    """Whether ``origin`` names the host the request was sent to (as Tornado compares them)."""
+    return urlsplit(origin).netloc.lower() == headers.get("Host", "").lower()
+
+
+def allowed(headers: HTTPHeaders, trusted: Collection[str]) -> bool:
+    """Whether a request with ``headers`` may proceed, given the ``trusted`` origins.
+
+    The algorithm of Tornado's ``cross_origin_protection``: ``Sec-Fetch-Site``
+    first (``same-origin``, or ``none`` for a user's own navigation), then
+    ``Origin`` against the host and the trusted list.
+    """
+    site = headers.get("Sec-Fetch-Site")
+    if site in ("same-origin", "none"):
+        return True
+    origin = headers.get("Origin")
+    if origin is None:
+        # No Origin: not a browser, unless it says it is (a cross-site fetch
+        # always carries an Origin, so this one is not to be trusted).
+        return site is None
+    return origin in trusted or same_origin(origin, headers)

@@ -1,0 +1,778 @@
+/**
+ * A client for one channel of a tornado_channels server.
+ *
+ * It subscribes over a WebSocket that asks for positions (`?positions=1`)
+ * and, after a reconnect, resumes from the last position seen
+ * (`?since=<epoch>:<seq>`): the server replays what was missed, then reports
+ * whether that was everything. Where WebSockets are unavailable or never
+ * open, server-sent events (EventSource) carry the same stream, resumed with
+ * `?lastEventId=`. Every message is delivered once, in order, whatever the
+ * reconnects.
+ *
+ * No DOM access: only WebSocket, EventSource, setTimeout/clearTimeout and
+ * URL/URLSearchParams, so it runs in pages, workers and other runtimes.
+ *
+ * @example
+ * import { connect } from "./tornado-channels.js";
+ * const client = connect("/users/1", {
+ *   onMessage: (message) => console.log(message.position, message.data),
+ * });
+ *
+ * @module tornado-channels
+ */
+
+const BACKOFF_START_MS = 500;
+const BACKOFF_CAP_MS = 10000;
+// A connection that stays open this long resets the backoff; one that the
+// server closes straight away keeps backing off instead of hammering it.
+const STABLE_MS = 2000;
+// WebSocket attempts that fail without ever opening before switching to SSE.
+const WS_FAILURES_BEFORE_SSE = 3;
+// A connection attempt that neither opens nor fails within this long is
+// abandoned (a proxy that swallows the upgrade, a blocked connection).
+const CONNECT_TIMEOUT_MS = 10000;
+// "<epoch>:<seq>": epoch in hex, seq in decimal (as the server writes them).
+const POSITION = /^([0-9a-f]{1,32}):([0-9]{1,19})$/;
+const TRANSPORT_CHOICES = ["auto", "websocket", "sse"];
+
+/**
+ * What each WebSocket close code means, as short human text. Codes missing
+ * here read as "closed" (see {@link closeLabel}).
+ *
+ * @type {Readonly<Record<number, string>>}
+ */
+export const CLOSE_LABELS = Object.freeze({
+  1000: "closed",
+  1001: "server restarting",
+  1002: "protocol error",
+  1003: "unsupported data",
+  1005: "closed",
+  1006: "connection lost",
+  1007: "invalid data",
+  1008: "rejected by policy",
+  1009: "message too big",
+  1011: "internal server error",
+  1013: "broker connection lost",
+  4001: "token expired",
+  4008: "too slow to keep up",
+});
+
+/**
+ * The human label of a WebSocket close code.
+ *
+ * @param {number} code a close code, e.g. 1001
+ * @returns {string} e.g. "server restarting"; "closed" for an unknown code
+ */
+export function closeLabel(code) {
+  return CLOSE_LABELS[code] || "closed";
+}
+
+/**
+ * @typedef {object} TextMessage
+ * @property {string | null} position where the message sits in the channel
+ *   (`<epoch>:<seq>`), or null when the server gave none
+ * @property {string} data the text, exactly as published
+ */
+
+/**
+ * @typedef {object} BinaryMessage
+ * @property {string | null} position as for {@link TextMessage}
+ * @property {Uint8Array | null} bytes the bytes as published, or null when
+ *   the server's base64 could not be decoded
+ */
+
+/** @typedef {TextMessage | BinaryMessage} Message */
+
+/**
+ * The server's answer to a resume: whether everything missed was replayed.
+ *
+ * @typedef {object} RecoveryOutcome
+ * @property {boolean} recovered true if every missed message was replayed
+ * @property {number} missed how many messages were replayed
+ * @property {string | null} position where the stream continues from
+ *   (adopted as the client's position); null if the server sent none
+ * @property {string} [reason] why nothing could be recovered (when not recovered)
+ */
+
+/** @typedef {"connecting" | "live" | "reconnecting" | "closed"} State */
+
+/** @typedef {"websocket" | "sse" | "none"} TransportName */
+
+/**
+ * @typedef {object} Status
+ * @property {State} state
+ * @property {TransportName} transport the transport in use, or of the next attempt
+ * @property {string} url the stream's URL (without the token), of the current
+ *   or last attempt
+ * @property {string} detail human text on what happened ("" when nothing to say),
+ *   e.g. "server restarting (1001: shutting down)"
+ * @property {number | null} retryIn ms until the next attempt (when reconnecting)
+ */
+
+/**
+ * How one connection ended.
+ *
+ * @typedef {object} CloseInfo
+ * @property {number} code the WebSocket close code (a stream that drops or an
+ *   attempt that times out reads as 1006, as a browser reports it)
+ * @property {string} reason the server's reason, or "" when none
+ * @property {string} label {@link closeLabel} of the code
+ * @property {"websocket" | "sse"} transport the transport of that connection
+ */
+
+/** @typedef {string | null | undefined} TokenValue */
+
+/** @typedef {TokenValue | (() => TokenValue | Promise<TokenValue>)} TokenOption */
+
+/**
+ * @typedef {object} ConnectOptions
+ * @property {string} [since] a position (`<epoch>:<seq>`) to resume from
+ * @property {"auto" | "websocket" | "sse"} [transport] "auto" (the default):
+ *   WebSocket, with server-sent events as the fallback; or only one of them
+ * @property {TokenOption} [token] sent as `?token=` on every connection; a
+ *   function is called before every (re)connect. null, undefined or "" send none
+ * @property {(message: Message) => void} [onMessage] once per message,
+ *   never twice for the same position
+ * @property {(outcome: RecoveryOutcome) => void} [onRecovery] each time a
+ *   connection reports its recovery outcome: first thing on a fresh
+ *   connection, right after the replay on a resumed one
+ * @property {(status: Status) => void} [onStatus] on every change of state
+ * @property {(info: CloseInfo) => void} [onClose] every time a connection or
+ *   attempt ends without close() or suspend() having asked for it
+ */
+
+/**
+ * @typedef {object} Client
+ * @property {() => void} close stop for good: close the connection, never reconnect
+ * @property {(text: string) => boolean} send send over the open WebSocket;
+ *   false when not connected over a WebSocket (publish by HTTP POST then)
+ * @property {() => void} suspend close the connection now and do not
+ *   reconnect until resume() (e.g. on pagehide)
+ * @property {() => void} resume reconnect now, from the last position, when
+ *   suspended or waiting to reconnect (e.g. on pageshow, online)
+ * @property {string | null} position the last position seen (read only)
+ * @property {TransportName} transport the current transport (read only)
+ * @property {State} state the current state (read only)
+ */
+
+/**
+ * Subscribe to one channel, and stay subscribed: reconnect with backoff and
+ * resume from the last position after every drop, until close().
+ *
+ * Callbacks are never called before connect() returns. An exception thrown
+ * by one is reported (rethrown from a timer) and does not stop the client.
+ *
+ * @param {string} url the channel's URL: `ws://`, `wss://`, `http://` or
+ *   `https://`, or a path such as "/users/1" (resolved against `location`)
+ * @param {ConnectOptions} [options]
+ * @returns {Client}
+ * @throws {TypeError} for a URL that is not a channel's, an unknown
+ *   transport, or an unreadable `since`
+ */
+export function connect(url, options = {}) {
+  const urls = channelUrls(url);
+  const positions = createPositionTracker(readSince(options.since));
+  const backoff = createBackoff();
+  const choice = readTransportChoice(options.transport);
+  const { token, onMessage, onRecovery, onStatus, onClose } = options;
+
+  let transport = initialTransport(choice);
+  let state = /** @type {State} */ ("connecting");
+  // The open (or opening) connection, or null.
+  let stream = null;
+  // Bumped by every new attempt and every stop: late results of an older one
+  // (a token that resolves after suspend(), say) are ignored.
+  let attempt = 0;
+  let attemptUrl = "";
+  let retryTimer = null;
+  let connectTimer = null;
+  let stableTimer = null;
+  let wsEverOpened = false;
+  let wsFailures = 0;
+  let stopped = false;
+  let suspended = false;
+
+  function setState(next, url, detail = "", retryIn = null) {
+    state = next;
+    notify(onStatus, { state, transport, url, detail, retryIn });
+  }
+
+  function clearTimers() {
+    clearTimeout(retryTimer);
+    clearTimeout(connectTimer);
+    clearTimeout(stableTimer);
+    retryTimer = connectTimer = stableTimer = null;
+  }
+
+  // Connecting ---------------------------------------------------------------
+
+  function connectNow() {
+    clearTimers();
+    if (transport === "none") {
+      setState("closed", urls.ws, unavailable(choice));
+      return;
+    }
+    const id = ++attempt;
+    const since = positions.last;
+    attemptUrl = transport === "websocket"
+      ? withQuery(urls.ws, since ? { since } : { positions: "1" })
+      : withQuery(urls.http, since ? { lastEventId: since } : {});
+    setState("connecting", attemptUrl);
+    connectTimer = setTimeout(() => timedOut(id), CONNECT_TIMEOUT_MS);
+    readToken(token).then(
+      (value) => id === attempt && open(id, value),
+      (err) => id === attempt && tokenFailed(err),
+    );
+  }
+
+  function open(id, tokenValue) {
+    const url = tokenValue ? withQuery(attemptUrl, { token: tokenValue }) : attemptUrl;
+    const sink = streamSink(id);
+    try {
+      stream = transport === "websocket" ? openWebSocket(url, sink) : openEventSource(url, sink);
+    } catch (err) {
+      // A URL the browser refuses outright (bad port, blocked scheme).
+      stream = null;
+      ended({ code: 1006, reason: String(err), detail: "cannot connect" }, false);
+    }
+  }
+
+  // What a connection reports, for as long as it is the current attempt.
+  function streamSink(id) {
+    const current = () => id === attempt;
+    return {
+      open: () => current() && opened(),
+      message: (message) => current() && deliver(message),
+      recovery: (outcome) => current() && recovery(outcome),
+      end: (info, wasOpen) => {
+        if (current()) {
+          stream = null;
+          ended(info, wasOpen);
+        }
+      },
+    };
+  }
+
+  function opened() {
+    clearTimeout(connectTimer);
+    if (transport === "websocket") {
+      wsEverOpened = true;
+      wsFailures = 0;
+    }
+    clearTimeout(stableTimer);
+    stableTimer = setTimeout(backoff.reset, STABLE_MS);
+    setState("live", attemptUrl);
+  }
+
+  function timedOut(id) {
+    if (id !== attempt) {
+      return;
+    }
+    if (stream === null) {
+      // Still waiting for the token: not the transport's fault.
+      attempt += 1;
+      scheduleReconnect("timed out waiting for a token");
+      return;
+    }
+    const abandoned = stream;
+    stream = null;
+    attempt += 1;
+    abandoned.close("connection timed out");
+    const detail = "connection timed out";
+    ended({ code: 1006, reason: detail, detail }, false);
+  }
+
+  function tokenFailed(err) {
+    clearTimeout(connectTimer);
+    attempt += 1;
+    scheduleReconnect("could not get a token: " + errorText(err));
+  }
+
+  // Messages -----------------------------------------------------------------
+
+  function deliver(message) {
+    const position = parsePosition(message.position);
+    if (position !== null && !positions.accept(position)) {
+      return;
+    }
+    notify(onMessage, { ...message, position: position ? message.position : null });
+  }
+
+  function recovery(outcome) {
+    // The server says where to continue from: the last message replayed, or
+    // (on a fresh connection, or after a failed recovery) the head of its
+    // history. Adopted as is, even in a new epoch, so the next reconnect
+    // resumes from it.
+    const position = parsePosition(outcome.position);
+    if (position !== null) {
+      positions.adopt(position);
+    }
+    notify(onRecovery, outcome);
+  }
+
+  // Reconnecting -------------------------------------------------------------
+
+  // A connection (or attempt) of the current transport ended by itself.
+  function ended(info, wasOpen) {
+    clearTimeout(connectTimer);
+    const label = closeLabel(info.code);
+    notify(onClose, { code: info.code, reason: info.reason, label, transport });
+    if (transport === "websocket" && !wasOpen) {
+      webSocketFailed(info.detail);
+    } else {
+      scheduleReconnect(info.detail);
+    }
+  }
+
+  // A WebSocket attempt failed without opening: retry, or switch to SSE.
+  function webSocketFailed(detail) {
+    wsFailures += 1;
+    const fallback = choice === "auto" && hasEventSource();
+    if (fallback && !wsEverOpened && wsFailures >= WS_FAILURES_BEFORE_SSE) {
+      transport = "sse";
+      backoff.reset();
+      scheduleReconnect("WebSocket unavailable, switching to server-sent events");
+      return;
+    }
+    scheduleReconnect(detail);
+  }
+
+  function scheduleReconnect(detail) {
+    clearTimers();
+    const delay = backoff.next();
+    retryTimer = setTimeout(connectNow, delay);
+    setState("reconnecting", attemptUrl, detail, delay);
+  }
+
+  // Stop the current connection (or attempt) and every timer.
+  function halt(reason) {
+    attempt += 1;
+    clearTimers();
+    const current = stream;
+    stream = null;
+    if (current !== null) {
+      current.close(reason);
+    }
+  }
+
+  // Start on the next turn, so no callback runs before connect() returns
+  // (unless close(), suspend() or resume() came first).
+  Promise.resolve().then(() => {
+    if (attempt === 0 && !stopped && !suspended) {
+      connectNow();
+    }
+  });
+
+  return {
+    close() {
+      if (stopped) {
+        return;
+      }
+      stopped = true;
+      halt("client closed");
+      setState("closed", attemptUrl, "closed");
+    },
+
+    send(text) {
+      return stream !== null && stream.send(text);
+    },
+
+    suspend() {
+      if (stopped || suspended) {
+        return;
+      }
+      suspended = true;
+      halt("page hidden");
+      setState("closed", attemptUrl, "suspended");
+    },
+
+    resume() {
+      const busy = state === "connecting" || state === "live";
+      if (stopped || transport === "none" || (busy && !suspended)) {
+        return;
+      }
+      suspended = false;
+      backoff.reset();
+      connectNow();
+    },
+
+    get position() {
+      return positions.last;
+    },
+
+    get transport() {
+      return transport;
+    },
+
+    get state() {
+      return state;
+    },
+  };
+}
+
+// Transports ----------------------------------------------------------------
+//
+// Each opens one connection and reports to a sink: open(), message(message),
+// recovery(outcome), and end(info, wasOpen) once when the connection ends by
+// itself. After close(), it reports nothing more.
+
+function openWebSocket(url, sink) {
+  const socket = new WebSocket(url);
+  socket.binaryType = "arraybuffer";
+  let wasOpen = false;
+  let done = false;
+
+  socket.addEventListener("open", () => {
+    if (!done) {
+      wasOpen = true;
+      sink.open();
+    }
+  });
+
+  socket.addEventListener("message", (event) => {
+    if (done) {
+      return;
+    }
+    const frame = readWebSocketFrame(event.data);
+    if (frame.outcome) {
+      sink.recovery(frame.outcome);
+    } else {
+      sink.message(frame.message);
+    }
+  });
+
+  socket.addEventListener("close", (event) => {
+    if (!done) {
+      done = true;
+      const detail = describeWebSocketClose(event.code, event.reason, wasOpen);
+      sink.end({ code: event.code, reason: event.reason || "", detail }, wasOpen);
+    }
+  });
+
+  return {
+    close(reason) {
+      if (done) {
+        return;
+      }
+      done = true;
+      try {
+        socket.close(1000, reason);
+      } catch (err) {
+        // Already closing: nothing more to do.
+      }
+    },
+    send(text) {
+      if (done || socket.readyState !== socket.OPEN) {
+        return false;
+      }
+      socket.send(text);
+      return true;
+    },
+  };
+}
+
+// The status text of a WebSocket close: a plain close says nothing, a
+// dropped connection just that, anything else its code and reason.
+function describeWebSocketClose(code, reason, wasOpen) {
+  const label = closeLabel(code);
+  let detail = "";
+  if (code === 1006) {
+    detail = label;
+  } else if (code !== 1000 && code !== 1005) {
+    detail = label + " (" + code + (reason ? ": " + reason : "") + ")";
+  }
+  // An attempt that never opened always says why it failed.
+  return wasOpen ? detail : detail || label;
+}
+
+// One frame of the WebSocket's stream: an envelope, the recovery outcome, or
+// (from a server that ignored ?positions=1) a raw payload without position.
+function readWebSocketFrame(data) {
+  if (data instanceof ArrayBuffer) {
+    return { message: { position: null, bytes: new Uint8Array(data) } };
+  }
+  const parsed = parseJson(data);
+  if (isObject(parsed) && typeof parsed.position === "string") {
+    if (typeof parsed.data === "string") {
+      return { message: { position: parsed.position, data: parsed.data } };
+    }
+    if (typeof parsed.binary === "string") {
+      return { message: binaryMessage(parsed.position, parsed.binary) };
+    }
+  }
+  if (isObject(parsed) && typeof parsed.recovered === "boolean") {
+    return { outcome: readOutcome(parsed) };
+  }
+  return { message: { position: null, data: String(data) } };
+}
+
+function openEventSource(url, sink) {
+  const source = new EventSource(url);
+  let wasOpen = false;
+  let done = false;
+
+  // EventSource would reconnect by itself, but with the URL it started
+  // from: every reconnect is the client's instead, from the latest position.
+  function end(code, reason, detail) {
+    done = true;
+    source.close();
+    sink.end({ code, reason, detail }, wasOpen);
+  }
+
+  function on(type, handle) {
+    source.addEventListener(type, (event) => {
+      if (!done) {
+        handle(event);
+      }
+    });
+  }
+
+  on("open", () => {
+    wasOpen = true;
+    sink.open();
+  });
+  on("message", (event) => sink.message({ position: event.lastEventId, data: event.data }));
+  on("binary", (event) => sink.message(binaryMessage(event.lastEventId, event.data)));
+  on("recovery", (event) => {
+    const parsed = parseJson(event.data);
+    sink.recovery(
+      isObject(parsed)
+        ? readOutcome(parsed)
+        : { recovered: false, missed: 0, position: null, reason: "unreadable recovery outcome" },
+    );
+  });
+  on("close", (event) => {
+    const parsed = parseJson(event.data);
+    const info = isObject(parsed) ? parsed : {};
+    const code = Number(info.code) || 0;
+    const reason = typeof info.reason === "string" ? info.reason : "";
+    end(code, reason, closeLabel(code) + " (" + code + (reason ? ": " + reason : "") + ")");
+  });
+  on("error", () => end(1006, "", "connection lost"));
+
+  return {
+    close() {
+      if (!done) {
+        done = true;
+        source.close();
+      }
+    },
+    send() {
+      return false;
+    },
+  };
+}
+
+// Positions -----------------------------------------------------------------
+
+// `{epoch, seq}` of a position string, or null. The seq stays a decimal
+// string: it may exceed 2^53, so it is compared as a string, never a Number.
+function parsePosition(text) {
+  const match = typeof text === "string" ? POSITION.exec(text) : null;
+  return match ? { epoch: match[1], seq: match[2] } : null;
+}
+
+function seqGreater(a, b) {
+  const x = a.replace(/^0+(?=\d)/, "");
+  const y = b.replace(/^0+(?=\d)/, "");
+  return x.length !== y.length ? x.length > y.length : x > y;
+}
+
+// The last position seen, and whether a message is past it.
+function createPositionTracker(initial) {
+  let last = initial;
+  return {
+    get last() {
+      return last === null ? null : last.epoch + ":" + last.seq;
+    },
+    // Whether `position` is new (a later seq, or another epoch); if so it
+    // becomes the last.
+    accept(position) {
+      if (last !== null && position.epoch === last.epoch && !seqGreater(position.seq, last.seq)) {
+        return false;
+      }
+      last = position;
+      return true;
+    },
+    adopt(position) {
+      last = position;
+    },
+  };
+}
+
+// Options and URLs ------------------------------------------------------------
+
+function readSince(since) {
+  if (since === undefined || since === null || since === "") {
+    return null;
+  }
+  const position = parsePosition(since);
+  if (position === null) {
+    throw new TypeError("since must be a position like 1f3a:42, not " + JSON.stringify(since));
+  }
+  return position;
+}
+
+function readTransportChoice(choice) {
+  const value = choice === undefined ? "auto" : choice;
+  if (!TRANSPORT_CHOICES.includes(value)) {
+    throw new TypeError("transport must be one of " + TRANSPORT_CHOICES.join(", "));
+  }
+  return value;
+}
+
+function hasWebSocket() {
+  return typeof globalThis.WebSocket === "function";
+}
+
+function hasEventSource() {
+  return typeof globalThis.EventSource === "function";
+}
+
+function initialTransport(choice) {
+  if (choice === "sse") {
+    return hasEventSource() ? "sse" : "none";
+  }
+  if (hasWebSocket()) {
+    return "websocket";
+  }
+  return choice === "auto" && hasEventSource() ? "sse" : "none";
+}
+
+// The status detail when no transport of the choice exists here.
+function unavailable(choice) {
+  if (choice === "auto") {
+    return "neither WebSocket nor EventSource is available";
+  }
+  return (choice === "sse" ? "EventSource" : "WebSocket") + " is not available";
+}
+
+// The channel's WebSocket and HTTP URLs, from either kind (or a path).
+function channelUrls(url) {
+  const base = typeof location === "object" && location !== null ? location.href : undefined;
+  let parsed;
+  try {
+    parsed = new URL(url, base);
+  } catch (err) {
+    throw new TypeError("not a channel URL: " + JSON.stringify(url));
+  }
+  const secure = parsed.protocol === "https:" || parsed.protocol === "wss:";
+  if (!secure && parsed.protocol !== "http:" && parsed.protocol !== "ws:") {
+    throw new TypeError("a channel URL is ws:, wss:, http: or https:, not " + parsed.protocol);
+  }
+  parsed.hash = "";
+  const ws = new URL(parsed.href);
+  ws.protocol = secure ? "wss:" : "ws:";
+  const http = new URL(parsed.href);
+  http.protocol = secure ? "https:" : "http:";
+  return { ws: ws.href, http: http.href };
+}
+
+function withQuery(url, params) {
+  const result = new URL(url);
+  for (const [name, value] of Object.entries(params)) {
+    result.searchParams.set(name, value);
+  }
+  return result.href;
+}
+
+// The token for the next connection, from a value or a provider; "" for none.
+function readToken(token) {
+  return Promise.resolve()
+    .then(() => (typeof token === "function" ? token() : token))
+    .then((value) => (value === undefined || value === null ? "" : String(value)));
+}
+
+// Small helpers --------------------------------------------------------------
+
+function createBackoff() {
+  let current = BACKOFF_START_MS;
+  return {
+    // Full jitter between half and all of the current backoff, which doubles.
+    next() {
+      const delay = Math.round(current / 2 + (Math.random() * current) / 2);
+      current = Math.min(current * 2, BACKOFF_CAP_MS);
+      return delay;
+    },
+    reset() {
+      current = BACKOFF_START_MS;
+    },
+  };
+}
+
+function readOutcome(raw) {
+  const outcome = {
+    recovered: raw.recovered === true,
+    missed: Number(raw.missed) || 0,
+    position: typeof raw.position === "string" ? raw.position : null,
+  };
+  if (typeof raw.reason === "string") {
+    outcome.reason = raw.reason;
+  }
+  return outcome;
+}
+
+function binaryMessage(position, base64) {
+  return { position, bytes: decodeBase64(base64) };
+}
+
+// Base64 to bytes (null if malformed), without atob: the client needs no
+// more of its environment than the transports and timers.
+function decodeBase64(text) {
+  const digits = String(text).replace(/[\t\n\f\r ]/g, "").replace(/={1,2}$/, "");
+  if (digits.length % 4 === 1 || /[^A-Za-z0-9+/]/.test(digits)) {
+    return null;
+  }
+  const bytes = new Uint8Array(Math.floor((digits.length * 3) / 4));
+  let buffer = 0;
+  let bits = 0;
+  let length = 0;
+  for (let i = 0; i < digits.length; i++) {
+    buffer = ((buffer << 6) | sextet(digits.charCodeAt(i))) & 0xffff;
+    bits += 6;
+    if (bits >= 8) {
+      bits -= 8;
+      bytes[length++] = (buffer >> bits) & 0xff;
+    }
+  }
+  return bytes;
+}
+
+// The value of one base64 digit (already checked to be one).
+function sextet(code) {
+  if (code >= 65 && code <= 90) return code - 65; // A-Z
+  if (code >= 97 && code <= 122) return code - 71; // a-z
+  if (code >= 48 && code <= 57) return code + 4; // 0-9
+  return code === 43 ? 62 : 63; // + or /
+}
+
+function parseJson(text) {
+  try {
+    return JSON.parse(text);
+  } catch (err) {
+    return null;
+  }
+}
+
+function isObject(value) {
+  return value !== null && typeof value === "object" && !Array.isArray(value);
+}
+
+function errorText(err) {
+  return err && err.message ? err.message : String(err);
+}
+
+// Call a user's callback; what it throws is reported but cannot stop the
+// client halfway through a reconnect.
+function notify(callback, value) {
+  if (typeof callback !== "function") {
+    return;
+  }
+  try {
+    callback(value);
+  } catch (err) {
+    setTimeout(() => {
+      throw err;
+    }, 0);
+  }
+}
