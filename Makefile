@@ -7,13 +7,14 @@ STAMP  := $(VENV)/.installed
 PORT   ?= 5000
 PYTEST_ARGS ?=
 
-.PHONY: help install run-deps test-deps run stop status serve test lint format clean conformance bench bench-nchan
+.PHONY: help install run-deps test-deps run stop status serve test test-fast lint format clean conformance bench bench-nchan
 
 help:
 	@echo "make run    - one worker per core under supervisord, nginx in front on http://127.0.0.1:$(PORT), Redis"
 	@echo "make stop   - stop everything make run started;  make status - show it"
 	@echo "make serve  - one process in the foreground on the embedded broker (no Redis, no nginx)"
 	@echo "make test   - install what the tests need and run the whole suite"
+	@echo "make test-fast - the pure and in-process tests only (no processes, Redis, nginx, browser)"
 	@echo "make lint   - ruff and mypy"
 	@echo "make bench  - fan-out, latency, publish cost and memory per connection (BENCH_ARGS=--idle 10000)"
 	@echo "make bench-nchan - the same scenarios against ours and against Nchan (nginx), side by side"
@@ -70,17 +71,22 @@ stop:
 	  echo "supervisord ($$pid) still running after 30 s" >&2; exit 1; \
 	else echo "not running"; fi
 
-# Exit status 0 even when a program is STOPPED (the private Redis is, when an
-# existing Redis answered).
+# deploy/supervisorctl exits 0 when only the private Redis is (rightly) STOPPED.
 status:
-	@deploy/supervisorctl status || true
+	@if [ -S .run/supervisor.sock ]; then deploy/supervisorctl status; \
+	else echo "not running (make run starts it)"; fi
 
 # One process in the foreground on the embedded broker: no Redis, no nginx.
 serve: install
+	@echo "one process on http://127.0.0.1:$(PORT) (no nginx here: subscribe at ws://127.0.0.1:$(PORT)/<channel>)"
 	$(BIN)/tornado-channels --port $(PORT) --list-channels $(if $(REDIS_URL),--redis-url $(REDIS_URL))
 
 test: install test-deps
 	$(BIN)/python -m pytest -W error $(PYTEST_ARGS)
+
+# No processes, private Redis servers, nginx or browser: seconds, for the edit-test loop.
+test-fast: install
+	$(BIN)/python -m pytest -W error -m "not processes" --ignore=tests/system $(PYTEST_ARGS)
 
 lint: install
 	$(BIN)/ruff check tornado_channels tests
@@ -98,7 +104,8 @@ clean:
 # Autobahn|Testsuite's fuzzing client (it runs on Python 2.7 only, from its own
 # virtualenv) against one worker and through nginx in front of a deployment;
 # fails on any case worse than tests/conformance/baseline.py.
-PYTHON27       ?= /root/.pyenv/versions/2.7.18/bin/python
+# Python 2.7 for Autobahn: the newest pyenv has, or one on the PATH.
+PYTHON27       ?= $(or $(lastword $(sort $(wildcard $(HOME)/.pyenv/versions/2.7*/bin/python))),$(shell command -v python2.7 2>/dev/null),python2.7)
 AUTOBAHN_VENV  ?= .venv-autobahn
 AUTOBAHN_STAMP := $(AUTOBAHN_VENV)/.installed
 

@@ -2,8 +2,10 @@
 """Render deploy/nginx.conf.template for the chosen ports: ``render_nginx.py > nginx.conf``.
 
 Settings come from the environment, as deploy/up.sh exports them:
-TC_RUN_DIR, TC_PORT, TC_ADDRESS, TC_WORKERS, TC_BASE_PORT, TC_READ_TIMEOUT,
-TORNADO_CHANNELS_MAX_MESSAGE_SIZE. Standard library only.
+TC_RUN_DIR, TC_PORT, TC_ADDRESS, TC_WORKERS, TC_BASE_PORT, TC_READ_TIMEOUT, and
+the workers' own TORNADO_CHANNELS_MAX_MESSAGE_SIZE and _MAX_BATCH_BYTES, whose
+defaults are read from tornado_channels itself (run it with the project's
+Python), so nginx and the workers always refuse the same bodies.
 """
 
 from __future__ import annotations
@@ -12,7 +14,10 @@ import os
 import sys
 from pathlib import Path
 
+from tornado_channels.web.config import ChannelConfig
+
 TEMPLATE = Path(__file__).with_name("nginx.conf.template")
+DEFAULTS = ChannelConfig()
 
 
 def render(env: dict[str, str]) -> str:
@@ -32,8 +37,8 @@ def render(env: dict[str, str]) -> str:
         "PORT": env.get("TC_PORT", "5000"),
         "ADDRESS": env.get("TC_ADDRESS", "127.0.0.1"),
         "UPSTREAM_SERVERS": upstream,
-        "MAX_BODY": env.get("TORNADO_CHANNELS_MAX_MESSAGE_SIZE", "1048576"),
-        "MAX_BATCH_BODY": env.get("TORNADO_CHANNELS_MAX_BATCH_BYTES", str(8 << 20)),
+        "MAX_BODY": env.get("TORNADO_CHANNELS_MAX_MESSAGE_SIZE", str(DEFAULTS.max_message_size)),
+        "MAX_BATCH_BODY": env.get("TORNADO_CHANNELS_MAX_BATCH_BYTES", str(DEFAULTS.max_batch_bytes)),
         "READ_TIMEOUT": env.get("TC_READ_TIMEOUT", "60s"),
     }
     text = TEMPLATE.read_text()

@@ -14,7 +14,6 @@ export TC_WORKERS=${TC_WORKERS:-$(nproc)}
 export TC_BASE_PORT=${TC_BASE_PORT:-$((TC_PORT + 1))}
 export TC_READ_TIMEOUT=${TC_READ_TIMEOUT:-60s}
 export TORNADO_CHANNELS_REDIS_URL=${TORNADO_CHANNELS_REDIS_URL:-redis://127.0.0.1:6379/0}
-export TORNADO_CHANNELS_MAX_MESSAGE_SIZE=${TORNADO_CHANNELS_MAX_MESSAGE_SIZE:-1048576}
 export TORNADO_CHANNELS_LIST_CHANNELS=${TORNADO_CHANNELS_LIST_CHANNELS:-1}
 hard_fds=$(ulimit -Hn)
 if [ "$hard_fds" = unlimited ] || [ "$hard_fds" -ge 65536 ]; then hard_fds=65536; fi
@@ -28,21 +27,7 @@ fi
 
 # Redis: the one at the URL if it answers; else a private one on that port,
 # under the same supervisord, when the URL points at this machine.
-redis_info=$("$TC_BIN/python" - "$TORNADO_CHANNELS_REDIS_URL" <<'PY'
-import sys
-from urllib.parse import urlsplit
-import redis
-url = sys.argv[1]
-parts = urlsplit(url)
-try:
-    redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=1).ping()
-    answers = "yes"
-except redis.RedisError:
-    answers = "no"
-local = parts.hostname in ("127.0.0.1", "localhost", "::1")
-print(answers, "local" if local else "remote", parts.port or 6379)
-PY
-)
+redis_info=$("$TC_BIN/python" "$here/check_redis.py" "$TORNADO_CHANNELS_REDIS_URL")
 read -r answers where redis_port <<<"$redis_info"
 export TC_REDIS_PORT=$redis_port
 if [ "$answers" = yes ]; then
@@ -60,19 +45,19 @@ fi
 "$TC_BIN/supervisord" -c "$here/supervisord.conf"
 
 # Up when nginx answers and every worker reports its broker connected.
-health_urls="http://$TC_ADDRESS:$TC_PORT/_/health"
+health_urls="http://$TC_ADDRESS:$TC_PORT"
 for ((port = TC_BASE_PORT; port < TC_BASE_PORT + TC_WORKERS; port++)); do
-  health_urls="$health_urls http://127.0.0.1:$port/_/health"
+  health_urls="$health_urls http://127.0.0.1:$port"
 done
-for _ in $(seq 1 150); do
-  # shellcheck disable=SC2086
-  if "$TC_BIN/python" -c '
-import sys, urllib.request
-for url in sys.argv[1:]:
-    urllib.request.urlopen(url, timeout=1)
-' $health_urls 2>/dev/null; then
-    base="http://$TC_ADDRESS:$TC_PORT"
-    cat <<MSG
+# shellcheck disable=SC2086
+if "$TC_BIN/python" "$here/wait_healthy.py" 30 $health_urls; then
+  # Healthy; supervisord calls them RUNNING once they have lived startsecs.
+  for _ in $(seq 1 30); do
+    "$here/supervisorctl" status >/dev/null 2>&1 && break
+    sleep 0.1
+  done
+  base="http://$TC_ADDRESS:$TC_PORT"
+  cat <<MSG
 
 tornado_channels is up: $TC_WORKERS workers (ports $TC_BASE_PORT-$((TC_BASE_PORT + TC_WORKERS - 1))) behind nginx on $base
 $redis_note
@@ -85,10 +70,8 @@ $redis_note
 
 make status shows every process; make stop stops them all. Logs: $TC_RUN_DIR/
 MSG
-    exit 0
-  fi
-  sleep 0.2
-done
+  exit 0
+fi
 echo "not healthy after 30 s; see $TC_RUN_DIR/*.log" >&2
 "$here/supervisorctl" status >&2 || true
 exit 1

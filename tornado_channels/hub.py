@@ -13,6 +13,9 @@ from .core.trie import SubscriberTrie
 
 log = logging.getLogger("tornado_channels.hub")
 
+#: Unread bytes a subscriber may fall behind before it is closed as a slow consumer.
+MAX_BUFFERED_BYTES = 1 << 20
+
 #: Most bytes of messages joined into one write: a subscriber's unread bytes
 #: stay within the bound plus this (or plus one message, if larger).
 _MAX_JOINED = 1 << 16
@@ -58,7 +61,7 @@ class Hub:
     the subscriber is closed as a slow consumer instead of growing memory.
     """
 
-    def __init__(self, max_buffered_bytes: int = 1 << 20) -> None:
+    def __init__(self, max_buffered_bytes: int = MAX_BUFFERED_BYTES) -> None:
         self.max_buffered_bytes = max_buffered_bytes
         self._trie: SubscriberTrie[Subscriber] = SubscriberTrie()
         #: Messages written to subscribers (one per subscriber per message).

@@ -20,7 +20,7 @@ from .core.channels import Channel, Target
 from .core.frames import CLOSE_GOING_AWAY, CLOSE_TRY_AGAIN_LATER
 from .core.latency import LatencyHistogram
 from .core.publication import Position, Publication, Recovery
-from .hub import Hub, Subscriber
+from .hub import MAX_BUFFERED_BYTES, Hub, Subscriber
 
 log = logging.getLogger("tornado_channels.node")
 
@@ -38,7 +38,9 @@ class Node:
     every handler that serves channels (see :func:`tornado_channels.channel_routes`).
     """
 
-    def __init__(self, broker: Broker | None = None, *, max_buffered_bytes: int = 1 << 20) -> None:
+    def __init__(
+        self, broker: Broker | None = None, *, max_buffered_bytes: int = MAX_BUFFERED_BYTES
+    ) -> None:
         self.broker: Broker = broker if broker is not None else MemoryBroker()
         self.hub = Hub(max_buffered_bytes=max_buffered_bytes)
         #: Publications accepted by the broker from this process.

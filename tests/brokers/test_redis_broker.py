@@ -20,6 +20,8 @@ from tornado_channels.core.publication import Position
 
 from ..helpers import Inbox, RedisServer, run, until
 
+pytestmark = pytest.mark.processes
+
 
 def fast_broker(url: str, **options: float) -> RedisBroker:
     """A Redis broker with test-sized timeouts and backoff."""

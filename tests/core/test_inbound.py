@@ -8,7 +8,6 @@ import struct
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from tornado.util import _websocket_mask
 
 from tornado_channels.core.inbound import (
     NO_STATUS,
@@ -17,6 +16,7 @@ from tornado_channels.core.inbound import (
     OPCODE_PONG,
     FrameReader,
     Inbound,
+    mask,
 )
 
 TEXT, BINARY, CLOSE = 0x1, 0x2, 0x8
@@ -36,8 +36,8 @@ def frame(
         header = bytes([first, (0x80 if masked else 0) | 127]) + struct.pack("!Q", length)
     if not masked:
         return header + payload
-    mask = os.urandom(4)
-    return header + mask + (_websocket_mask(mask, payload) if payload else b"")
+    key = os.urandom(4)
+    return header + key + mask(key, payload)
 
 
 def read(data: bytes, limit: int = 1 << 20) -> tuple[list[Inbound], int, tuple[int, str] | None]:
@@ -155,3 +155,18 @@ def test_nothing_after_a_close_frame_is_read():
     assert error is None
     assert frames == 1
     assert inbound == [Inbound(CLOSE, b"", NO_STATUS, "")]
+
+
+def test_masking_follows_rfc_6455_examples() -> None:
+    """RFC 6455 5.7: the masked "Hello" frame's payload unmasks to "Hello", and back."""
+    key, masked = b"\x37\xfa\x21\x3d", b"\x7f\x9f\x4d\x51\x58"
+    assert mask(key, masked) == b"Hello"
+    assert mask(key, b"Hello") == masked
+    assert mask(key, b"") == b""
+
+
+@given(st.binary(min_size=4, max_size=4), st.binary(max_size=3000))
+def test_masking_twice_is_the_identity(key: bytes, data: bytes) -> None:
+    """Masking is its own inverse, for any key and any length (whole words or not)."""
+    assert mask(key, mask(key, data)) == data
+    assert mask(key, data) == bytes(byte ^ key[i % 4] for i, byte in enumerate(data))

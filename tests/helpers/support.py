@@ -7,6 +7,7 @@ free port, and every process is ended by the PID it was started with.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import shutil
 import signal
@@ -245,6 +246,15 @@ async def receive(ws: WebSocketClientConnection, timeout: float = WAIT) -> str |
     return message
 
 
+async def next_json(ws: WebSocketClientConnection, timeout: float = WAIT) -> dict[str, Any]:
+    """The next message on ``ws``, which must be a JSON object (positions, outcomes)."""
+    message = await receive(ws, timeout)
+    assert isinstance(message, str), message
+    value = json.loads(message)
+    assert isinstance(value, dict), value
+    return value
+
+
 async def closed(
     ws: WebSocketClientConnection, timeout: float = WAIT
 ) -> tuple[int | None, str | None]:
@@ -374,8 +384,6 @@ class RawResponse:
         self.body = body
 
     def json(self) -> Any:
-        import json
-
         return json.loads(self.body)
 
     def __repr__(self) -> str:

@@ -14,7 +14,6 @@ from pathlib import Path
 import pytest
 
 from tornado_channels.core.frames import CLOSE_GOING_AWAY
-from tornado_channels.server.cli import event_loop_factory
 
 from ..helpers import RedisServer, ServerProcess, closed, connect, get, post, receive, run, silent
 
@@ -61,15 +60,6 @@ def test_either_event_loop_serves_and_chats(servers: Start, loop: str) -> None:
         ws.close()
 
     run(scenario())
-
-
-def test_event_loop_factories() -> None:
-    """Auto and uvloop pick uvloop (a dependency), asyncio picks asyncio's own."""
-    import uvloop
-
-    assert event_loop_factory("auto") is uvloop.new_event_loop
-    assert event_loop_factory("uvloop") is uvloop.new_event_loop
-    assert event_loop_factory("asyncio") is asyncio.new_event_loop
 
 
 def test_two_processes_share_one_redis(servers: Start, redis_server: RedisServer) -> None:
@@ -164,23 +154,6 @@ def test_flags_come_from_the_environment(servers: Start) -> None:
         assert (await post(server.url + "/a", b"x" * 11)).code == 413
 
     run(scenario())
-
-
-def test_help_lists_every_flag_with_its_default() -> None:
-    """--help names each flag, its default, and the environment variable form."""
-    result = subprocess.run(
-        [sys.executable, "-m", "tornado_channels", "--help"],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=True,
-    )
-    text = " ".join(result.stdout.split())
-    for flag in ("--port", "--address", "--redis-url", "--max-message-size", "--log-level"):
-        assert flag in text
-    assert "default: 5000" in text
-    assert "default: 127.0.0.1" in text
-    assert "TORNADO_CHANNELS_REDIS_URL" in text
 
 
 def test_port_in_use_is_a_clear_error(servers: Start) -> None:

@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from typing import Any
 
-from ..helpers import EventStream, RedisServer, ServerProcess, connect, post, receive, run, silent
+from ..helpers import (
+    EventStream,
+    RedisServer,
+    ServerProcess,
+    connect,
+    next_json,
+    post,
+    run,
+    silent,
+)
 
 Start = Callable[..., ServerProcess]
-
-
-async def next_json(ws: Any) -> dict[str, Any]:
-    message = await receive(ws)
-    assert isinstance(message, str), message
-    return json.loads(message)  # type: ignore[no-any-return]
 
 
 async def publish(server: ServerProcess, path: str, body: str) -> str:

@@ -13,13 +13,7 @@ from tornado_channels import Channel, Node, Publication, make_app
 from tornado_channels.brokers.memory import MemoryBroker
 from tornado_channels.core.publication import Position, Recovery
 
-from ..helpers import NodeAppTestCase, receive, silent
-
-
-async def next_json(ws: Any) -> dict[str, Any]:
-    message = await receive(ws)
-    assert isinstance(message, str), message
-    return json.loads(message)  # type: ignore[no-any-return]
+from ..helpers import NodeAppTestCase, next_json, receive, silent
 
 
 async def started(ws: Any) -> str:

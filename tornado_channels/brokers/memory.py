@@ -7,7 +7,7 @@ import time
 from collections.abc import Sequence
 
 from ..core.channels import Channel
-from ..core.history import MemoryHistory, channel_keys, stream_key
+from ..core.history import HISTORY_AGE, HISTORY_SIZE, MemoryHistory, channel_keys, stream_key
 from ..core.publication import Position, Publication, Recovery, decode, encode
 from .base import Broker, BrokerEvents, BrokerUnavailable
 
@@ -21,7 +21,9 @@ class MemoryBroker(Broker):
 
     kind = "memory"
 
-    def __init__(self, *, history_size: int = 100, history_age: float = 300.0) -> None:
+    def __init__(
+        self, *, history_size: int = HISTORY_SIZE, history_age: float = HISTORY_AGE
+    ) -> None:
         self._events: BrokerEvents | None = None
         # A new epoch per process: its history dies with it.
         self.history = MemoryHistory(secrets.token_hex(4), history_size, history_age)

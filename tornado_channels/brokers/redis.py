@@ -38,7 +38,7 @@ from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ..core.channels import Channel
-from ..core.history import channel_keys
+from ..core.history import HISTORY_AGE, HISTORY_SIZE, channel_keys
 from ..core.publication import MalformedEnvelope, Position, Publication, Recovery, decode
 from .base import Broker, BrokerEvents, BrokerUnavailable, PublishOutcomeUnknown
 from .coalescer import PublishCoalescer
@@ -49,6 +49,12 @@ log = logging.getLogger("tornado_channels.redis")
 
 #: Keys per SUBSCRIBE or UNSUBSCRIBE sent by a self-check.
 _CHECK_CHUNK = 1000
+
+#: Defaults (the command line's too: see settings.py).
+PREFIX = "tornado_channels:"
+TIMEOUT = 2.0
+PROBE_INTERVAL = 2.0
+CHECK_INTERVAL = 30.0
 
 
 class _Deaf(Exception):
@@ -83,17 +89,17 @@ class RedisBroker(Broker):
         self,
         url: str,
         *,
-        prefix: str = "tornado_channels:",
+        prefix: str = PREFIX,
         connect_timeout: float = 2.0,
-        command_timeout: float = 5.0,
+        command_timeout: float = TIMEOUT,
         subscribe_timeout: float = 5.0,
-        probe_interval: float = 2.0,
-        probe_timeout: float = 2.0,
+        probe_interval: float = PROBE_INTERVAL,
+        probe_timeout: float = TIMEOUT,
         backoff_base: float = 0.1,
         backoff_cap: float = 1.0,
-        history_size: int = 100,
-        history_age: float = 300.0,
-        check_interval: float = 30.0,
+        history_size: int = HISTORY_SIZE,
+        history_age: float = HISTORY_AGE,
+        check_interval: float = CHECK_INTERVAL,
     ) -> None:
         self.url = url
         self._prefix = prefix.encode("utf-8")

@@ -19,6 +19,10 @@ from dataclasses import dataclass, field
 from .channels import Channel, Subtree, Target
 from .publication import Position
 
+#: Messages kept per channel (and per subtree) by default.
+HISTORY_SIZE = 100
+#: Seconds a message stays recoverable by default.
+HISTORY_AGE = 300.0
 #: Idle streams dropped per append, at most: pruning stays O(1) per publish.
 _PRUNE_PER_APPEND = 4
 
@@ -82,8 +86,8 @@ class MemoryHistory:
     """History kept in this process, for the memory broker: a capped deque per key."""
 
     epoch: str
-    max_size: int = 100
-    max_age: float = 300.0
+    max_size: int = HISTORY_SIZE
+    max_age: float = HISTORY_AGE
     seq: int = 0
     # In order of last append, so the idlest stream is always first.
     _streams: OrderedDict[bytes, deque[Entry]] = field(default_factory=OrderedDict)

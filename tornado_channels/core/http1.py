@@ -212,6 +212,10 @@ class RequestReader:
         if not self._remaining:
             self._state = _HEAD
             return END
+        return self._take()
+
+    def _take(self) -> bytes | None:
+        """Up to ``_remaining`` body bytes from the buffer; None if it holds none."""
         buffer = self._buffer
         if not buffer:
             return None
@@ -226,12 +230,7 @@ class RequestReader:
         while True:
             state = self._state
             if state == _CHUNK_DATA:
-                if not buffer:
-                    return None
-                take = min(self._remaining, len(buffer))
-                data = bytes(buffer[:take])
-                del buffer[:take]
-                self._remaining -= take
+                data = self._take()
                 if not self._remaining:
                     self._state = _CHUNK_END
                 return data

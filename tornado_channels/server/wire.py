@@ -406,18 +406,27 @@ class HTTPWire(asyncio.Protocol):
         target = _origin_form(head.target)
         start_line = httputil.RequestStartLine(head.method, target, head.version)
         delegate = exchange.delegate = self.server.delegate.start_request(self, exchange)
+        if self._call(exchange, delegate.headers_received, start_line, headers):
+            exchange.maybe_continue()
+
+    def _call(self, exchange: Exchange, callback: Callable[..., Any], *args: Any) -> bool:
+        """Hand the application what the request brought; False if reading must wait or stop.
+
+        A delegate that fails is a bug: answered 500 (if nothing was
+        answered) and the connection closed.  One that returns a future (a
+        streaming handler's ``prepare`` or ``data_received``) is waited for
+        before more of the body is handed over.
+        """
         try:
-            pending = delegate.headers_received(start_line, headers)
+            pending = callback(*args)
         except Exception:
             log.exception("serving a request failed")
             self._fail(exchange)
-            return
+            return False
         if pending is not None:
-            # A streaming handler's prepare(): read the body once it is done.
             self._wait_for(exchange, pending)
-            return
-        if not exchange.detached:
-            exchange.maybe_continue()
+            return False
+        return not exchange.detached
 
     def _wait_for(self, exchange: Exchange, pending: Awaitable[None]) -> None:
         exchange.waiting = True  # Nothing more is handed over until it is done.
@@ -448,14 +457,7 @@ class HTTPWire(asyncio.Protocol):
                 f"the body exceeds the server's limit of {self.server.max_body_size} bytes",
             )
         assert exchange.delegate is not None
-        try:
-            pending = exchange.delegate.data_received(data)
-        except Exception:
-            log.exception("serving a request failed")
-            self._fail(exchange)
-            return
-        if pending is not None:
-            self._wait_for(exchange, pending)
+        self._call(exchange, exchange.delegate.data_received, data)
 
     def _body_done(self, exchange: Exchange) -> None:
         exchange.reading = False
@@ -464,11 +466,7 @@ class HTTPWire(asyncio.Protocol):
             self._next(exchange)
             return
         assert exchange.delegate is not None
-        try:
-            exchange.delegate.finish()
-        except Exception:
-            log.exception("serving a request failed")
-            self._fail(exchange)
+        self._call(exchange, exchange.delegate.finish)
 
     def answered(self, exchange: Exchange) -> None:
         """The application completed its answer."""

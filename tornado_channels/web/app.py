@@ -23,12 +23,14 @@ def make_app(
     hooks: ChannelHooks | None = None,
     prefix: str = "/",
     in_flight: InFlight | None = None,
+    config: ChannelConfig | None = None,
     **settings: Any,
 ) -> tornado.web.Application:
     """An :class:`~tornado.web.Application` serving ``node``'s channels.
 
-    Keyword arguments named like :class:`~tornado_channels.config.ChannelConfig`
-    fields configure the channels; the rest are Tornado application settings.
+    Keyword arguments named like :class:`~tornado_channels.web.config.ChannelConfig`
+    fields configure the channels (over ``config``, when given); the rest are
+    Tornado application settings.
     Unmatched paths get a JSON 404 like every other error, and cross-site
     POSTs are refused (Tornado's ``cross_origin_protection``) unless their
     origin is in ``trusted_origins``.
@@ -36,5 +38,7 @@ def make_app(
     options = {name: settings.pop(name) for name in CONFIG_FIELDS & settings.keys()}
     settings.setdefault("default_handler_class", NotFoundHandler)
     settings.setdefault("cross_origin_protection", True)
-    rules = channel_routes(node, prefix=prefix, hooks=hooks, in_flight=in_flight, **options)
+    rules = channel_routes(
+        node, prefix=prefix, hooks=hooks, in_flight=in_flight, config=config, **options
+    )
     return tornado.web.Application(rules, **settings)

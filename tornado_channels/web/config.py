@@ -1,57 +1,84 @@
-"""Settings shared by the channel handlers of one mount point."""
+"""The settings of one mount point's channel routes, each declared once (see core/settings.py).
+
+The defaults are the same for the library (``channel_routes(node, ...)``,
+``make_app(node, ...)``) and the command line: a host application gets the
+limits against hostile clients the standalone server has.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from ..core.channels import covers
+from ..core.settings import setting
 
-#: Default maximum size of a published message (POST body or WebSocket message).
-DEFAULT_MAX_MESSAGE_SIZE = 1 << 20
-#: Default largest batch publish body (``POST /_/publish``).
-DEFAULT_MAX_BATCH_BYTES = 8 << 20
+MiB = 1 << 20
 
 
 @dataclass(frozen=True)
 class ChannelConfig:
-    """What the handlers of one mount point need to know.
+    """What the handlers of one mount point need to know."""
 
-    :param prefix: URL path the channels are mounted under, with trailing ``/``.
-    :param max_message_size: largest POST body (413 beyond) or WebSocket
-        message (closed with 1009 beyond), in bytes.
-    :param ping_interval: seconds between server WebSocket pings (0: none).
-    :param ping_timeout: seconds without a pong before a peer is dropped.
-    :param list_channels: whether the home page lists the channels that have
-        subscribers.  Off by default: channel names can be private.
-    :param publish_key: when set, a POST must carry ``Authorization: Bearer <key>``.
-    :param read_only: channel prefixes WebSocket clients may not publish to
-        (``"/"``: every channel); POSTs are unaffected.
-    :param trusted_origins: origins (``https://app.example``) allowed to open
-        WebSockets and POST from another site.
-    :param max_connections: WebSocket connections this process accepts (0: no cap).
-    :param client_rate: frames per second (messages, fragments, pings) one
-        WebSocket client may send on average (0: no limit); past
-        ``client_burst`` it is closed with 1008.
-    :param sse_heartbeat: seconds between heartbeats on an idle event stream
-        (below any proxy's read timeout).
-    :param max_batch_messages: most messages in one ``POST /_/publish``.
-    :param max_batch_bytes: largest ``POST /_/publish`` body, in bytes.
-    """
-
-    prefix: str = "/"
-    max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE
-    ping_interval: float = 20.0
-    ping_timeout: float = 20.0
-    list_channels: bool = False
-    publish_key: str | None = None
-    read_only: tuple[str, ...] = ()
-    trusted_origins: tuple[str, ...] = ()
-    max_connections: int = 0
-    client_rate: float = 0.0
-    client_burst: float = 100.0
-    sse_heartbeat: float = 15.0
-    max_batch_messages: int = 1000
-    max_batch_bytes: int = DEFAULT_MAX_BATCH_BYTES
+    prefix: str = setting(
+        "/", "URL path the channels are mounted under, with trailing '/'", flag=False
+    )
+    max_message_size: int = setting(
+        MiB,
+        "largest message in bytes: POST bodies over it get 413, WebSocket messages 1009",
+        metavar="BYTES",
+    )
+    ping_interval: float = setting(
+        20.0,
+        "seconds between WebSocket pings (0 disables them); below any proxy's read timeout",
+        metavar="SECONDS",
+    )
+    ping_timeout: float = setting(
+        20.0,
+        "seconds without a pong before a WebSocket peer is dropped (at most --ping-interval)",
+        metavar="SECONDS",
+    )
+    list_channels: bool = setting(
+        False,
+        "list the active channels on the home page (off: channel names can be private)",
+    )
+    publish_key: str | None = setting(
+        None,
+        "require 'Authorization: Bearer <key>' on every POST (401 without, 403 if wrong); "
+        "best set through the environment, where other users cannot see it",
+        metavar="KEY",
+    )
+    read_only: tuple[str, ...] = setting(
+        (),
+        "comma-separated channel prefixes WebSocket clients may not publish to "
+        "('/' for every channel; 'users' and 'users/' both cover users and below); "
+        "POSTs are unaffected",
+        metavar="PREFIXES",
+    )
+    trusted_origins: tuple[str, ...] = setting(
+        (),
+        "comma-separated origins (https://app.example) allowed to open WebSockets and "
+        "POST from another site; other cross-site requests get 403",
+        metavar="ORIGINS",
+    )
+    max_connections: int = setting(
+        10000,
+        "WebSocket connections this process accepts; beyond, the handshake gets 503 (0: no cap)",
+    )
+    client_rate: float = setting(
+        50.0,
+        "frames per second (messages, fragments, pings) one WebSocket client may send "
+        "on average (0: no limit); beyond its burst it is closed with 1008",
+    )
+    client_burst: float = setting(100.0, "frames a WebSocket client may send at once")
+    sse_heartbeat: float = setting(
+        15.0,
+        "seconds between heartbeats on an idle event stream (below proxies' read timeouts)",
+        metavar="SECONDS",
+    )
+    max_batch_messages: int = setting(1000, "most messages in one POST /_/publish")
+    max_batch_bytes: int = setting(
+        8 * MiB, "largest POST /_/publish body in bytes (413 beyond)", metavar="BYTES"
+    )
 
     def __post_init__(self) -> None:
         if not self.prefix.startswith("/") or not self.prefix.endswith("/"):

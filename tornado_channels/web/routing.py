@@ -6,6 +6,7 @@ handlers; a custom :class:`~tornado.routing.Matcher` tells them apart.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -88,11 +89,13 @@ def channel_routes(
     prefix: str = "/",
     hooks: ChannelHooks | None = None,
     in_flight: InFlight | None = None,
+    config: ChannelConfig | None = None,
     **options: Any,
 ) -> list[Rule]:
     """Rules that serve the channels of ``node`` below ``prefix``.
 
-    ``options`` are :class:`~tornado_channels.config.ChannelConfig` fields
+    ``options`` are :class:`~tornado_channels.web.config.ChannelConfig` fields
+    (over ``config``, when given)
     (``max_message_size``, ``publish_key``, ``read_only``, ...); they apply to
     these routes only.  Put the rules after a host application's own: they
     match every path below ``prefix``.  ``node`` must be started
@@ -102,7 +105,10 @@ def channel_routes(
     """
     if not prefix.endswith("/"):
         prefix += "/"
-    config = ChannelConfig(prefix=prefix, **options)
+    if config is None:
+        config = ChannelConfig(prefix=prefix, **options)
+    else:
+        config = dataclasses.replace(config, prefix=prefix, **options)
     hooks = hooks if hooks is not None else ChannelHooks()
     templates = tornado.template.Loader(str(PACKAGE_DIR / "templates"))
     shared = {"node": node, "hooks": hooks, "config": config}

@@ -1,0 +1,81 @@
+"""One server process: the node, the application, the wire, and a graceful stop."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from typing import TYPE_CHECKING
+
+from tornado.netutil import bind_sockets
+
+from ..brokers.redis import redact_url
+from ..brokers.settings import make_broker
+from ..node import Node
+from ..web.app import make_app
+from ..web.publishing import InFlight
+from .accept import Acceptor
+from .wire import WireServer
+
+if TYPE_CHECKING:
+    from .cli import Settings
+
+log = logging.getLogger("tornado_channels")
+
+
+async def serve(settings: Settings) -> int:
+    """Run one server until SIGTERM or SIGINT, then shut down gracefully."""
+    server_settings, channels = settings.server, settings.channels
+    node = Node(make_broker(settings.broker), max_buffered_bytes=server_settings.max_buffered_bytes)
+    in_flight = InFlight()
+    app = make_app(node, in_flight=in_flight, config=channels)
+    # Slow clients (slowloris) get seconds, not Tornado's default hour.
+    wire = WireServer(
+        app,
+        xheaders=server_settings.xheaders,
+        idle_timeout=server_settings.idle_timeout,
+        body_timeout=server_settings.body_timeout,
+        max_body_size=max(channels.max_message_size, channels.max_batch_bytes),
+    )
+    acceptor = Acceptor(wire.protocol)
+    address, port = server_settings.address, server_settings.port
+    try:
+        # Bind first: a taken port is an error now, not after the broker wait.
+        sockets = bind_sockets(port, address)
+    except OSError as exc:
+        log.error("cannot listen on %s:%d: %s", address, port, exc)
+        return 1
+    await node.start()
+    if not await node.wait_connected(server_settings.ready_timeout):
+        log.warning(
+            "broker not connected after %.1fs: listening anyway, unready (health answers 503)",
+            server_settings.ready_timeout,
+        )
+    # Accept only now: behind nginx, a worker that is still connecting to Redis
+    # refuses connections (nginx moves on) instead of answering 503.
+    acceptor.listen(sockets)
+    redis_url = settings.broker.redis_url
+    where = redact_url(redis_url) if redis_url else "embedded, single process"
+    log.info("listening on http://%s:%d (broker: %s, %s)", address, port, node.broker.kind, where)
+
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stopping.set)
+    await stopping.wait()
+
+    drain = server_settings.drain_timeout
+    log.info("shutting down: closing %d subscriptions", len(node.hub))
+    # Stop accepting; close WebSockets with 1001 so clients reconnect elsewhere;
+    # let POSTs already in progress finish; only then drop idle connections.
+    acceptor.stop()
+    await node.drain(drain)
+    if not await in_flight.wait_idle(drain):
+        log.warning("publishes still in progress after %.1fs; closing anyway", drain)
+    try:
+        await asyncio.wait_for(wire.close_all_connections(), drain)
+    except asyncio.TimeoutError:
+        log.warning("connections still open after %.1fs; closing anyway", drain)
+    await node.stop()
+    log.info("stopped")
+    return 0
