@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import json
+from typing import Any
 
+from tornado.httpclient import HTTPResponse
 from tornado.testing import AsyncHTTPTestCase
 from tornado.web import Application
 from tornado.websocket import WebSocketClientConnection, websocket_connect
@@ -47,6 +50,18 @@ class NodeAppTestCase(AsyncHTTPTestCase):
             # Read until the server's close frame: the connection is then done.
             while await asyncio.wait_for(conn.read_message(), 5) is not None:
                 pass
+
+    async def post(self, path: str, body: bytes | str = b"x", **kwargs: Any) -> HTTPResponse:
+        """POST ``body`` to ``path`` on the app; any status is returned, not raised."""
+        return await self.http_client.fetch(
+            self.get_url(path), method="POST", body=body, raise_error=False, **kwargs
+        )
+
+    async def publish(self, path: str, body: bytes | str) -> str:
+        """POST a message that must be accepted; return its position."""
+        response = await self.post(path, body)
+        assert response.code == 202, response.body
+        return str(json.loads(response.body)["position"])
 
     async def ws(self, path: str) -> WebSocketClientConnection:
         """Open a WebSocket to ``path`` on the app; it is closed at teardown."""

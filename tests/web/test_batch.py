@@ -104,9 +104,7 @@ def batch(*pairs: tuple[str, str]) -> bytes:
 
 class BatchTestCase(NodeAppTestCase):
     async def post_batch(self, body: bytes, **kwargs: Any) -> HTTPResponse:
-        return await self.http_client.fetch(
-            self.get_url("/_/publish"), method="POST", body=body, raise_error=False, **kwargs
-        )
+        return await self.post("/_/publish", body, **kwargs)
 
 
 class BatchPublishTest(BatchTestCase):

@@ -31,11 +31,6 @@ class ChannelsTestCase(NodeAppTestCase):
     def make_app(self, node: Node) -> Application:
         return make_app(node, max_message_size=MAX)
 
-    async def post(self, path: str, body: bytes | str, **kwargs: object):  # type: ignore[no-untyped-def]
-        return await self.http_client.fetch(
-            self.get_url(path), method="POST", body=body, raise_error=False, **kwargs
-        )
-
     async def handshake_error(self, path: str) -> tuple[int, dict[str, str]]:
         with self.assertRaises(HTTPClientError) as caught:
             await self.ws(path)

@@ -54,12 +54,6 @@ class MetricsTestCase(NodeAppTestCase):
     def make_app(self, node: Node) -> Application:
         return make_app(node, prefix=self.PREFIX)
 
-    async def post(self, path: str, body: bytes) -> int:
-        response = await self.http_client.fetch(
-            self.get_url(path), method="POST", body=body, raise_error=False
-        )
-        return response.code
-
     async def metrics(self) -> Samples:
         response = await self.http_client.fetch(self.get_url(self.PREFIX + "_/metrics"))
         return parse(response.body.decode())
@@ -99,7 +93,7 @@ class MetricsEndpointTest(MetricsTestCase):
         """Three POSTs to two subscribers count 3 published, 6 delivered, 3 timed publishes."""
         first, second = await self.ws("/room"), await self.ws("/room")
         for n in range(3):
-            self.assertEqual(await self.post("/room", f"m{n}".encode()), 202)
+            self.assertEqual((await self.post("/room", f"m{n}".encode())).code, 202)
         for ws in (first, second):
             for n in range(3):
                 self.assertEqual(await receive(ws), f"m{n}")
@@ -131,7 +125,7 @@ class MetricsEndpointTest(MetricsTestCase):
     async def test_broker_down_counts_unavailable_publishes(self) -> None:
         """With the broker stopped, connected is 0 and a 503 POST counts one unavailable failure."""
         await self.node.broker.stop()
-        self.assertEqual(await self.post("/a", b"x"), 503)
+        self.assertEqual((await self.post("/a", b"x")).code, 503)
         samples = await self.metrics()
         self.assertEqual(value(samples, "tornado_channels_broker_connected"), 0)
         failures = "tornado_channels_publish_failures_total"
@@ -149,7 +143,7 @@ class MetricsEndpointTest(MetricsTestCase):
             make_app(other)  # building a second app must not collide with the first
             await other.publish(parse_target("x"), b"1")
             await other.publish(parse_target("x"), b"2")
-            self.assertEqual(await self.post("/y", b"3"), 202)
+            self.assertEqual((await self.post("/y", b"3")).code, 202)
             mine = await self.metrics()
             theirs = parse(generate_latest(NodeMetrics(other).registry).decode())
         finally:
@@ -168,7 +162,7 @@ class OutcomeUnknownTest(MetricsTestCase):
     @gen_test
     async def test_unanswered_publish_counts_outcome_unknown(self) -> None:
         """A publish the broker never answers is a 504 counted as reason="outcome_unknown"."""
-        self.assertEqual(await self.post("/a", b"x"), 504)
+        self.assertEqual((await self.post("/a", b"x")).code, 504)
         samples = await self.metrics()
         failures = "tornado_channels_publish_failures_total"
         self.assertEqual(value(samples, failures, reason="outcome_unknown"), 1)
@@ -192,7 +186,7 @@ class StatsTest(MetricsTestCase):
     async def test_stats_report_subscribers_per_channel(self) -> None:
         """GET /_/stats is uncached JSON with the broker, counters, and subscribers per channel."""
         one, _, _ = await self.ws("/users/1"), await self.ws("/users/1"), await self.ws("/users/2")
-        self.assertEqual(await self.post("/users/1", b"hi"), 202)
+        self.assertEqual((await self.post("/users/1", b"hi")).code, 202)
         await receive(one)
         response = await self.http_client.fetch(self.get_url("/_/stats"))
         self.assertEqual(response.headers["Cache-Control"], "no-store")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 
-from tornado.httpclient import HTTPClientError
+from tornado.httpclient import HTTPClientError, HTTPResponse
 from tornado.httputil import HTTPServerRequest
 from tornado.testing import gen_test
 from tornado.web import Application, RequestHandler
@@ -51,14 +51,8 @@ class MountedTest(NodeAppTestCase):
             [(r"/", HostHome), *channel_routes(node, prefix="/live/", hooks=ModeratedHooks())]
         )
 
-    async def post(self, path: str, body: bytes, token: str = "secret"):  # type: ignore[no-untyped-def]
-        return await self.http_client.fetch(
-            self.get_url(path),
-            method="POST",
-            body=body,
-            headers={"X-Token": token},
-            raise_error=False,
-        )
+    async def post_as(self, path: str, body: bytes, token: str = "secret") -> HTTPResponse:
+        return await self.post(path, body, headers={"X-Token": token})
 
     @gen_test
     async def test_host_routes_keep_working(self) -> None:
@@ -70,7 +64,7 @@ class MountedTest(NodeAppTestCase):
     async def test_channels_live_under_the_prefix(self) -> None:
         """/live/users/1 is channel users/1: a POST there reaches its subscriber."""
         ws = await self.ws("/live/users/1")
-        response = await self.post("/live/users/1", b"hi")
+        response = await self.post_as("/live/users/1", b"hi")
         self.assertEqual(response.code, 202)
         self.assertEqual(json.loads(response.body)["channel"], "users/1")
         self.assertEqual(await receive(ws), "hi")
@@ -79,13 +73,13 @@ class MountedTest(NodeAppTestCase):
     async def test_subtree_publish_under_the_prefix(self) -> None:
         """POST /live/ publishes to every channel of the mount."""
         ws = await self.ws("/live/a/b")
-        await self.post("/live/", b"all")
+        await self.post_as("/live/", b"all")
         self.assertEqual(await receive(ws), "all")
 
     @gen_test
     async def test_paths_outside_the_prefix_are_the_hosts(self) -> None:
         """/users/1 is not a channel in the host app: the host's 404."""
-        response = await self.post("/users/1", b"x")
+        response = await self.post_as("/users/1", b"x")
         self.assertEqual(response.code, 404)
 
     @gen_test
@@ -107,14 +101,14 @@ class MountedTest(NodeAppTestCase):
         assert caught.exception.response is not None
         self.assertEqual(json.loads(caught.exception.response.body)["error"], "forbidden")
         allowed = await self.ws("/live/private/1?ticket=ok")
-        await self.post("/live/private/1", b"secret stuff")
+        await self.post_as("/live/private/1", b"secret stuff")
         self.assertEqual(await receive(allowed), "secret stuff")
 
     @gen_test
     async def test_publish_hook_refuses_with_403(self) -> None:
         """A POST the hook refuses is a 403 with JSON and is not published."""
         ws = await self.ws("/live/news")
-        response = await self.post("/live/news", b"spam", token="wrong")
+        response = await self.post_as("/live/news", b"spam", token="wrong")
         self.assertEqual(response.code, 403)
         self.assertEqual(json.loads(response.body)["error"], "forbidden")
         await silent(ws)
@@ -143,5 +137,5 @@ class MountedTest(NodeAppTestCase):
         await sender.write_message("bad")
         self.assertEqual(await closed(sender), (CLOSE_POLICY_VIOLATION, "no bad words"))
         await silent(peer)
-        await self.post("/live/room", b"still open")
+        await self.post_as("/live/room", b"still open")
         self.assertEqual(await receive(peer), "still open")

@@ -28,10 +28,6 @@ class RecoveryTest(NodeAppTestCase):
     def make_node(self) -> Node:
         return Node(MemoryBroker(history_size=50))
 
-    async def publish(self, path: str, body: bytes) -> str:
-        response = await self.http_client.fetch(self.get_url(path), method="POST", body=body)
-        return json.loads(response.body)["position"]  # type: ignore[no-any-return]
-
     @gen_test
     async def test_clients_that_opt_in_get_positions(self) -> None:
         """With ?positions=1 each message arrives as JSON with its position; binary as base64."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 
-from tornado.httpclient import HTTPClientError, HTTPRequest
+from tornado.httpclient import HTTPClientError, HTTPRequest, HTTPResponse
 from tornado.testing import gen_test
 from tornado.web import Application
 from tornado.websocket import websocket_connect
@@ -21,10 +21,8 @@ KEY = "s3cret-key"
 class PostingTestCase(NodeAppTestCase):
     """POSTs ``x`` to /news with chosen headers."""
 
-    async def post(self, headers: dict[str, str]):  # type: ignore[no-untyped-def]
-        return await self.http_client.fetch(
-            self.get_url("/news"), method="POST", body=b"x", headers=headers, raise_error=False
-        )
+    async def post_news(self, headers: dict[str, str]) -> HTTPResponse:
+        return await self.post("/news", headers=headers)
 
 
 class PublishKeyTest(PostingTestCase):
@@ -35,7 +33,7 @@ class PublishKeyTest(PostingTestCase):
     async def test_post_without_the_key_is_401(self) -> None:
         """A POST without a key is refused with 401, a JSON reason and a Bearer challenge."""
         ws = await self.ws("/news")
-        response = await self.post({})
+        response = await self.post_news({})
         self.assertEqual(response.code, 401)
         self.assertEqual(json.loads(response.body)["error"], "unauthorized")
         self.assertIn("Bearer", response.headers["WWW-Authenticate"])
@@ -47,7 +45,7 @@ class PublishKeyTest(PostingTestCase):
         ws = await self.ws("/news")
         for header in (f"Bearer {KEY}x", "Bearer s3cret", f"Basic {KEY}", "Bearer"):
             with self.subTest(header=header):
-                response = await self.post({"Authorization": header})
+                response = await self.post_news({"Authorization": header})
                 self.assertIn(response.code, (401, 403))
                 self.assertIn(json.loads(response.body)["error"], ("unauthorized", "forbidden"))
         await silent(ws)
@@ -56,7 +54,7 @@ class PublishKeyTest(PostingTestCase):
     async def test_post_with_the_key_publishes(self) -> None:
         """A POST carrying 'Authorization: Bearer <key>' publishes as usual."""
         ws = await self.ws("/news")
-        response = await self.post({"Authorization": f"Bearer {KEY}"})
+        response = await self.post_news({"Authorization": f"Bearer {KEY}"})
         self.assertEqual(response.code, 202)
         self.assertEqual(await receive(ws), "x")
 
@@ -74,7 +72,7 @@ class CrossSiteTest(PostingTestCase):
             {"Origin": "https://evil.example", "Sec-Fetch-Site": "cross-site"},
         ):
             with self.subTest(headers=headers):
-                response = await self.post(headers)
+                response = await self.post_news(headers)
                 self.assertEqual(response.code, 403)
                 self.assertEqual(json.loads(response.body)["error"], "forbidden")
         await silent(ws)
@@ -91,7 +89,7 @@ class CrossSiteTest(PostingTestCase):
             {"Origin": "https://app.example", "Sec-Fetch-Site": "cross-site"},
         ):
             with self.subTest(headers=headers):
-                self.assertEqual((await self.post(headers)).code, 202)
+                self.assertEqual((await self.post_news(headers)).code, 202)
                 self.assertEqual(await receive(ws), "x")
 
 

@@ -18,10 +18,6 @@ class EventsTest(NodeAppTestCase):
     def make_app(self, node: Node) -> Application:
         return make_app(node, sse_heartbeat=0.2)
 
-    async def publish(self, path: str, body: bytes) -> str:
-        response = await self.http_client.fetch(self.get_url(path), method="POST", body=body)
-        return json.loads(response.body)["position"]  # type: ignore[no-any-return]
-
     def setUp(self) -> None:
         self.streams: list[EventStream] = []
         super().setUp()
