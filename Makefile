@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 PORT   ?= 5000
 PYTEST_ARGS ?=
 
-.PHONY: help install run-deps test-deps run stop status serve test test-fast lint format clean conformance bench bench-nchan
+.PHONY: help install run-deps test-deps run stop status serve test test-fast lint format flags clean conformance bench bench-nchan
 
 help:
 	@echo "make run    - one worker per core under supervisord, nginx in front on http://127.0.0.1:$(PORT), Redis"
@@ -25,7 +25,9 @@ help:
 $(STAMP): setup.cfg setup.py pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test,lint,deploy]'
+	@# setuptools says, on every editable install, that a folder named like the
+	@# package may shadow it: true of every checkout, and noise here.
+	PYTHONWARNINGS="ignore:Editable installation" $(BIN)/python -m pip install --quiet -e '.[test,lint,deploy]'
 	touch $@
 
 install: $(STAMP)
@@ -96,6 +98,10 @@ lint: install
 format: install
 	$(BIN)/ruff format tornado_channels tests
 	$(BIN)/ruff check --fix tornado_channels tests
+
+# docs/flags.md's table, made again from the settings (a test checks it is current).
+flags: install
+	$(BIN)/python -m tests.helpers.flags_doc
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .mypy_cache .ruff_cache .pytest_cache .hypothesis

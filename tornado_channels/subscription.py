@@ -11,6 +11,7 @@ transport is attached.  Resuming from a position is the seam of
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Protocol
 
@@ -47,7 +48,16 @@ class Subscription:
     moment it subscribes until :meth:`resume` has sent what was missed.
     """
 
-    __slots__ = ("_closing", "_pending", "_resume", "_transport", "channel", "encoding", "node")
+    __slots__ = (
+        "_closing",
+        "_deadline",
+        "_pending",
+        "_resume",
+        "_transport",
+        "channel",
+        "encoding",
+        "node",
+    )
 
     def __init__(
         self, node: Node, channel: Channel, encoding: Encoding, since: Position | None = None
@@ -60,6 +70,7 @@ class Subscription:
         # Frames written before the transport exists, and a close asked for then.
         self._pending: list[bytes] | None = []
         self._closing: tuple[int | None, str | None] | None = None
+        self._deadline: asyncio.TimerHandle | None = None
 
     async def start(self) -> None:
         """Subscribe; return once the broker delivers to it (raise BrokerUnavailable if not)."""
@@ -76,8 +87,20 @@ class Subscription:
 
     def end(self) -> None:
         """The connection is gone (or never came): leave the channel.  Safe to call again."""
+        self._cancel_deadline()
         self.node.unsubscribe(self.channel, self)
         self._transport = None
+
+    def close_at(self, delay: float, code: int, reason: str) -> None:
+        """Close in ``delay`` seconds with ``code`` (a token's expiry), unless it ends first."""
+        self._cancel_deadline()
+        loop = asyncio.get_running_loop()
+        self._deadline = loop.call_later(max(delay, 0.0), self.close, code, reason)
+
+    def _cancel_deadline(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
 
     async def resume(self) -> None:
         """Send what was missed since the client's position, the outcome, then the live frames."""
@@ -128,6 +151,7 @@ class Subscription:
 
         Before the transport exists, the close is made as soon as it does.
         """
+        self._cancel_deadline()
         transport = self._transport
         if transport is None:
             if self._pending is not None:

@@ -33,6 +33,8 @@ CLOSE_INTERNAL_ERROR = 1011
 CLOSE_TRY_AGAIN_LATER = 1013
 #: The client read too slowly and its outgoing buffer passed the bound; reconnect.
 CLOSE_SLOW_CONSUMER = 4008
+#: The client's token expired: reconnect (resuming) with a new one.
+CLOSE_TOKEN_EXPIRED = 4001
 
 
 def is_text(payload: bytes) -> bool:

@@ -13,6 +13,7 @@ import argparse
 import asyncio
 import logging
 import os
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -121,8 +122,46 @@ def event_loop_factory(choice: str) -> Callable[[], asyncio.AbstractEventLoop] |
     return factory
 
 
+def mint(argv: Sequence[str], environ: dict[str, str] | None = None) -> int:
+    """``tornado-channels token ...``: print a token signed with the configured secret."""
+    from ..web.tokens import TokenVerifier
+
+    environ = dict(os.environ) if environ is None else environ
+
+    def env(name: str) -> str | None:
+        return environ.get(declare.ENV_PREFIX + name)
+
+    parser = argparse.ArgumentParser(
+        prog="tornado-channels token",
+        description="Mint a channel token (HS256, signed with --token-secret), for development "
+        "and tests: a real deployment's backend mints its users' tokens itself.",
+    )
+    parser.add_argument("--sub", help="the user id (the token's 'sub')")
+    parser.add_argument("--subscribe", default="", help="comma-separated subscribe grants")
+    parser.add_argument("--publish", default="", help="comma-separated publish grants")
+    parser.add_argument("--ttl", type=float, default=3600.0, help="seconds until it expires")
+    parser.add_argument("--token-secret", default=env("TOKEN_SECRET"), help="the HMAC secret")
+    parser.add_argument("--token-audience", default=env("TOKEN_AUDIENCE"), help="its 'aud'")
+    parser.add_argument("--token-issuer", default=env("TOKEN_ISSUER"), help="its 'iss'")
+    args = parser.parse_args(argv)
+    if not args.token_secret:
+        parser.error(f"no secret: pass --token-secret or set {declare.ENV_PREFIX}TOKEN_SECRET")
+    verifier = TokenVerifier(
+        [args.token_secret], audience=args.token_audience, issuer=args.token_issuer
+    )
+
+    def grants(text: str) -> list[str]:
+        return [part.strip() for part in text.split(",") if part.strip()]
+
+    print(verifier.mint(args.sub, grants(args.subscribe), grants(args.publish), args.ttl))
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``tornado-channels`` console script."""
+    """Entry point of the ``tornado-channels`` console script (and ``... token``)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["token"]:
+        return mint(argv[1:])
     from .serve import serve  # The whole server, only once the flags are read.
 
     try:

@@ -9,7 +9,10 @@ application; the standalone server's wire needs none of them):
 - how much an IOStream still has to write (``IOStream._write_buffer``), for
   the slow-consumer bound of an event stream;
 - breaking a handler's reference cycles once its socket is taken over
-  (``RequestHandler._break_cycles``), so it is freed at once.
+  (``RequestHandler._break_cycles``), so it is freed at once;
+- the access log's summary of a request (``RequestHandler._request_summary``,
+  which ``Application.log_request`` calls, in a host application too), so a
+  token in a URL never reaches a log: the channel handlers override it.
 
 Importing this module checks the Tornado version; ``tests/web/test_tornado_private.py``
 checks each attribute, so an upgrade that changes one fails loudly there.
@@ -17,9 +20,13 @@ checks each attribute, so an upgrade that changes one fails loudly there.
 
 from __future__ import annotations
 
+import re
+
 import tornado
 import tornado.web
 from tornado.iostream import IOStream
+
+_TOKEN_IN_QUERY = re.compile(r"([?&]token=)[^&#\s]*")
 
 #: The Tornado versions these private attributes were checked on: [6.6, 7).
 SUPPORTED = ((6, 6), (7, 0))
@@ -40,6 +47,16 @@ def queued_bytes(stream: IOStream | None) -> int:
     """Bytes written to ``stream`` that the kernel has not yet taken."""
     buffer = getattr(stream, "_write_buffer", None)
     return len(buffer) if buffer is not None else 0
+
+
+def request_summary(handler: tornado.web.RequestHandler) -> str:
+    """What Tornado's access log says of ``handler``'s request, with ``token=`` values hidden."""
+    return redact(tornado.web.RequestHandler._request_summary(handler))
+
+
+def redact(text: str) -> str:
+    """``text`` (a URI, a log line) with every ``token=`` value hidden."""
+    return _TOKEN_IN_QUERY.sub(r"\1[redacted]", text)
 
 
 def release(handler: tornado.web.RequestHandler) -> None:

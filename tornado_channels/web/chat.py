@@ -21,11 +21,13 @@ from tornado.httputil import HTTPServerRequest
 
 from ..brokers.base import PublishError
 from ..core.frames import CLOSE_INTERNAL_ERROR, CLOSE_POLICY_VIOLATION, CLOSE_TRY_AGAIN_LATER
+from ..core.grants import Claims
 from ..core.ratelimit import TokenBucket
 from ..subscription import Subscription
 from .config import ChannelConfig
 from .connection import WebSocketConnection
 from .hooks import ChannelHooks, Reject, resolve
+from .tokens import Guard
 
 log = logging.getLogger("tornado_channels.websocket")
 
@@ -42,11 +44,16 @@ class Chat:
         request: HTTPServerRequest,
         hooks: ChannelHooks,
         config: ChannelConfig,
+        guard: Guard,
+        claims: Claims | None,
     ) -> None:
         self.subscription = subscription
         self.request = request
         self.hooks = hooks
         self.config = config
+        self.guard = guard
+        #: The client's token's claims (None without one): what it may publish to.
+        self.claims = claims
         self.connection: WebSocketConnection | None = None
         self._budget = TokenBucket(config.client_rate, config.client_burst, time.monotonic())
         # Client messages waiting to be published, one at a time, in order.
@@ -135,6 +142,9 @@ class Chat:
             subscription.close(
                 CLOSE_POLICY_VIOLATION, "publishing here is disabled for WebSocket clients"
             )
+            return
+        if not self.guard.may_publish(self.claims, channel):
+            subscription.close(CLOSE_POLICY_VIOLATION, "no token grants publishing here")
             return
         try:
             payload = await resolve(self.hooks.on_client_message(self.request, channel, raw))

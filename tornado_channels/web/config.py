@@ -75,6 +75,34 @@ class ChannelConfig:
         "seconds between heartbeats on an idle event stream (below proxies' read timeouts)",
         metavar="SECONDS",
     )
+    token_secret: str | None = setting(
+        None,
+        "verify channel tokens signed with this HMAC secret (HS256/384/512); with a token key "
+        "set, subscribing and client publishing need a token that grants the channel; best "
+        "set through the environment",
+        metavar="SECRET",
+    )
+    token_public_key: tuple[str, ...] = setting(
+        (),
+        "comma-separated PEM files of public keys (RSA, EC, Ed25519) that verify channel "
+        "tokens; several, for key rotation",
+        metavar="FILES",
+    )
+    token_audience: str | None = setting(
+        None, "accept only tokens whose 'aud' claim names this audience"
+    )
+    token_issuer: str | None = setting(None, "accept only tokens whose 'iss' claim is this issuer")
+    token_leeway: float = setting(
+        5.0,
+        "seconds of clock skew allowed when checking a token's exp, nbf and iat",
+        metavar="SECONDS",
+    )
+    public: tuple[str, ...] = setting(
+        (),
+        "comma-separated channel prefixes anyone may subscribe to without a token ('/' for "
+        "every channel: tokens then only gate client publishing)",
+        metavar="PREFIXES",
+    )
     max_batch_messages: int = setting(1000, "most messages in one POST /_/publish")
     max_batch_bytes: int = setting(
         8 * MiB, "largest POST /_/publish body in bytes (413 beyond)", metavar="BYTES"

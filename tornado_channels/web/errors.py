@@ -15,6 +15,7 @@ from typing import Any
 import tornado.web
 
 from ..core.channels import InvalidChannel
+from . import _tornado
 from .hooks import Reject, resolve
 
 JSON_TYPE = "application/json; charset=UTF-8"
@@ -106,6 +107,10 @@ class JSONErrorsMixin(tornado.web.RequestHandler):
             for method in self.SUPPORTED_METHODS
             if getattr(type(self), method.lower(), None) is not getattr(base, method.lower(), None)
         )
+
+    def _request_summary(self) -> str:
+        """The access log's view of the request, with any ``token=`` hidden (see _tornado.py)."""
+        return _tornado.request_summary(self)
 
     def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
         """Log server errors only."""

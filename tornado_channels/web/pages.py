@@ -13,6 +13,7 @@ from ..node import Node
 from .config import ChannelConfig
 from .errors import ApiError, JSONErrorsMixin, invalid_channel
 from .hooks import ChannelHooks
+from .tokens import Guard
 
 # Pages run only our own script and style, and nothing can frame them.
 CONTENT_SECURITY_POLICY = (
@@ -33,12 +34,14 @@ class ChannelHandler(JSONErrorsMixin):
         node: Node,
         hooks: ChannelHooks,
         config: ChannelConfig,
+        guard: Guard,
         templates: tornado.template.Loader,
     ) -> None:
-        """Take the shared node, hooks, config and templates from the route table."""
+        """Take the shared node, hooks, config, guard and templates from the route table."""
         self.node = node
         self.hooks = hooks
         self.config = config
+        self.guard = guard
         self.templates = templates
 
     def prepare(self) -> None:
@@ -63,6 +66,8 @@ class ChannelHandler(JSONErrorsMixin):
         self.set_header("Referrer-Policy", "same-origin")
         namespace = {"static": self.config.static_prefix, "home": self.config.prefix}
         if isinstance(target, Channel):
+            # A page that could not connect is no use: refused like its connection would be.
+            self.guard.subscriber(self.request, target)
             page = self.templates.load("channel.html").generate(
                 channel=target.name, publish_url=self._url_without_query(), **namespace
             )

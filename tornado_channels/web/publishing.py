@@ -33,12 +33,14 @@ from tornado.routing import Router
 from ..brokers.base import BrokerUnavailable, PublishOutcomeUnknown
 from ..core.batch import InvalidBatch, parse_batch
 from ..core.channels import Channel, InvalidChannel, Target, parse_target
+from ..core.grants import Claims
 from ..core.http1 import http_date
 from ..node import Node
 from . import origins
 from .config import ChannelConfig
 from .errors import JSON_TYPE, ApiError, authorize, broker_unavailable, invalid_channel, reason
 from .hooks import ChannelHooks
+from .tokens import Guard, bearer_of, redact, token_of
 
 log = logging.getLogger("tornado_channels.publishing")
 
@@ -96,6 +98,7 @@ class PublishEndpoint(Router):
         hooks: ChannelHooks,
         config: ChannelConfig,
         in_flight: InFlight,
+        guard: Guard,
         *,
         batch: bool = False,
     ) -> None:
@@ -103,6 +106,7 @@ class PublishEndpoint(Router):
         self.hooks = hooks
         self.config = config
         self.in_flight = in_flight
+        self.guard = guard
         self.batch = batch
         # Publishes in progress: the loop keeps only weak references to tasks.
         self.tasks: set[asyncio.Task[None]] = set()
@@ -134,6 +138,8 @@ class PublishRequest(httputil.HTTPMessageDelegate):
         self.too_large = False
         # A refusal decided from the headers, answered once the body is read.
         self.deferred: ApiError | None = None
+        # The claims of the token the request carried, when it publishes with one.
+        self.claims: Claims | None = None
         self.discarded = 0
         self.finished_reading = False
         self.answered = False
@@ -242,7 +248,7 @@ class PublishRequest(httputil.HTTPMessageDelegate):
                 self.target = parse_target(self.path)
             except InvalidChannel as exc:
                 raise invalid_channel(exc) from None
-        self.check_publish_key(request)
+        self.check_credentials(request)
         self.check_origin(request)
         # Counted from here, so a shutdown waits for bodies still arriving.
         self.in_flight = True
@@ -251,22 +257,38 @@ class PublishRequest(httputil.HTTPMessageDelegate):
         if length is not None and length.isdigit() and int(length) > self.limit:
             raise self.too_large_error()
 
-    def check_publish_key(self, request: httputil.HTTPServerRequest) -> None:
-        """With a publish key configured, only ``Authorization: Bearer <key>`` may publish."""
-        key = self.endpoint.config.publish_key
+    def check_credentials(self, request: httputil.HTTPServerRequest) -> None:
+        """Who publishes: a backend with the publish key, or a client with a token.
+
+        ``Authorization: Bearer <publish key>`` publishes anywhere.  A request
+        that carries a token (``?token=``, or a Bearer credential that is not
+        the key) publishes where the token grants it (checked per target, in
+        :meth:`authorize`).  Without either, a configured publish key refuses
+        it (401), as does a wrong key (403).
+        """
+        endpoint = self.endpoint
+        key = endpoint.config.publish_key
+        given = bearer_of(request)
+        # Constant-time: the comparison must not leak how much of the key matched.
+        if (
+            key is not None
+            and given is not None
+            and hmac.compare_digest(given.encode(), key.encode())
+        ):
+            return
+        if endpoint.guard.enabled and token_of(request) is not None:
+            self.claims = endpoint.guard.authenticate(request)
+            return
         if key is None:
             return
-        scheme, _, given = request.headers.get("Authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not given:
+        if given is None:
             raise ApiError(
                 401,
                 "unauthorized",
                 "publishing needs the header 'Authorization: Bearer <key>'",
                 {"WWW-Authenticate": 'Bearer realm="publish"'},
             )
-        # Constant-time: the comparison must not leak how much of the key matched.
-        if not hmac.compare_digest(given.strip().encode(), key.encode()):
-            raise ApiError(403, "forbidden", "wrong publish key")
+        raise ApiError(403, "forbidden", "wrong publish key")
 
     def check_origin(self, request: httputil.HTTPServerRequest) -> None:
         """Refuse cross-site POSTs from browsers unless their origin is trusted.
@@ -335,7 +357,9 @@ class PublishRequest(httputil.HTTPMessageDelegate):
         return {"published": len(positions), "positions": list(map(str, positions))}
 
     async def authorize(self, target: Target) -> None:
-        """Ask the ``authorize_publish`` hook; raise the 403 when it refuses."""
+        """Check a token's grant, then ask the ``authorize_publish`` hook; raise the 403 if not."""
+        if self.claims is not None and not self.claims.publish.allows(target):
+            raise ApiError(403, "forbidden", f"the token does not grant publishing to '{target}'")
         await authorize(
             self.endpoint.hooks.authorize_publish(self.request, target),
             f"publishing to '{target}' is not allowed",
@@ -395,7 +419,7 @@ class PublishRequest(httputil.HTTPMessageDelegate):
         request = self.request
         if access_log.isEnabledFor(level):
             elapsed = 1000 * (time.monotonic() - self.started)
-            summary = f"{request.method} {request.uri} ({request.remote_ip})"
+            summary = f"{request.method} {redact(request.uri or '')} ({request.remote_ip})"
             access_log.log(level, "%d %s %.2fms", status, summary, elapsed)
 
 

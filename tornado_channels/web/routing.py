@@ -25,6 +25,7 @@ from .ops import HealthHandler, MetricsHandler, StatsHandler
 from .pages import ChannelHandler
 from .publishing import InFlight, PublishEndpoint
 from .sse import ChannelEventsHandler
+from .tokens import Guard
 from .websocket import ChannelSocketHandler
 
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -111,7 +112,8 @@ def channel_routes(
         config = dataclasses.replace(config, prefix=prefix, **options)
     hooks = hooks if hooks is not None else ChannelHooks()
     templates = tornado.template.Loader(str(PACKAGE_DIR / "templates"))
-    shared = {"node": node, "hooks": hooks, "config": config}
+    guard = Guard.from_config(config)
+    shared = {"node": node, "hooks": hooks, "config": config, "guard": guard}
     in_flight = in_flight if in_flight is not None else InFlight()
     metrics = NodeMetrics(node)
     # One timer pings every WebSocket of this mount point (none when disabled).
@@ -122,7 +124,7 @@ def channel_routes(
         Rule(PathMatches(prefix + "_/health"), HealthHandler, {"node": node}),
         Rule(
             PathMatches(prefix + "_/publish"),
-            PublishEndpoint(node, hooks, config, in_flight, batch=True),
+            PublishEndpoint(node, hooks, config, in_flight, guard, batch=True),
         ),
         Rule(PathMatches(prefix + "_/metrics"), MetricsHandler, {"metrics": metrics}),
         Rule(PathMatches(prefix + "_/stats"), StatsHandler, {"node": node}),
@@ -138,7 +140,8 @@ def channel_routes(
         ),
         Rule(ChannelMatcher(prefix, kind="events"), ChannelEventsHandler, shared),
         Rule(
-            ChannelMatcher(prefix, kind="publish"), PublishEndpoint(node, hooks, config, in_flight)
+            ChannelMatcher(prefix, kind="publish"),
+            PublishEndpoint(node, hooks, config, in_flight, guard),
         ),
         Rule(
             ChannelMatcher(prefix, kind="http"),

@@ -22,6 +22,7 @@ from .config import ChannelConfig
 from .errors import JSONErrorsMixin
 from .hooks import ChannelHooks
 from .subscribing import admit, start
+from .tokens import Guard
 
 
 class EventStream:
@@ -66,11 +67,14 @@ class ChannelEventsHandler(JSONErrorsMixin):
 
     SUPPORTED_METHODS = ("GET",)
 
-    def initialize(self, node: Node, hooks: ChannelHooks, config: ChannelConfig) -> None:
-        """Take the shared node, hooks and config from the route table."""
+    def initialize(
+        self, node: Node, hooks: ChannelHooks, config: ChannelConfig, guard: Guard
+    ) -> None:
+        """Take the shared node, hooks, config and guard from the route table."""
         self.node = node
         self.hooks = hooks
         self.config = config
+        self.guard = guard
         self.stream = EventStream(self)
 
     async def get(self, path: str) -> None:
@@ -78,7 +82,7 @@ class ChannelEventsHandler(JSONErrorsMixin):
         since = self.request.headers.get("Last-Event-ID") or self.get_query_argument(
             "lastEventId", None
         )
-        subscription = await admit(
+        admission = await admit(
             self.request,
             path,
             since=since,
@@ -86,9 +90,10 @@ class ChannelEventsHandler(JSONErrorsMixin):
             node=self.node,
             hooks=self.hooks,
             config=self.config,
+            guard=self.guard,
             trusted=self.settings.get("trusted_origins", ()),
         )
-        await start(subscription)
+        subscription = await start(admission, self.config.token_leeway)
         stream = self.stream
         heartbeat = PeriodicCallback(
             lambda: stream.send(SSE_HEARTBEAT), self.config.sse_heartbeat * 1000

@@ -1,7 +1,8 @@
 """Admitting a subscriber: what the WebSocket and event-stream edges check before subscribing.
 
-The channel's name, the request's origin, this process's capacity, the
-``authorize_subscribe`` hook, and the position to resume from.  A client that
+The channel's name, the request's origin, this process's capacity, its
+token (when the mount point requires tokens), the ``authorize_subscribe``
+hook, and the position to resume from.  A client that
 asks for positions without having one starts from the head, read *before*
 subscribing: what is published from then on is its own, and resuming from
 the head leaves no gap before the live subscription takes over.
@@ -9,13 +10,16 @@ the head leaves no gap before the live subscription takes over.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Collection
+from dataclasses import dataclass
 
 from tornado.httputil import HTTPServerRequest
 
 from ..brokers.base import BrokerUnavailable
 from ..core.channels import Channel, InvalidChannel, parse_channel
-from ..core.frames import Encoding
+from ..core.frames import CLOSE_TOKEN_EXPIRED, Encoding
+from ..core.grants import Claims
 from ..core.publication import InvalidPosition, Position
 from ..node import Node
 from ..subscription import Subscription
@@ -23,6 +27,15 @@ from . import origins
 from .config import ChannelConfig
 from .errors import ApiError, authorize, broker_unavailable, invalid_channel
 from .hooks import ChannelHooks
+from .tokens import Guard
+
+
+@dataclass(frozen=True, slots=True)
+class Admission:
+    """An admitted subscriber: its subscription (not yet started), and its token's claims."""
+
+    subscription: Subscription
+    claims: Claims | None
 
 
 async def admit(
@@ -34,12 +47,12 @@ async def admit(
     node: Node,
     hooks: ChannelHooks,
     config: ChannelConfig,
+    guard: Guard,
     trusted: Collection[str] = (),
-) -> Subscription:
-    """A subscription for ``request`` to the channel at ``path``, not yet started.
+) -> Admission:
+    """Admit ``request`` to the channel at ``path``; raise the ApiError that refuses it.
 
-    Raises the :class:`~.errors.ApiError` that refuses it.  ``trusted`` adds
-    origins (a host application's own ``trusted_origins`` setting).
+    ``trusted`` adds origins (a host application's own ``trusted_origins`` setting).
     """
     try:
         channel: Channel = parse_channel(path)
@@ -56,6 +69,7 @@ async def admit(
             f"this process is at its limit of {cap} subscribers",
             {"Retry-After": "1"},
         )
+    claims = guard.subscriber(request, channel)
     await authorize(
         hooks.authorize_subscribe(request, channel),
         f"subscribing to '{channel}' is not allowed",
@@ -71,12 +85,23 @@ async def admit(
             position = await node.head()
         except BrokerUnavailable as exc:
             raise broker_unavailable(exc) from None
-    return Subscription(node, channel, encoding, position)
+    return Admission(Subscription(node, channel, encoding, position), claims)
 
 
-async def start(subscription: Subscription) -> None:
-    """Subscribe; raise the 503 when the broker cannot take the subscription."""
+async def start(admission: Admission, leeway: float) -> Subscription:
+    """Subscribe; raise the 503 when the broker cannot take the subscription.
+
+    A subscription made with a token that expires is closed when it does
+    (``exp`` plus the leeway) with 4001: the client gets a new token and
+    resumes, losing nothing.
+    """
+    subscription = admission.subscription
     try:
         await subscription.start()
     except BrokerUnavailable as exc:
         raise broker_unavailable(exc) from None
+    claims = admission.claims
+    if claims is not None and claims.expires_at is not None:
+        delay = claims.expires_at + leeway - time.time()
+        subscription.close_at(delay, CLOSE_TOKEN_EXPIRED, "token expired")
+    return subscription

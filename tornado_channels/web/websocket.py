@@ -31,6 +31,7 @@ from .connection import Heartbeat, StreamTransport, WebSocketConnection
 from .errors import ApiError, JSONErrorsMixin
 from .hooks import ChannelHooks
 from .subscribing import admit, start
+from .tokens import Guard
 
 log = logging.getLogger("tornado_channels.websocket")
 
@@ -45,12 +46,14 @@ class ChannelSocketHandler(JSONErrorsMixin):
         node: Node,
         hooks: ChannelHooks,
         config: ChannelConfig,
+        guard: Guard,
         heartbeat: Heartbeat | None = None,
     ) -> None:
-        """Take the shared node, hooks, config and heartbeat from the route table."""
+        """Take the shared node, hooks, config, guard and heartbeat from the route table."""
         self.node = node
         self.hooks = hooks
         self.config = config
+        self.guard = guard
         self.heartbeat = heartbeat
 
     async def get(self, path: str) -> None:
@@ -61,7 +64,7 @@ class ChannelSocketHandler(JSONErrorsMixin):
             raise ApiError(exc.status, exc.error, exc.message, exc.headers) from None
         since = self.get_query_argument("since", None)
         positions = since is not None or self.get_query_argument("positions", None) is not None
-        subscription = await admit(
+        admission = await admit(
             self.request,
             path,
             since=since,
@@ -69,10 +72,13 @@ class ChannelSocketHandler(JSONErrorsMixin):
             node=self.node,
             hooks=self.hooks,
             config=self.config,
+            guard=self.guard,
             trusted=self.settings.get("trusted_origins", ()),
         )
-        await start(subscription)
-        chat = Chat(subscription, self.request, self.hooks, self.config)
+        subscription = await start(admission, self.config.token_leeway)
+        chat = Chat(
+            subscription, self.request, self.hooks, self.config, self.guard, admission.claims
+        )
         try:
             await self._take_over(switching_protocols(key), chat)
         except BaseException:

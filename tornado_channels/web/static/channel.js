@@ -2,8 +2,11 @@
  *
  * The connection (WebSocket with server-sent events as the fallback,
  * resuming from the last position after every drop) is tornado-channels.js;
- * this module only draws it. ?transport=sse on the page's URL forces
- * server-sent events.
+ * this module only draws it. On the page's URL: ?transport=sse forces
+ * server-sent events; ?token=<jwt> is the channel token to connect (and
+ * publish) with; ?token_url=<same-origin URL> is where a fresh token is
+ * fetched before each connection (the answer's text, or its JSON "token"),
+ * so a page whose token expires (closed with 4001) renews it and resumes.
  */
 import { connect } from "./tornado-channels.js";
 
@@ -35,16 +38,37 @@ if (wsUrlEl) {
   wsUrlEl.textContent = (location.protocol === "https:" ? "wss:" : "ws:") + "//" + location.host + path;
 }
 
+const params = new URLSearchParams(location.search);
+// The token last used, for the POST fallback's Authorization header too.
+let token = params.get("token") || null;
+
 const client = connect(path, {
   transport: forcedTransport(),
+  token: params.get("token_url") ? renewToken : token,
   onMessage: showMessage,
   onRecovery: showRecovery,
   onStatus: showStatus,
   onClose: noteClose,
 });
 
+// A fresh token from the page's own origin, before each (re)connection.
+async function renewToken() {
+  const response = await fetch(params.get("token_url"), { credentials: "same-origin" });
+  if (!response.ok) {
+    throw new Error("token request failed: " + response.status);
+  }
+  const text = (await response.text()).trim();
+  try {
+    const parsed = JSON.parse(text);
+    token = typeof parsed === "string" ? parsed : parsed.token;
+  } catch (err) {
+    token = text;
+  }
+  return token;
+}
+
 function forcedTransport() {
-  const forced = new URLSearchParams(location.search).get("transport");
+  const forced = params.get("transport");
   // As before: forcing SSE where there is no EventSource keeps WebSockets.
   return forced === "sse" && typeof window.EventSource === "function" ? "sse" : "auto";
 }
@@ -233,7 +257,8 @@ function clearError() {
 async function publish(text) {
   let response;
   try {
-    response = await fetch(path, { method: "POST", body: text });
+    const headers = token ? { Authorization: "Bearer " + token } : {};
+    response = await fetch(path, { method: "POST", body: text, headers });
   } catch (err) {
     showError("Could not publish: " + (err && err.message ? err.message : String(err)));
     return;
