@@ -1,9 +1,9 @@
 """tornado_channels: WebSocket channels on Tornado, relayed between processes by Redis.
 
 Standalone: ``tornado-channels --port 5000 [--redis-url redis://...]``.
-Inside a Tornado application::
+Inside a Tornado application (the README has a complete example)::
 
-    node = Node(RedisBroker("redis://127.0.0.1:6379/0"))   # or Node() for in-memory
+    node = Node()  # or Node(RedisBroker("redis://127.0.0.1:6379/0")) for many processes
     await node.start()
     app = tornado.web.Application(
         [(r"/", MyHome), *channel_routes(node, prefix="/live/", hooks=MyHooks())]
@@ -18,25 +18,31 @@ from .brokers.base import Broker, BrokerUnavailable, PublishError, PublishOutcom
 from .brokers.memory import MemoryBroker
 from .brokers.redis import RedisBroker
 from .core.channels import Channel, InvalidChannel, Subtree, Target, parse_channel, parse_target
-from .core.publication import Publication
+from .core.grants import Claims, Grants
+from .core.publication import Position, Publication, Recovery
 from .hub import Hub, Subscriber
 from .node import Node
 from .web.app import make_app
 from .web.hooks import ChannelHooks, Reject
 from .web.routing import channel_routes
+from .web.tokens import claims_of
 
 __all__ = [
     "Broker",
     "BrokerUnavailable",
     "Channel",
     "ChannelHooks",
+    "Claims",
+    "Grants",
     "Hub",
     "InvalidChannel",
     "MemoryBroker",
     "Node",
+    "Position",
     "Publication",
     "PublishError",
     "PublishOutcomeUnknown",
+    "Recovery",
     "RedisBroker",
     "Reject",
     "Subscriber",
@@ -44,6 +50,7 @@ __all__ = [
     "Target",
     "__version__",
     "channel_routes",
+    "claims_of",
     "make_app",
     "parse_channel",
     "parse_target",

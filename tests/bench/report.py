@@ -17,6 +17,7 @@ COLUMNS: list[tuple[str, str, Callable[[Any], str]]] = [
     ("p99_ms", "p99 ms", lambda v: f"{v:.2f}"),
     ("max_ms", "max ms", lambda v: f"{v:.2f}"),
     ("rss_per_connection_kib", "RSS/conn KiB", lambda v: f"{v:.1f}"),
+    ("handshakes_per_server_cpu_s", "handshakes/server-CPU-s", lambda v: f"{v:,.0f}"),
     ("ratio_vs_1proc", "2proc/1proc", lambda v: f"{v:.2f}"),
     ("lost", "lost", str),
     ("duplicated", "dup", str),

@@ -24,7 +24,7 @@ from typing import Any
 from tests.bench import nchan
 from tests.bench.client import proc_cpu, raise_nofile
 from tests.bench.report import comparison, table
-from tests.bench.scenarios import batch_publish, fanout, idle, latency, publish_only
+from tests.bench.scenarios import batch_publish, fanout, handshakes, idle, latency, publish_only
 from tests.bench.target import Target
 from tests.helpers import RedisServer, ServerProcess, free_port
 
@@ -37,6 +37,8 @@ except ImportError:
     USING_UVLOOP = False
 
 SERVER_ARGS = ("--ping-interval", "0", "--max-connections", "0", "--log-level", "warning")
+#: The secret of the server that requires tokens (handshakes-token).
+TOKEN_SECRET = "a-bench-secret-that-is-at-least-32-bytes"
 
 
 def start_server(*args: str) -> ServerProcess:
@@ -46,17 +48,36 @@ def start_server(*args: str) -> ServerProcess:
 
 
 @contextlib.contextmanager
-def ours() -> Iterator[Target]:
+def ours(*args: str, label: str = "tornado-channels (1 process)") -> Iterator[Target]:
     """One tornado-channels process on the embedded broker."""
-    server = start_server()
+    server = start_server(*args)
     try:
         assert server.process is not None
-        yield Target(
-            "ours", "tornado-channels (1 process)", [server.port], server.port, [server.process.pid]
-        )
+        yield Target("ours", label, [server.port], server.port, [server.process.pid])
     finally:
         server.terminate()
         server.log.unlink(missing_ok=True)
+
+
+async def token_handshakes(options: argparse.Namespace) -> list[dict[str, Any]]:
+    """Handshakes per CPU-second: without tokens, with a new HS256 token each, with one reused."""
+    import jwt
+
+    def token(user: int) -> str:
+        claims = {"sub": f"u{user}", "subscribe": ["/"], "exp": time.time() + 3600}
+        return jwt.encode(claims, TOKEN_SECRET, "HS256")
+
+    count = options.handshakes
+    results = []
+    with ours() as target:
+        results.append(show(await handshakes(target, count)))
+    label = "tornado-channels (1 process, tokens)"
+    with ours("--token-secret", TOKEN_SECRET, label=label) as target:
+        fresh = [token(n) for n in range(count)]
+        results.append(show(await handshakes(target, count, fresh, "handshakes-new-token")))
+        again = [fresh[0]] * count  # a reconnect: the token is known
+        results.append(show(await handshakes(target, count, again, "handshakes-known-token")))
+    return results
 
 
 @contextlib.contextmanager
@@ -142,6 +163,7 @@ async def main_async(options: argparse.Namespace) -> list[dict[str, Any]]:
     deadline = time.monotonic() + options.budget
     with ours() as target:
         results += await suite(target, options)
+    results += await token_handshakes(options)
     if options.nchan:
         with nchan.nchan(workers=1) as target:
             results += await suite(target, options)
@@ -175,6 +197,7 @@ def main() -> int:
     parser.add_argument("--batches", type=int, default=200, help="batch-publish POSTs")
     parser.add_argument("--batch-size", type=int, default=100, help="batch-publish messages/POST")
     parser.add_argument("--idle", type=int, default=2000, help="idle WebSockets")
+    parser.add_argument("--handshakes", type=int, default=2000, help="handshakes, each way")
     parser.add_argument("--no-redis", action="store_true", help="skip the 2-process scenarios")
     parser.add_argument("--budget", type=float, default=150.0, help="skip 2-process past this (s)")
     options = parser.parse_args()

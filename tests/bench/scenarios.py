@@ -250,3 +250,34 @@ async def idle(target: Target, count: int) -> dict[str, Any]:
         for s in subscribers:
             s.close()
         await asyncio.sleep(0.5)
+
+
+async def handshakes(
+    target: Target,
+    count: int,
+    tokens: list[str] | None = None,
+    scenario: str = "handshakes",
+) -> dict[str, Any]:
+    """WebSocket handshakes per server CPU-second, each subscribing to its own channel.
+
+    With ``tokens`` (the server then requires one), handshake ``i`` carries
+    ``tokens[i]`` as ``?token=``.
+    """
+    tag = f"/bench/hs-{time.monotonic_ns()}"
+    paths = [target.sub_path(f"{tag}/{i}") for i in range(count)]
+    if tokens is not None:
+        paths = [f"{path}?token={token}" for path, token in zip(paths, tokens, strict=True)]
+    meter = Meter(target.pids)
+    subscribers = await open_subscribers(target.sub_ports[0], paths, None, 0)
+    m = meter.stop()
+    for s in subscribers:
+        s.close()
+    await asyncio.sleep(0.5)
+    cpu = m["server_cpu_s"]
+    m.update(
+        {
+            "sizes": f"{count} handshakes, 64 at a time",
+            "handshakes_per_server_cpu_s": count / cpu if cpu else float("inf"),
+        }
+    )
+    return tagged(target, scenario, m)

@@ -5,8 +5,11 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
+import subprocess
+import sys
 import urllib.request
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -18,11 +21,13 @@ from ..helpers import (
     ServerProcess,
     chromium_path,
     connect,
+    free_port,
     get,
     post,
     receive,
     run,
     until,
+    wait_for_port,
 )
 
 pytestmark = pytest.mark.skipif(chromium_path() is None, reason="chromium is not installed")
@@ -645,6 +650,90 @@ def test_client_module_suspend_lets_go_and_resume_delivers_what_was_missed(
             assert "/room?since=" in websockets_created(browser)[-1]
             await browser.evaluate("window.__c.close()")
             await until(lambda: channels_are({}), what="the subscription released on close")
+            assert browser.errors() == []
+
+    run(scenario())
+
+
+TOKEN_APP = '''
+import asyncio, time
+
+import jwt
+import tornado.web
+
+from tornado_channels import Node, channel_routes
+
+SECRET = "a-secret-for-the-renewal-test-32-bytes+"
+
+
+class Token(tornado.web.RequestHandler):
+    """The application's backend: a fresh 3-second token for the logged-in user."""
+
+    def get(self):
+        self.application.settings["minted"] += 1
+        claims = {"sub": "u42", "exp": time.time() + 3, "subscribe": ["users/42"]}
+        self.write(jwt.encode(claims, SECRET, algorithm="HS256"))
+
+
+async def main(port):
+    node = Node()
+    await node.start()
+    routes = channel_routes(node, token_secret=SECRET, token_leeway=0, publish_key="backend")
+    app = tornado.web.Application([(r"/token", Token), *routes], minted=0)
+    app.listen(port)
+    await asyncio.Event().wait()
+'''
+
+
+def test_a_page_renews_its_expiring_token_and_shows_each_message_once(tmp_path: Path) -> None:
+    """Tokens that last 3 s: the page renews each (4001), resumes, and loses or repeats nothing."""
+    (tmp_path / "tokenapp.py").write_text(TOKEN_APP)
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-c", f"import asyncio, tokenapp; asyncio.run(tokenapp.main({port}))"],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+    async def scenario() -> None:
+        base = f"http://127.0.0.1:{port}"
+        async with Browser() as browser:
+            await browser.goto(base + "/users/42?token_url=/token")
+            await browser.until(LIVE)
+            sent = []
+            for number in range(16):  # 8 s of messages: two or three renewals
+                text = f"m{number}"
+                response = await post(
+                    base + "/users/42", text, headers={"Authorization": "Bearer backend"}
+                )
+                assert response.code == 202
+                sent.append(text)
+                await asyncio.sleep(0.5)
+            await browser.until(bodies_are(sent) + " && " + LIVE, timeout=RECONNECT_WAIT)
+            renewals = [url for url in browser.requested_urls() if url.endswith("/token")]
+            assert len(renewals) >= 3, renewals
+            assert browser.errors() == []
+
+    try:
+        wait_for_port(port)
+        run(scenario(), timeout=90)
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+def test_a_page_without_the_token_its_channel_needs_says_so(servers: Start) -> None:
+    """Tokens required and none given: the page says it needs one and does not hammer."""
+    server = servers(env={"TORNADO_CHANNELS_TOKEN_SECRET": "a-secret-for-the-page-test-32-bytes-!"})
+
+    async def scenario() -> None:
+        async with Browser() as browser:
+            await browser.goto(server.url + "/users/42")
+            await browser.until("document.getElementById('status').textContent === 'needs a token'")
+            await asyncio.sleep(SILENCE)
+            sockets = [url for url in browser.requested_urls() if url.startswith("ws")]
+            assert sockets == []
             assert browser.errors() == []
 
     run(scenario())

@@ -218,10 +218,17 @@ class StreamAndPageTokenTest(TokenTestCase):
             stream.close()
 
     @gen_test
-    async def test_a_page_needs_a_token_that_grants_its_channel(self) -> None:
-        """The live page is refused like its connection would be; with a token it loads."""
+    async def test_a_page_checks_the_token_it_carries(self) -> None:
+        """A page's token is checked like its connection's; without one it says one is needed."""
         missing = await self.http_client.fetch(self.get_url("/users/42"), raise_error=False)
-        self.assertEqual(missing.code, 401)
+        self.assertEqual(missing.code, 200)
+        self.assertIn(b'data-needs-token="1"', missing.body)
+        public = await self.http_client.fetch(self.get_url("/news/1"))
+        self.assertNotIn(b"data-needs-token", public.body)
+        invalid = await self.http_client.fetch(
+            self.get_url("/users/42?token=junk"), raise_error=False
+        )
+        self.assertEqual(invalid.code, 401)
         wrong = await self.http_client.fetch(
             self.get_url(f"/users/42?token={mint(['users/4'])}"), raise_error=False
         )

@@ -66,10 +66,19 @@ class ChannelHandler(JSONErrorsMixin):
         self.set_header("Referrer-Policy", "same-origin")
         namespace = {"static": self.config.static_prefix, "home": self.config.prefix}
         if isinstance(target, Channel):
-            # A page that could not connect is no use: refused like its connection would be.
-            self.guard.subscriber(self.request, target)
+            # A token the page carries is checked as its connection will check it
+            # (401, 403). Without one the page still loads (it shows nothing but
+            # the name in its URL) and says the channel needs a token, unless it
+            # fetches one itself (?token_url=).
+            needs_token = self.guard.enabled and not self.guard.is_public(target)
+            if self.get_query_argument("token", None) is not None:
+                self.guard.subscriber(self.request, target)
+                needs_token = False
             page = self.templates.load("channel.html").generate(
-                channel=target.name, publish_url=self._url_without_query(), **namespace
+                channel=target.name,
+                publish_url=self._url_without_query(),
+                needs_token=needs_token,
+                **namespace,
             )
         else:
             channels = None

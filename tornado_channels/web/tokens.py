@@ -19,6 +19,7 @@ refused before they are parsed.
 from __future__ import annotations
 
 import time
+from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -48,6 +49,8 @@ _KINDS: dict[str, type | tuple[type, ...]] = {
     "Ed": (Ed25519PublicKey, Ed448PublicKey),
 }
 
+#: Verified tokens remembered (with their claims) so a reconnect skips the signature check.
+VERIFIED_CACHE = 4096
 #: Shortest HMAC secret accepted, in bytes (RFC 7518 section 3.2, for HS256).
 MIN_SECRET = 32
 #: Longest token accepted, in bytes: larger ones are refused unparsed.
@@ -106,6 +109,10 @@ class TokenVerifier:
         self.audience = audience
         self.issuer = issuer
         self.leeway = leeway
+        # Tokens verified lately and their claims: a client reconnecting with
+        # the same token (a reload, a server restart) skips the signature
+        # check; its expiry is still checked every time.  Bounded (LRU).
+        self._verified: OrderedDict[str, Claims] = OrderedDict()
 
     @classmethod
     def from_config(cls, config: ChannelConfig) -> TokenVerifier | None:
@@ -125,6 +132,22 @@ class TokenVerifier:
         """The claims of ``token``, or raise the 401 that says why it is refused."""
         if len(token) > MAX_TOKEN:
             raise invalid(f"the token is larger than {MAX_TOKEN} bytes")
+        cached = self._verified.get(token)
+        if cached is not None:
+            expires = cached.expires_at
+            if expires is not None and time.time() > expires + self.leeway:
+                del self._verified[token]
+                raise invalid("the token has expired")
+            self._verified.move_to_end(token)
+            return cached
+        claims = self._check(token)
+        self._verified[token] = claims
+        if len(self._verified) > VERIFIED_CACHE:
+            self._verified.popitem(last=False)
+        return claims
+
+    def _check(self, token: str) -> Claims:
+        """Verify ``token`` with PyJWT: its signature, algorithm, times, audience, issuer."""
         try:
             algorithm = str(jwt.get_unverified_header(token).get("alg"))
         except jwt.PyJWTError:

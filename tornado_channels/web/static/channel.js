@@ -42,14 +42,28 @@ const params = new URLSearchParams(location.search);
 // The token last used, for the POST fallback's Authorization header too.
 let token = params.get("token") || null;
 
-const client = connect(path, {
-  transport: forcedTransport(),
-  token: params.get("token_url") ? renewToken : token,
-  onMessage: showMessage,
-  onRecovery: showRecovery,
-  onStatus: showStatus,
-  onClose: noteClose,
-});
+// A channel that needs a token, opened without one (or a way to get one):
+// say so instead of retrying a connection the server will refuse.
+const needsToken = document.getElementById("main").dataset.needsToken === "1";
+const client = needsToken && !token && !params.get("token_url") ? null : start();
+
+function start() {
+  return connect(path, {
+    transport: forcedTransport(),
+    token: params.get("token_url") ? renewToken : token,
+    onMessage: showMessage,
+    onRecovery: showRecovery,
+    onStatus: showStatus,
+    onClose: noteClose,
+  });
+}
+
+if (client === null) {
+  statusEl.className = "status closed";
+  statusEl.textContent = "needs a token";
+  statusEl.title = "this channel needs a token: open the page with ?token=<jwt>";
+  statusEl.setAttribute("data-transport", "none");
+}
 
 // A fresh token from the page's own origin, before each (re)connection.
 async function renewToken() {
@@ -155,7 +169,7 @@ function showNotice(kind, text, before) {
 }
 
 function showPosition() {
-  if (client.position !== null) {
+  if (client !== null && client.position !== null) {
     statusEl.setAttribute("data-position", client.position);
   }
 }
@@ -286,7 +300,7 @@ formEl.addEventListener("submit", (event) => {
   clearError();
   let sent;
   try {
-    sent = client.send(text);
+    sent = client !== null && client.send(text);
   } catch (err) {
     showError("Could not send: " + err);
     return;
@@ -302,7 +316,7 @@ formEl.addEventListener("submit", (event) => {
 
 // Reconnect right away when the page comes back online.
 window.addEventListener("online", () => {
-  if (client.state === "reconnecting") {
+  if (client !== null && client.state === "reconnecting") {
     client.resume();
   }
 });
@@ -310,12 +324,12 @@ window.addEventListener("online", () => {
 // Leaving the page (or going into the back/forward cache): close the
 // connection now, so the server lets go of the subscription at once
 // instead of when the socket finally times out.
-window.addEventListener("pagehide", () => client.suspend());
+window.addEventListener("pagehide", () => client?.suspend());
 
 // Back from the back/forward cache: reconnect, resuming from the last
 // position shown, so what was published meanwhile appears once.
 window.addEventListener("pageshow", (event) => {
   if (event.persisted) {
-    client.resume();
+    client?.resume();
   }
 });
