@@ -238,6 +238,9 @@ class StreamAndPageTokenTest(TokenTestCase):
 
 
 class ExpiryTest(TokenTestCase):
+    def make_app(self, node: Node) -> Application:
+        return make_app(node, token_secret=SECRET, publish_key=KEY, token_leeway=1.0)
+
     @gen_test(timeout=20)
     async def test_a_connection_is_closed_with_4001_when_its_token_expires(self) -> None:
         """At exp plus the leeway, exactly the expired connection is closed, with 4001."""
@@ -247,10 +250,25 @@ class ExpiryTest(TokenTestCase):
         code, reason = await closed(short, timeout=15)
         took = time.monotonic() - started
         self.assertEqual((code, reason), (CLOSE_TOKEN_EXPIRED, "token expired"))
-        # exp (1 s) plus the default 5 s leeway, give or take a tick.
-        self.assertGreater(took, 4.5)
+        # exp (1 s) plus the 1 s leeway, give or take a tick.
+        self.assertGreater(took, 1.5)
         self.assertEqual(await self.backend_post("/users/42", b"still here"), 202)
         self.assertEqual(await receive(long), "still here")
+
+    @gen_test(timeout=20)
+    async def test_an_event_stream_ends_with_a_4001_close_event(self) -> None:
+        """Over SSE the expiry is an ``event: close`` carrying 4001, then the stream ends."""
+        token = mint(["users/42"], ttl=1.0)
+        stream = await EventStream.open(self.get_http_port(), f"/users/42?token={token}")
+        try:
+            self.assertEqual((await stream.next())["event"], "recovery")
+            close = await stream.next(timeout=15)
+            assert close is not None
+            self.assertEqual(close["event"], "close")
+            self.assertEqual(json.loads(close["data"]), {"code": 4001, "reason": "token expired"})
+            self.assertIsNone(await stream.next(timeout=5))
+        finally:
+            stream.close()
 
 
 class AudienceTest(NodeAppTestCase):
