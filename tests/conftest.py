@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Callable, Iterator
 
 import pytest
 
-from .helpers import Deployment, RedisServer, ServerProcess
+from .helpers import Deployment, RedisMode, RedisServer, ServerProcess, start_mode
+
+#: Every Redis mode the broker supports; scenarios parametrized over them run on each.
+REDIS_MODES = ["standalone", "sentinel", "cluster"]
 
 
 @pytest.fixture
@@ -17,6 +21,41 @@ def redis_server() -> Iterator[RedisServer]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def _shared_modes() -> Iterator[dict[str, RedisMode]]:
+    """Deployments started once per session, on first use, shared by non-destructive tests."""
+    started: dict[str, RedisMode] = {}
+    try:
+        yield started
+    finally:
+        for mode in started.values():
+            mode.stop()
+
+
+@pytest.fixture(params=REDIS_MODES)
+def redis_mode(request: pytest.FixtureRequest, _shared_modes: dict[str, RedisMode]) -> RedisMode:
+    """A running Redis in each mode, shared with other tests: use a fresh ``--redis-prefix``.
+
+    Tests that kill or restart Redis use ``own_redis_mode`` instead.
+    """
+    name = request.param
+    if name not in _shared_modes:
+        _shared_modes[name] = start_mode(name)
+    mode = _shared_modes[name]
+    mode.prefix = f"tc-{secrets.token_hex(4)}:"
+    return mode
+
+
+@pytest.fixture(params=REDIS_MODES)
+def own_redis_mode(request: pytest.FixtureRequest) -> Iterator[RedisMode]:
+    """A private Redis deployment in each mode, for a test that breaks it."""
+    mode = start_mode(request.param)
+    try:
+        yield mode
+    finally:
+        mode.stop()
 
 
 @pytest.fixture

@@ -158,7 +158,7 @@ def test_recovering_delivers_what_the_node_holds_first() -> None:
         await node.start()
         inbox = Inbox()
         await node.subscribe(Channel("a"), inbox)  # type: ignore[arg-type]
-        head = await node.head()
+        head = await node.head(Channel("a"))
         await node.publish(Channel("a"), b"pending")
         assert inbox.frames == []
         recovery = await node.recover(Channel("a"), head)

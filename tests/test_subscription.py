@@ -74,7 +74,7 @@ def test_a_resuming_subscription_gets_the_history_then_the_outcome_then_live() -
     async def scenario() -> None:
         node = Node()
         await node.start()
-        since = await node.head()
+        since = await node.head(Channel("a"))
         await node.publish(Channel("a"), b"missed")
         subscription = Subscription(node, Channel("a"), Encoding.ENVELOPE, since)
         await subscription.start()
@@ -103,7 +103,9 @@ def test_a_subscription_that_falls_behind_while_recovering_is_closed_as_slow() -
     async def scenario() -> None:
         node = Node(max_buffered_bytes=100)
         await node.start()
-        subscription = Subscription(node, Channel("a"), Encoding.ENVELOPE, await node.head())
+        subscription = Subscription(
+            node, Channel("a"), Encoding.ENVELOPE, await node.head(Channel("a"))
+        )
         await subscription.start()
         transport = Transport()
         subscription.attach(transport)

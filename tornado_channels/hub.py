@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Protocol
 
 from .core.channels import Channel, Subtree
 from .core.frames import CLOSE_INTERNAL_ERROR, CLOSE_SLOW_CONSUMER, Encoding, encode_for
+from .core.partitions import partition_of_segment
 from .core.publication import Publication
 from .core.trie import SubscriberTrie
 
@@ -59,10 +60,14 @@ class Hub:
 
     ``max_buffered_bytes`` bounds what one subscriber may leave unread: past it
     the subscriber is closed as a slow consumer instead of growing memory.
+    With several history ``partitions`` (see core/partitions.py), a publish
+    to the root arrives once per partition, each copy for the channels of its
+    own partition.
     """
 
-    def __init__(self, max_buffered_bytes: int = MAX_BUFFERED_BYTES) -> None:
+    def __init__(self, max_buffered_bytes: int = MAX_BUFFERED_BYTES, partitions: int = 1) -> None:
         self.max_buffered_bytes = max_buffered_bytes
+        self.partitions = partitions
         self._trie: SubscriberTrie[Subscriber] = SubscriberTrie()
         #: Messages written to subscribers (one per subscriber per message).
         self.delivered = 0
@@ -90,9 +95,15 @@ class Hub:
         """Channels with subscribers in this process, and how many each has."""
         return dict(self._trie.channels())
 
-    def subscribers(self) -> list[Subscriber]:
-        """Every local subscriber, once per subscription."""
-        return self._trie.below("")
+    def subscribers(self, partition: int | None = None) -> list[Subscriber]:
+        """Every local subscriber (of ``partition``'s channels, if given), once per subscription."""
+        if partition is None or self.partitions == 1:
+            return self._trie.below("")
+        return self._trie.below("", self._in_partition(partition))
+
+    def _in_partition(self, partition: int) -> Callable[[str], bool]:
+        count = self.partitions
+        return lambda segment: partition_of_segment(segment, count) == partition
 
     def deliver(self, publications: Sequence[Publication]) -> int:
         """Send publications, in order, to the subscribers they target; return the frames sent.
@@ -115,7 +126,10 @@ class Hub:
         """Deliver publications that share one target."""
         target = run[0].target
         if isinstance(target, Subtree):
-            targets = self._trie.below(target.prefix)
+            if not target.prefix and self.partitions > 1:
+                targets = self._trie.below("", self._in_partition(run[0].partition))
+            else:
+                targets = self._trie.below(target.prefix)
         else:
             targets = self._trie.subscribers(target.name)
         if not targets:

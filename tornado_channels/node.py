@@ -18,8 +18,9 @@ from .brokers.base import Broker, BrokerUnavailable, PublishOutcomeUnknown
 from .brokers.memory import MemoryBroker
 from .core.channels import Channel, Target
 from .core.frames import CLOSE_GOING_AWAY, CLOSE_TRY_AGAIN_LATER
+from .core.idempotency import idempotency_for
 from .core.latency import LatencyHistogram
-from .core.publication import Position, Publication, Recovery
+from .core.publication import Position, Publication, Receipt, Recovery
 from .hub import MAX_BUFFERED_BYTES, Hub, Subscriber
 
 log = logging.getLogger("tornado_channels.node")
@@ -42,7 +43,7 @@ class Node:
         self, broker: Broker | None = None, *, max_buffered_bytes: int = MAX_BUFFERED_BYTES
     ) -> None:
         self.broker: Broker = broker if broker is not None else MemoryBroker()
-        self.hub = Hub(max_buffered_bytes=max_buffered_bytes)
+        self.hub = Hub(max_buffered_bytes=max_buffered_bytes, partitions=self.broker.partitions)
         #: Publications accepted by the broker from this process.
         self.published = 0
         #: Publishes the broker refused, by reason (the ``reason`` metric label).
@@ -75,27 +76,58 @@ class Node:
         self.close_subscribers(code, reason)
         await self.broker.stop()
 
-    async def publish(self, target: Target, payload: bytes) -> Position:
+    async def publish(
+        self, target: Target, payload: bytes, *, idempotency_key: str | None = None
+    ) -> Position:
         """Publish ``payload`` to a channel or subtree on every process.
 
         Returns its position in the history once the broker accepted it;
         raises :class:`~tornado_channels.brokers.base.PublishError` otherwise.
+        With ``idempotency_key``, publishing again with the same key (and the
+        same message) returns the first position and publishes nothing.
         """
-        if log.isEnabledFor(logging.DEBUG):
-            log.debug("Publishing message to channel %s: %d bytes", target, len(payload))
-        return await self._accepted(self.broker.publish(Publication(target, payload)), 1)
+        receipt = await self.submit([(target, payload)], idempotency_key=idempotency_key)
+        return receipt.positions[0]
 
-    async def publish_many(self, messages: Sequence[tuple[Target, bytes]]) -> list[Position]:
+    async def publish_many(
+        self, messages: Sequence[tuple[Target, bytes]], *, idempotency_key: str | None = None
+    ) -> list[Position]:
         """Publish several messages, in order, as one broker operation; all or none.
 
         Returns their positions; raises like :meth:`publish`.
         """
-        if log.isEnabledFor(logging.DEBUG):
-            log.debug("Publishing %d messages in one batch", len(messages))
-        publications = [Publication(target, payload) for target, payload in messages]
-        return await self._accepted(self.broker.publish_many(publications), len(messages))
+        receipt = await self.submit(messages, idempotency_key=idempotency_key, batch=True)
+        return receipt.positions
 
-    async def _accepted(self, publishing: Awaitable[T], count: int) -> T:
+    async def submit(
+        self,
+        messages: Sequence[tuple[Target, bytes]],
+        *,
+        idempotency_key: str | None = None,
+        batch: bool = False,
+    ) -> Receipt:
+        """Publish ``messages`` and say whether an idempotency key replayed them.
+
+        One message goes with whatever else is published in this pass of the
+        loop (``batch=False``); a batch as one broker operation.  Raises
+        :class:`~tornado_channels.core.idempotency.InvalidIdempotencyKey` for
+        a malformed key, and like :meth:`publish` otherwise.
+        """
+        idempotency = idempotency_for(idempotency_key, messages)
+        publications = [Publication(target, payload) for target, payload in messages]
+        if log.isEnabledFor(logging.DEBUG):
+            for target, payload in messages:
+                log.debug("Publishing message to channel %s: %d bytes", target, len(payload))
+        if batch or len(publications) != 1:
+            publishing = self.broker.publish_many(publications, idempotency)
+        else:
+            publishing = self.broker.publish(publications[0], idempotency)
+        receipt = await self._accepted(publishing)
+        if not receipt.replayed:
+            self.published += len(publications)
+        return receipt
+
+    async def _accepted(self, publishing: Awaitable[T]) -> T:
         """Await a broker publish, counting what it accepted or why it refused."""
         started = time.perf_counter()
         try:
@@ -106,14 +138,13 @@ class Node:
         except PublishOutcomeUnknown:
             self.publish_failures["outcome_unknown"] += 1
             raise
-        self.published += count
         # Successful publishes only: a refusal is fast and would skew latency.
         self.publish_latency.observe(time.perf_counter() - started)
         return result
 
-    async def head(self) -> Position:
-        """The position of the latest publication: where a client without one starts."""
-        return await self.broker.head()
+    async def head(self, channel: Channel) -> Position:
+        """The latest position that could reach ``channel``: where a client without one starts."""
+        return await self.broker.head(channel)
 
     async def recover(self, channel: Channel, since: Position) -> Recovery:
         """What reached ``channel`` after ``since``, from the broker's history.
@@ -209,23 +240,35 @@ class Node:
         if len(pending) == 1:
             asyncio.get_running_loop().call_soon(self.flush)
 
-    def broker_state_changed(self, connected: bool) -> None:
+    def broker_state_changed(self, connected: bool, partition: int | None = None) -> None:
         """On loss, tell subscribers they may have missed messages.
 
-        The broker logs its own connects and losses; this logs what the node does.
+        With ``partition``, only that partition's connection changed: only its
+        subscribers are closed.  The broker logs its own connects and losses;
+        this logs what the node does.
         """
-        was_connected = self._connected.is_set()
         if connected:
             self._connected.set()
             return
         self._connected.clear()
-        if was_connected and not self._stopping and len(self.hub):
-            log.warning("closing %d subscriptions: the broker connection was lost", len(self.hub))
-            # Publications sent while we are disconnected never reach us: close
-            # with a retryable code rather than leave clients silently deaf.
-            self.close_subscribers(
-                CLOSE_TRY_AGAIN_LATER, "broker unavailable: messages may have been missed"
+        if self._stopping:
+            return
+        # Publications sent while we are disconnected never reach us: close
+        # with a retryable code rather than leave clients silently deaf.
+        self.flush()
+        affected = self.hub.subscribers(partition)
+        if affected:
+            where = "" if partition is None else f" of partition {partition}"
+            log.warning(
+                "closing %d subscriptions%s: the broker connection was lost", len(affected), where
             )
+        for subscriber in affected:
+            try:
+                subscriber.close(
+                    CLOSE_TRY_AGAIN_LATER, "broker unavailable: messages may have been missed"
+                )
+            except Exception:
+                log.debug("closing a subscriber failed", exc_info=True)
 
 
 async def _wait(event: asyncio.Event, timeout: float) -> bool:

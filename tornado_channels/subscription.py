@@ -114,7 +114,7 @@ class Subscription:
         head: Position | None = None
         if not recovery.complete:
             try:
-                head = await self.node.head()
+                head = await self.node.head(self.channel)
             except BrokerUnavailable:
                 head = None
         if not resume.holding:

@@ -3,7 +3,17 @@
 from __future__ import annotations
 
 from tornado_channels.core.channels import Channel, Subtree
-from tornado_channels.core.history import Entry, MemoryHistory, channel_keys, merge, stream_key
+from tornado_channels.core.history import (
+    TOO_OLD,
+    TRIMMED,
+    Entry,
+    MemoryHistory,
+    StreamView,
+    channel_keys,
+    merge,
+    stream_key,
+    watermark,
+)
 from tornado_channels.core.publication import Position
 
 
@@ -77,10 +87,33 @@ def test_another_epoch_cannot_be_recovered() -> None:
 
 def test_merge_checks_every_streams_floor() -> None:
     """One stream trimmed past the position is enough to make recovery incomplete."""
-    full = ([Entry(5, 0.0, b"x")], 0)
-    trimmed = ([Entry(7, 0.0, b"y")], 6)
-    assert merge([full, trimmed], since=2, now=1.0, max_age=60)[1]
-    assert seqs(merge([full, trimmed], since=6, now=1.0, max_age=60)[0]) == [7]
+    full = StreamView([Entry(5, 0.0, b"x")], None, 5)
+    trimmed = StreamView([Entry(7, 0.0, b"y")], 6, 7)
+    assert merge([full, trimmed], since=2, now=1.0, max_age=60, low=1)[1] == TRIMMED
+    assert seqs(merge([full, trimmed], since=6, now=1.0, max_age=60, low=1)[0]) == [7]
+
+
+def test_a_position_older_than_the_watermark_needs_a_stream_that_vouches_for_it() -> None:
+    """Before the watermark, only a live stream that began at or before the position proves it."""
+    vanished = StreamView([], None, None)
+    reborn = StreamView([Entry(9, 0.0, b"z")], None, 9)
+    continuous = StreamView([Entry(3, 0.0, b"a"), Entry(9, 0.0, b"z")], None, 3)
+    assert merge([vanished], since=2, now=1.0, max_age=60, low=8)[1] == TOO_OLD
+    assert merge([reborn], since=2, now=1.0, max_age=60, low=8)[1] == TOO_OLD
+    assert seqs(merge([continuous], since=2, now=1.0, max_age=60, low=8)[0]) == [3, 9]
+    # From the watermark on, a vanished stream held nothing after the position.
+    assert merge([vanished, reborn], since=7, now=1.0, max_age=60, low=8) == (
+        [reborn.entries[0]],
+        "",
+    )
+
+
+def test_the_watermark_is_the_first_number_published_within_the_age() -> None:
+    """Marks older than the age are passed over; with none recent, it is the next number."""
+    marks = [(10.0, 1), (20.0, 5), (30.0, 9)]
+    assert watermark(marks, now=25.0, max_age=10, next_seq=12) == 5
+    assert watermark(marks, now=100.0, max_age=10, next_seq=12) == 12
+    assert watermark([], now=0.0, max_age=10, next_seq=1) == 1
 
 
 def test_idle_streams_are_dropped_and_resuming_before_them_fails() -> None:

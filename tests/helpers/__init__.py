@@ -5,6 +5,7 @@ from .browser import Browser, chromium_path
 from .deployment import DEPLOY, ROOT, Deployment, free_port_range, needs_nginx
 from .inbox import Inbox
 from .netns import NetnsUnavailable, TestHost
+from .redis_modes import RedisMode, start_mode
 from .support import (
     SILENCE,
     WAIT,
@@ -43,6 +44,7 @@ __all__ = [
     "NetnsUnavailable",
     "NodeAppTestCase",
     "RawResponse",
+    "RedisMode",
     "RedisServer",
     "ServerProcess",
     "TestHost",
@@ -62,6 +64,7 @@ __all__ = [
     "receive",
     "run",
     "silent",
+    "start_mode",
     "until",
     "wait_for_host_port",
     "wait_for_port",

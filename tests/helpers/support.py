@@ -90,10 +90,12 @@ def _end(process: subprocess.Popen[bytes], sig: int = signal.SIGTERM, timeout: f
 class RedisServer:
     """A private ``redis-server`` that a test may kill, freeze and restart."""
 
-    def __init__(self, port: int | None = None) -> None:
+    def __init__(self, port: int | None = None, extra: Collection[str] = ()) -> None:
         self.port = port or free_port()
         self.process: subprocess.Popen[bytes] | None = None
         self.dir = tempfile.mkdtemp(prefix="tc-redis-")
+        #: More redis-server arguments (cluster, replication, sentinel options).
+        self.extra = list(extra)
 
     @property
     def url(self) -> str:
@@ -117,6 +119,7 @@ class RedisServer:
                 self.dir,
                 "--loglevel",
                 "warning",
+                *self.extra,
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

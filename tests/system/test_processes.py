@@ -15,7 +15,18 @@ import pytest
 
 from tornado_channels.core.frames import CLOSE_GOING_AWAY
 
-from ..helpers import RedisServer, ServerProcess, closed, connect, get, post, receive, run, silent
+from ..helpers import (
+    RedisMode,
+    RedisServer,
+    ServerProcess,
+    closed,
+    connect,
+    get,
+    post,
+    receive,
+    run,
+    silent,
+)
 
 Start = Callable[..., ServerProcess]
 
@@ -62,10 +73,10 @@ def test_either_event_loop_serves_and_chats(servers: Start, loop: str) -> None:
     run(scenario())
 
 
-def test_two_processes_share_one_redis(servers: Start, redis_server: RedisServer) -> None:
-    """Through one Redis, a POST to either process reaches subscribers on both."""
-    a = servers("--redis-url", redis_server.url)
-    b = servers("--redis-url", redis_server.url)
+def test_two_processes_share_one_redis(servers: Start, redis_mode: RedisMode) -> None:
+    """Through Redis in every mode, a POST to either process reaches subscribers on both."""
+    a = servers(*redis_mode.args())
+    b = servers(*redis_mode.args())
 
     async def scenario() -> None:
         on_a = await connect(a.ws_url + "/users/1")

@@ -23,6 +23,9 @@ pytestmark = pytest.mark.processes
 #: Iterations of the churn; each opens one subscriber as the previous one goes.
 CHURN = 500
 
+#: Every pub/sub channel of channels and subtrees (one partition).
+KEYS = "tornado_channels:{0}[ct]:*"
+
 
 async def read_text(reader: asyncio.StreamReader, timeout: float = WAIT) -> str:
     """The next text frame a server sends (server frames are never masked)."""
@@ -96,12 +99,12 @@ def test_concurrent_handshakes_and_closes_leave_every_key_held(redis_server: Red
             for subscriber in subscribers[(round_ + 1) % 2 :: 2]:
                 node.unsubscribe(channel, subscriber)  # type: ignore[arg-type]
             await asyncio.gather(*tasks)
-        held = redis_server.cli("PUBSUB", "NUMSUB", "tornado_channels:c:users/7").split()
+        held = redis_server.cli("PUBSUB", "NUMSUB", "tornado_channels:{0}c:users/7").split()
         assert held[-1] == "1", held
         for subscriber in subscribers:
             node.unsubscribe(channel, subscriber)  # type: ignore[arg-type]
         await until(
-            lambda: redis_server.cli("PUBSUB", "CHANNELS", "tornado_channels:[ct]:*").strip() == "",
+            lambda: redis_server.cli("PUBSUB", "CHANNELS", KEYS).strip() == "",
             what="every channel and subtree key released",
         )
         await node.stop()
@@ -120,11 +123,11 @@ def test_self_check_repairs_a_subscription_redis_dropped(redis_server: RedisServ
         inbox = Inbox()
         await node.subscribe(Channel("fragile"), inbox)  # type: ignore[arg-type]
         # A fault from outside the ledger: the connection drops one key behind its back.
-        assert broker._pubsub is not None
-        await broker._pubsub.unsubscribe(b"tornado_channels:c:fragile")
+        assert broker._links[0]._pubsub is not None
+        await broker._links[0]._pubsub.unsubscribe(b"tornado_channels:{0}c:fragile")
         await until(
             lambda: (
-                redis_server.cli("PUBSUB", "NUMSUB", "tornado_channels:c:fragile").split()[-1]
+                redis_server.cli("PUBSUB", "NUMSUB", "tornado_channels:{0}c:fragile").split()[-1]
                 == "0"
             ),
             what="the key dropped",
@@ -134,7 +137,7 @@ def test_self_check_repairs_a_subscription_redis_dropped(redis_server: RedisServ
         assert "tornado_channels_subscription_repairs_total 1.0" in scrape
         await until(
             lambda: (
-                redis_server.cli("PUBSUB", "NUMSUB", "tornado_channels:c:fragile").split()[-1]
+                redis_server.cli("PUBSUB", "NUMSUB", "tornado_channels:{0}c:fragile").split()[-1]
                 == "1"
             ),
             what="the key held again",
@@ -155,12 +158,12 @@ def test_self_check_drops_a_subscription_nobody_wants(redis_server: RedisServer)
         await node.start()
         assert await node.wait_connected(WAIT)
         # A fault from outside the ledger: an extra key on the connection.
-        assert broker._pubsub is not None
-        await broker._pubsub.subscribe(b"tornado_channels:c:unwanted")
+        assert broker._links[0]._pubsub is not None
+        await broker._links[0]._pubsub.subscribe(b"tornado_channels:{0}c:unwanted")
         await until(lambda: broker.repairs >= 1, what="the self-check dropping it")
         await until(
             lambda: (
-                redis_server.cli("PUBSUB", "NUMSUB", "tornado_channels:c:unwanted").split()[-1]
+                redis_server.cli("PUBSUB", "NUMSUB", "tornado_channels:{0}c:unwanted").split()[-1]
                 == "0"
             ),
             what="the key released",

@@ -14,7 +14,8 @@ from tornado.web import Application
 from tornado_channels import MemoryBroker, Node, make_app
 from tornado_channels.brokers.base import PublishOutcomeUnknown
 from tornado_channels.core.channels import parse_target
-from tornado_channels.core.publication import Publication
+from tornado_channels.core.idempotency import Idempotency
+from tornado_channels.core.publication import Publication, Receipt
 from tornado_channels.web.metrics import NodeMetrics
 
 from ..helpers import NodeAppTestCase, receive
@@ -39,7 +40,9 @@ def value(samples: Samples, name: str, **labels: str) -> float:
 class OutcomeUnknownBroker(MemoryBroker):
     """A memory broker whose publishes never get an answer."""
 
-    async def publish(self, publication: Publication) -> None:
+    async def publish(
+        self, publication: Publication, idempotency: Idempotency | None = None
+    ) -> Receipt:
         raise PublishOutcomeUnknown("no answer")
 
 

@@ -14,7 +14,8 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from ..core.channels import Channel
-from ..core.publication import Position, Publication, Recovery
+from ..core.idempotency import Idempotency
+from ..core.publication import Position, Publication, Receipt, Recovery
 
 
 class PublishError(Exception):
@@ -28,8 +29,13 @@ class BrokerUnavailable(PublishError):
 class PublishOutcomeUnknown(PublishError):
     """The broker did not answer in time: the message may or may not be published.
 
-    Retrying could deliver it twice, so it is not retried.
+    Retrying could deliver it twice, so it is not retried here; a retry with
+    the same idempotency key is safe.
     """
+
+
+class IdempotencyConflict(PublishError):
+    """The idempotency key was already used to publish something else: nothing was published."""
 
 
 class BrokerEvents(Protocol):
@@ -38,8 +44,12 @@ class BrokerEvents(Protocol):
     def received(self, publication: Publication) -> None:
         """A publication arrived for this process's subscribers."""
 
-    def broker_state_changed(self, connected: bool) -> None:
-        """The broker connected (again) or lost its connection."""
+    def broker_state_changed(self, connected: bool, partition: int | None = None) -> None:
+        """The broker connected (again) or lost its connection.
+
+        ``partition`` says which partition's connection changed, when the
+        broker has one per partition (None: all of them).
+        """
 
 
 class Broker(abc.ABC):
@@ -55,6 +65,12 @@ class Broker(abc.ABC):
     reconnects: int = 0
     #: Subscriptions a self-check found wrong in the transport and repaired.
     repairs: int = 0
+    #: History partitions (see core/partitions.py): 1 unless sharded.
+    partitions: int = 1
+
+    def describe(self) -> str:
+        """What this broker is and where, for logs (no password)."""
+        return self.kind
 
     @abc.abstractmethod
     async def start(self, events: BrokerEvents) -> None:
@@ -74,23 +90,35 @@ class Broker(abc.ABC):
         """Whether publishes can be accepted and deliveries received now."""
 
     @abc.abstractmethod
-    async def publish(self, publication: Publication) -> Position:
+    async def publish(
+        self, publication: Publication, idempotency: Idempotency | None = None
+    ) -> Receipt:
         """Publish and record in history; return its position once accepted.
 
+        With ``idempotency``, a key the broker remembers answers with the
+        positions it published first, and publishes nothing (raising
+        :class:`IdempotencyConflict` if it published something else).
         Raise :class:`BrokerUnavailable` or :class:`PublishOutcomeUnknown` otherwise.
         """
 
     @abc.abstractmethod
-    async def publish_many(self, publications: Sequence[Publication]) -> list[Position]:
+    async def publish_many(
+        self, publications: Sequence[Publication], idempotency: Idempotency | None = None
+    ) -> Receipt:
         """Publish several, in order, as one operation; return their positions.
 
-        All or none: raise :class:`BrokerUnavailable` when none was published,
-        or :class:`PublishOutcomeUnknown` when it cannot be known.
+        All or none (per partition, when there are several): raise
+        :class:`BrokerUnavailable` when none was published, or
+        :class:`PublishOutcomeUnknown` when it cannot be known.  ``idempotency``
+        as for :meth:`publish`.
         """
 
     @abc.abstractmethod
-    async def head(self) -> Position:
-        """The position of the latest publication (seq 0 before any): where a new client starts."""
+    async def head(self, channel: Channel) -> Position:
+        """The latest position of ``channel``'s partition (seq 0 before any).
+
+        Where a new client of ``channel`` starts.
+        """
 
     @abc.abstractmethod
     async def recover(self, channel: Channel, since: Position) -> Recovery:

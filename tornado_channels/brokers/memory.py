@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import secrets
 import time
+from collections import OrderedDict
 from collections.abc import Sequence
 
 from ..core.channels import Channel
 from ..core.history import HISTORY_AGE, HISTORY_SIZE, MemoryHistory, channel_keys, stream_key
-from ..core.publication import Position, Publication, Recovery, decode, encode
-from .base import Broker, BrokerEvents, BrokerUnavailable
+from ..core.idempotency import IDEMPOTENCY_TTL, Idempotency
+from ..core.publication import Position, Publication, Receipt, Recovery, decode, encode
+from .base import Broker, BrokerEvents, BrokerUnavailable, IdempotencyConflict
 
 
 class MemoryBroker(Broker):
@@ -22,11 +24,23 @@ class MemoryBroker(Broker):
     kind = "memory"
 
     def __init__(
-        self, *, history_size: int = HISTORY_SIZE, history_age: float = HISTORY_AGE
+        self,
+        *,
+        history_size: int = HISTORY_SIZE,
+        history_age: float = HISTORY_AGE,
+        idempotency_ttl: float = IDEMPOTENCY_TTL,
     ) -> None:
         self._events: BrokerEvents | None = None
         # A new epoch per process: its history dies with it.
         self.history = MemoryHistory(secrets.token_hex(4), history_size, history_age)
+        self._idempotency_ttl = idempotency_ttl
+        # Key -> (expiry, fingerprint, positions), in order of expiry: one TTL
+        # for all, so the oldest key is always first and pruning is O(1).
+        self._keys: OrderedDict[str, tuple[float, str, list[Position]]] = OrderedDict()
+
+    def describe(self) -> str:
+        """The embedded broker serves one process."""
+        return "memory (embedded, single process)"
 
     async def start(self, events: BrokerEvents) -> None:
         """Connected at once: there is nothing to connect to."""
@@ -44,28 +58,68 @@ class MemoryBroker(Broker):
         """True between start and stop."""
         return self._events is not None
 
-    async def publish(self, publication: Publication) -> Position:
+    async def publish(
+        self, publication: Publication, idempotency: Idempotency | None = None
+    ) -> Receipt:
         """Record, then hand to this process's node before returning."""
-        return self._publish(publication, time.monotonic())
+        return self._publish_all([publication], idempotency)
 
-    async def publish_many(self, publications: Sequence[Publication]) -> list[Position]:
+    async def publish_many(
+        self, publications: Sequence[Publication], idempotency: Idempotency | None = None
+    ) -> Receipt:
         """Record and hand over each, in order, with no pause between them."""
-        now = time.monotonic()
-        positions = [self._publish(publication, now, False) for publication in publications]
-        self.history.prune(now, len(positions))
-        return positions
+        return self._publish_all(publications, idempotency)
 
-    def _publish(self, publication: Publication, now: float, prune: bool = True) -> Position:
+    def _publish_all(
+        self, publications: Sequence[Publication], idempotency: Idempotency | None
+    ) -> Receipt:
         if self._events is None:
             raise BrokerUnavailable("the memory broker is stopped")
+        now = time.monotonic()
+        self._forget(now)
+        if idempotency is not None:
+            replayed = self._replay(idempotency)
+            if replayed is not None:
+                return replayed
+        positions = [self._publish(publication, now) for publication in publications]
+        self.history.prune(now, len(positions))
+        if idempotency is not None:
+            expires = now + self._idempotency_ttl
+            self._keys[idempotency.key] = (expires, idempotency.fingerprint, positions)
+        return Receipt(positions)
+
+    def _forget(self, now: float) -> None:
+        """Drop the keys whose time is up (a few per publish: they expire in order)."""
+        keys = self._keys
+        while keys:
+            oldest = next(iter(keys.values()))
+            if oldest[0] > now:
+                return
+            keys.popitem(last=False)
+
+    def _replay(self, idempotency: Idempotency) -> Receipt | None:
+        """What ``idempotency``'s key published, if it is remembered; None if not."""
+        remembered = self._keys.get(idempotency.key)
+        if remembered is None:
+            return None
+        if remembered[1] != idempotency.fingerprint:
+            raise IdempotencyConflict("the key was used for another publish")
+        return Receipt(list(remembered[2]), True)
+
+    def idempotency_keys(self) -> int:
+        """Keys remembered now (for tests of the memory bound)."""
+        return len(self._keys)
+
+    def _publish(self, publication: Publication, now: float) -> Position:
+        assert self._events is not None
         position = self.history.next_position()
         stamped = Publication(publication.target, publication.payload, position)
-        self.history.store(stream_key(publication.target), position, encode(stamped), now, prune)
+        self.history.store(stream_key(publication.target), position, encode(stamped), now, False)
         self._events.received(stamped)
         return position
 
-    async def head(self) -> Position:
-        """The latest position in this process's history."""
+    async def head(self, channel: Channel) -> Position:
+        """The latest position in this process's history (one partition: any channel's)."""
         return Position(self.history.epoch, self.history.seq)
 
     async def recover(self, channel: Channel, since: Position) -> Recovery:

@@ -1,53 +1,85 @@
--- The history's publish script (see redis_history.py): one call per publish or batch.
--- KEYS: seq, epoch, floors, active, then one stream per message.
--- ARGV: a new epoch, max length, max age (ms), then per message: its envelope
--- head, its payload, its pub/sub channel.  Returns {epoch, first seq}: the
--- messages get consecutive numbers from there, in order.
-
-local seq_key, epoch_key, floors, active = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-local count = #KEYS - 4
-local epoch = redis.call('GET', epoch_key)
-if not epoch then
-  epoch = ARGV[1]
-  redis.call('SET', epoch_key, epoch)
-end
-local max_len, max_age = tonumber(ARGV[2]), tonumber(ARGV[3])
-local first_seq = redis.call('INCRBY', seq_key, count) - count + 1
+-- The publish script (see redis_history.py): one call per partition per batch.
+-- KEYS: meta, marks, one stream per message, then one idempotency key per
+-- group that has one.
+-- ARGV: new epoch, entries kept per stream, stream TTL (ms), marks kept,
+-- idempotency TTL (ms), the publish command, message count, group count;
+-- then per message: its envelope head, its payload, its pub/sub channel; then
+-- per group: its message count and its fingerprint ("" when it has no key).
+-- Returns {epoch, one result per group}: the group's first number (its
+-- messages are numbered consecutively from it), or "=" and the positions a
+-- key already published, or "!" when the key was used for something else.
+local meta, marks = KEYS[1], KEYS[2]
+local keep, ttl, kept_marks = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+local key_ttl, publish, messages, groups = tonumber(ARGV[5]), ARGV[6], tonumber(ARGV[7]), tonumber(ARGV[8])
+local epoch, _, mark = claim(meta, ARGV[1])
 local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-for i = 1, count do
-  local stream, seq = KEYS[4 + i], first_seq + i - 1
-  local base = 3 + (i - 1) * 3
-  local data = ARGV[base + 1] .. epoch .. ':' .. seq .. '\n' .. ARGV[base + 2]
-  redis.call('XADD', stream, seq .. '-0', 't', now, 'd', data)
-  local floor = nil
-  while true do
-    local oldest = redis.call('XRANGE', stream, '-', '+', 'COUNT', 1)[1]
-    if not oldest then break end
-    if redis.call('XLEN', stream) > max_len or now - tonumber(oldest[2][2]) > max_age then
-      redis.call('XDEL', stream, oldest[1])
-      floor = oldest[1]
+local second = t[1]
+local now = tonumber(second) * 1000 + math.floor(tonumber(t[2]) / 1000)
+-- Keys already used are answered from what they stored; the rest publish.
+local stored = {}
+local fresh, key_index = 0, 3 + messages
+for group = 1, groups do
+  local spec = 9 + 3 * messages + 2 * (group - 1)
+  if ARGV[spec + 1] ~= '' then
+    stored[group] = redis.call('GET', KEYS[key_index]) or false
+    key_index = key_index + 1
+  end
+  if not stored[group] then
+    fresh = fresh + tonumber(ARGV[spec])
+  end
+end
+local results = {epoch}
+local seq = 0
+if fresh > 0 then
+  seq = redis.call('HINCRBY', meta, 'seq', fresh) - fresh
+end
+local first_seq = seq + 1
+local message = 0
+key_index = 3 + messages
+for group = 1, groups do
+  local spec = 9 + 3 * messages + 2 * (group - 1)
+  local count, fingerprint = tonumber(ARGV[spec]), ARGV[spec + 1]
+  local previous = stored[group]
+  if previous then
+    if string.sub(previous, 1, #fingerprint + 1) == fingerprint .. ' ' then
+      results[group + 1] = '=' .. string.sub(previous, #fingerprint + 2)
     else
-      break
+      results[group + 1] = '!'
+    end
+    message = message + count
+  else
+    results[group + 1] = seq + 1
+    local positions = {}
+    for _ = 1, count do
+      message = message + 1
+      seq = seq + 1
+      local arg = 9 + 3 * (message - 1)
+      local stream, position = KEYS[2 + message], epoch .. ':' .. seq
+      local data = ARGV[arg] .. position .. '\n' .. ARGV[arg + 1]
+      -- Exactly `keep` (size + 1) entries: the oldest one kept is then
+      -- newer than every entry ever trimmed, which is how a recovery knows
+      -- what trimming took (Redis 7.0 records nothing of it).
+      redis.call('XADD', stream, 'MAXLEN', keep, seq .. '-0', 't', now, 'd', data)
+      -- An idle stream vanishes: memory follows what is live.
+      redis.call('PEXPIRE', stream, ttl)
+      redis.call(publish, ARGV[arg + 2], data)
+      if fingerprint ~= '' then
+        positions[#positions + 1] = position
+      end
+    end
+    if fingerprint ~= '' then
+      redis.call('SET', KEYS[key_index], fingerprint .. ' ' .. table.concat(positions, ' '), 'PX', key_ttl)
     end
   end
-  if floor then
-    redis.call('HSET', floors, stream, string.match(floor, '^(%d+)'))
+  if fingerprint ~= '' then
+    key_index = key_index + 1
   end
-  redis.call('ZADD', active, now, stream)
-  redis.call('PUBLISH', ARGV[base + 3], data)
 end
--- Streams nobody has published to for max_age hold only expired entries:
--- drop a few more than were written to (else every channel ever used stays
--- in Redis), remembering their last number so a resume from before it fails
--- loudly.
-local idle = redis.call('ZRANGEBYSCORE', active, '-inf', now - max_age, 'LIMIT', 0, count + 3)
-for _, key in ipairs(idle) do
-  local last = redis.call('XREVRANGE', key, '+', '-', 'COUNT', 1)[1]
-  if last then
-    redis.call('HSET', floors, key, string.match(last[1], '^(%d+)'))
-  end
-  redis.call('DEL', key)
-  redis.call('ZREM', active, key)
+if fresh > 0 and mark ~= second then
+  -- The first number published in each second: the watermark's marks.
+  redis.call('HSET', meta, 'mark', second)
+  redis.call('RPUSH', marks, second .. ':' .. first_seq)
+  redis.call('LTRIM', marks, -kept_marks, -1)
+  redis.call('PEXPIRE', marks, ttl)
 end
-return {epoch, first_seq}
+return results

@@ -1,117 +1,229 @@
 """History in Redis: positions, the streams they index, and recovery from them.
 
-One Lua script takes the next number of the shared sequence (``<prefix>seq``),
-appends to the target's stream (``<prefix>h:c:<channel>`` or
-``<prefix>h:t:<subtree>``), trims it by size and age (remembering the highest
-trimmed number in ``<prefix>floors``), and publishes the envelope with its
-position, atomically: positions and deliveries can never disagree.
-``<prefix>epoch`` changes when Redis loses its data, which makes old positions
-unrecoverable, and says so.
-
-Streams nobody has published to for the history age are dropped a few at a
-time by later publishes (``<prefix>active`` orders them by last publish),
-their last number kept as their floor, so memory stays bounded and a resume
-from before them fails loudly instead of silently.
+One Lua script per partition (publish.lua) takes the partition's next
+numbers, appends each message to its target's stream (trimmed to the
+history size, expiring once idle for the history age), publishes its
+envelope with its position, and remembers idempotency keys, atomically:
+positions and deliveries can never disagree, and a retried publish is
+answered, not repeated.  Every script starts with claim.lua, which starts a
+new epoch when the master it runs on is not the one that wrote the
+partition's state (a promoted replica, a restarted master).  The key layout
+is keys.py's; nothing here knows whether Redis is standalone, behind
+Sentinel or a cluster: the caller hands over the client for the partition.
 """
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 from collections.abc import Sequence
+from dataclasses import dataclass
 from importlib import resources
+from typing import Any
 
 from redis.asyncio import Redis
-from redis.commands.core import AsyncScript
-from redis.exceptions import RedisError
+from redis.exceptions import NoScriptError
 
 from ..core.channels import Channel
-from ..core.history import LOST, Entry, channel_keys, merge, stream_key
-from ..core.publication import Position, Publication, Recovery, decode, encode_head
+from ..core.history import FUTURE, LOST, STREAM_GRACE, Entry, StreamView, merge
+from ..core.idempotency import Idempotency
+from ..core.publication import Position, Publication, Receipt, Recovery, decode, encode_head
+from .base import IdempotencyConflict
+from .keys import KeyLayout
 
-#: The publish script (see publish.lua for its keys and arguments).
-PUBLISH_SCRIPT = (resources.files(__package__) / "publish.lua").read_text()
+
+def _script(name: str) -> bytes:
+    claim = (resources.files(__package__) / "claim.lua").read_bytes()
+    return claim + (resources.files(__package__) / name).read_bytes()
+
+
+#: The scripts, each with claim.lua in front (see the .lua files for their keys and arguments).
+PUBLISH_SCRIPT = _script("publish.lua")
+RECOVER_SCRIPT = _script("recover.lua")
+HEAD_SCRIPT = _script("head.lua")
+
+
+class ReplicasBehind(Exception):
+    """Fewer replicas than asked for confirmed a publish in time (it is published)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Group:
+    """Publications to one partition that succeed or replay together (one key at most)."""
+
+    publications: Sequence[Publication]
+    idempotency: Idempotency | None = None
+
+
+class _Script:
+    """A Lua script sent by its SHA1, loaded where a server does not know it yet."""
+
+    def __init__(self, source: bytes) -> None:
+        self.source = source
+        self.sha = hashlib.sha1(source).hexdigest()
+
+    async def run(
+        self,
+        client: Redis,
+        keys: Sequence[bytes],
+        args: Sequence[Any],
+        wait: tuple[int, int] | None,
+    ) -> Any:
+        """Run on ``client``'s server; with ``wait`` (replicas, ms), WAIT on its connection."""
+        for attempt in (0, 1):
+            try:
+                if wait is None:
+                    return await client.evalsha(self.sha, len(keys), *keys, *args)
+                pipe = client.pipeline(transaction=False)
+                pipe.evalsha(self.sha, len(keys), *keys, *args)
+                pipe.execute_command("WAIT", *wait)
+                result, acked = await pipe.execute()
+                if int(acked) < wait[0]:
+                    raise ReplicasBehind(f"{acked} of {wait[0]} replicas confirmed in time")
+                return result
+            except NoScriptError:
+                # Not run: a server that restarted, or failed over, lost its
+                # script cache.  Load it there and send it again.
+                if attempt:
+                    raise
+                await client.script_load(self.source)
+        raise AssertionError("unreachable")  # pragma: no cover
 
 
 class RedisHistory:
-    """The history side of a :class:`~tornado_channels.redis_broker.RedisBroker`.
+    """The history side of a :class:`~tornado_channels.brokers.redis.RedisBroker`.
 
-    Its methods raise Redis's own errors; the broker turns them into its own.
+    Its methods raise Redis's own errors (and :class:`ReplicasBehind`); the
+    broker turns them into its own.
     """
 
-    def __init__(self, prefix: bytes, size: int, age: float) -> None:
-        self._prefix = prefix
-        self._seq_key = prefix + b"seq"
-        self._epoch_key = prefix + b"epoch"
-        self._floors_key = prefix + b"floors"
-        self._active_key = prefix + b"active"
-        self._size = size
-        self._age = age
-        self._client: Redis | None = None
-        self._script: AsyncScript | None = None
+    def __init__(
+        self,
+        layout: KeyLayout,
+        *,
+        size: int,
+        age: float,
+        idempotency_ttl: float,
+        sharded: bool = False,
+        wait_replicas: int = 0,
+        wait_timeout: float = 1.0,
+    ) -> None:
+        self.layout = layout
+        self.size = size
+        self.age = age
+        self._stream_ttl = int((age + STREAM_GRACE) * 1000)
+        self._idempotency_ttl = max(1, int(idempotency_ttl * 1000))
+        self._command = b"SPUBLISH" if sharded else b"PUBLISH"
+        self._wait = (wait_replicas, max(1, int(wait_timeout * 1000))) if wait_replicas else None
+        self._publish = _Script(PUBLISH_SCRIPT)
+        self._recover = _Script(RECOVER_SCRIPT)
+        self._head = _Script(HEAD_SCRIPT)
 
-    def bind(self, client: Redis) -> None:
-        """Use ``client`` from now on (the broker's publishing client)."""
-        self._client = client
-        self._script = client.register_script(PUBLISH_SCRIPT)
+    def _new_epoch(self, partition: int) -> str:
+        # With partitions, an epoch names its partition too: a position
+        # brought to the wrong one is told apart from a lost one.
+        random = secrets.token_hex(4)
+        return random if self.layout.partitions == 1 else f"{partition:02x}{random}"
 
-    async def publish(self, publications: Sequence[Publication]) -> list[Position]:
-        """Record and publish ``publications`` in one script call; return their positions.
+    def partition_of_epoch(self, epoch: str) -> int | None:
+        """The partition an epoch of this layout belongs to (None if it cannot say)."""
+        if self.layout.partitions == 1:
+            return 0
+        try:
+            return int(epoch[:2], 16) if len(epoch) == 10 else None
+        except ValueError:
+            return None
 
-        One round trip and one atomic script for the whole batch: the
-        messages get consecutive positions and are published in order, all
-        of them or (if the script cannot run) none.
-        """
-        assert self._script is not None
-        keys = [self._seq_key, self._epoch_key, self._floors_key, self._active_key]
-        args: list[bytes | str | int] = [
-            secrets.token_hex(4),  # The epoch, if this publish starts one.
-            self._size,
-            int(self._age * 1000),
+    async def publish(
+        self, client: Redis, partition: int, groups: Sequence[Group]
+    ) -> list[Receipt | IdempotencyConflict]:
+        """Publish ``groups`` to ``partition`` in one script call; a result per group, in order."""
+        layout = self.layout
+        keys = [layout.meta(partition), layout.marks(partition)]
+        messages: list[bytes] = []
+        specs: list[bytes | str | int] = []
+        idempotency_keys: list[bytes] = []
+        count = 0
+        for group in groups:
+            for publication in group.publications:
+                target = publication.target
+                keys.append(layout.stream(partition, target))
+                messages += (
+                    encode_head(target),
+                    publication.payload,
+                    layout.channel(partition, target),
+                )
+                count += 1
+            specs.append(len(group.publications))
+            if group.idempotency is None:
+                specs.append("")
+            else:
+                specs.append(group.idempotency.fingerprint)
+                idempotency_keys.append(layout.idempotency(partition, group.idempotency.key))
+        args: list[Any] = [
+            self._new_epoch(partition),
+            self.size + 1,
+            self._stream_ttl,
+            int(self.age) + 2,
+            self._idempotency_ttl,
+            self._command,
+            count,
+            len(groups),
+            *messages,
+            *specs,
         ]
-        for publication in publications:
-            key = stream_key(publication.target)
-            keys.append(self._prefix + b"h:" + key)
-            args += (encode_head(publication.target), publication.payload, self._prefix + key)
-        epoch, first = await self._script(keys=keys, args=args)
-        epoch = epoch.decode("ascii")
-        return [Position(epoch, int(first) + i) for i in range(len(publications))]
+        reply = await self._publish.run(client, [*keys, *idempotency_keys], args, self._wait)
+        epoch = reply[0].decode("ascii")
+        results: list[Receipt | IdempotencyConflict] = []
+        for group, result in zip(groups, reply[1:], strict=True):
+            if isinstance(result, int):
+                results.append(
+                    Receipt([Position(epoch, result + i) for i in range(len(group.publications))])
+                )
+            elif result == b"!":
+                results.append(IdempotencyConflict("the key was used for another publish"))
+            else:
+                replayed = result[1:].decode("ascii").split(" ")
+                results.append(Receipt([Position.parse(text) for text in replayed], True))
+        return results
 
-    async def head(self) -> Position:
-        """The latest position (starting an epoch if none exists yet)."""
-        assert self._client is not None
-        # SET NX: a client that starts before any publish still gets the
-        # epoch that the first publish will use.
-        await self._client.set(self._epoch_key, secrets.token_hex(4), nx=True)
-        epoch, seq = await self._client.mget(self._epoch_key, self._seq_key)
-        if not isinstance(epoch, bytes):
-            raise RedisError("Redis lost the epoch it was just given")
-        return Position(epoch.decode("ascii"), int(seq or 0))
-
-    async def recover(self, channel: Channel, since: Position) -> Recovery:
-        """Merge the channel's and its subtrees' streams after ``since``."""
-        assert self._client is not None
-        streams = [self._prefix + b"h:" + key for key in channel_keys(channel)]
-        pipe = self._client.pipeline(transaction=False)
-        pipe.get(self._epoch_key)
-        pipe.time()
-        pipe.hmget(self._floors_key, streams)
-        for stream in streams:
-            pipe.xrange(stream, min=f"{since.seq + 1}-0")
-        epoch, (seconds, micros), floors, *ranges = await pipe.execute()
-        if epoch is None or epoch.decode("ascii") != since.epoch:
-            return Recovery([], False, LOST)
-        entries, gap = merge(
-            ((_entries(raw), int(floor or 0)) for raw, floor in zip(ranges, floors, strict=True)),
-            since.seq,
-            seconds + micros / 1e6,
-            self._age,
+    async def head(self, client: Redis, partition: int) -> Position:
+        """The latest position of ``partition`` (starting an epoch if none exists yet)."""
+        epoch, seq = await self._head.run(
+            client, [self.layout.meta(partition)], [self._new_epoch(partition)], None
         )
-        return Recovery([decode(entry.data) for entry in entries], not gap, gap)
+        return Position(epoch.decode("ascii"), int(seq))
+
+    async def recover(self, client: Redis, channel: Channel, since: Position) -> Recovery:
+        """Merge the channel's and its subtrees' streams after ``since``."""
+        partition, streams = self.layout.recovery_streams(channel)
+        owner = self.partition_of_epoch(since.epoch)
+        if owner is not None and owner != partition:
+            return Recovery([], False, "that position belongs to another channel's partition")
+        keys = [self.layout.meta(partition), self.layout.marks(partition), *streams]
+        args = [self._new_epoch(partition), since.seq, int(self.age)]
+        reply = await self._recover.run(client, keys, args, None)
+        epoch, seq, base, now_ms, low = reply[:5]
+        if epoch.decode("ascii") != since.epoch or since.seq < int(base):
+            return Recovery([], False, LOST)
+        if since.seq > int(seq):
+            return Recovery([], False, FUTURE)
+        views = []
+        rest = reply[5:]
+        for index in range(0, len(rest), 3):
+            length, oldest, raw = int(rest[index]), int(rest[index + 1]), rest[index + 2]
+            # A stream at its cap (size + 1) may have been trimmed: only what
+            # comes after its oldest entry is certain (see publish.lua).
+            floor = oldest - 1 if length > self.size else None
+            views.append(StreamView(_entries(raw), floor, oldest if oldest >= 0 else None))
+        entries, gap = merge(views, since.seq, int(now_ms) / 1000, self.age, int(low))
+        return Recovery([decode(entry.data, partition) for entry in entries], not gap, gap)
 
 
-def _entries(raw: list[tuple[bytes, dict[bytes, bytes]]]) -> list[Entry]:
-    """Stream entries as XRANGE returns them; IDs are ``<seq>-0``, ``t`` is in ms."""
-    return [
-        Entry(int(ident.split(b"-")[0]), int(fields[b"t"]) / 1000, fields[b"d"])
-        for ident, fields in raw
-    ]
+def _entries(raw: list[Any]) -> list[Entry]:
+    """Stream entries as XRANGE returns them to a script: ``[id, [field, value, ...]]``."""
+    entries = []
+    for ident, fields in raw:
+        values = dict(zip(fields[::2], fields[1::2], strict=True))
+        entries.append(Entry(int(ident.split(b"-")[0]), int(values[b"t"]) / 1000, values[b"d"]))
+    return entries

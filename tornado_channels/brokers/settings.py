@@ -5,10 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..core.history import HISTORY_AGE, HISTORY_SIZE
+from ..core.idempotency import IDEMPOTENCY_TTL
 from ..core.settings import setting
 from .base import Broker
 from .memory import MemoryBroker
-from .redis import CHECK_INTERVAL, PREFIX, PROBE_INTERVAL, TIMEOUT, RedisBroker
+from .redis import CHECK_INTERVAL, CLUSTER_PARTITIONS, PREFIX, PROBE_INTERVAL, TIMEOUT, RedisBroker
 
 
 @dataclass(frozen=True)
@@ -21,6 +22,36 @@ class BrokerSettings:
         "TLS); without it the process uses its embedded in-memory broker (single process)",
         shown="(none: embedded broker)",
         metavar="URL",
+    )
+    redis_sentinel: tuple[str, ...] = setting(
+        (),
+        "Redis Sentinels to ask where the master is, e.g. s1:26379,s2:26379,s3:26379; the "
+        "process follows the master Sentinel promotes (credentials, db and TLS from --redis-url)",
+        metavar="HOST:PORT,...",
+    )
+    redis_sentinel_master: str = setting(
+        "mymaster", "the name of the master the Sentinels watch", metavar="NAME"
+    )
+    redis_cluster: bool = setting(
+        False,
+        "--redis-url is a node of a Redis Cluster: sharded pub/sub (SSUBSCRIBE/SPUBLISH) and "
+        "history in partitions spread over the masters",
+    )
+    redis_partitions: int = setting(
+        CLUSTER_PARTITIONS,
+        "history partitions on a Redis Cluster (every process must use the same number; "
+        "a channel's partition follows from its first segment)",
+    )
+    redis_wait_replicas: int = setting(
+        0,
+        "acknowledge a publish (202) only once this many replicas have it (Redis WAIT, within "
+        "--redis-timeout; beyond it: 504); 0 acknowledges once the master has it",
+    )
+    idempotency_ttl: float = setting(
+        IDEMPOTENCY_TTL,
+        "seconds a publish's Idempotency-Key is remembered: a retry with the same key within "
+        "it is answered with the first attempt's positions and publishes nothing",
+        metavar="SECONDS",
     )
     redis_prefix: str = setting(PREFIX, "namespace of every Redis key and pub/sub channel used")
     redis_timeout: float = setting(
@@ -53,10 +84,17 @@ class BrokerSettings:
 
 def make_broker(settings: BrokerSettings) -> Broker:
     """The broker ``settings`` ask for."""
-    if settings.redis_url:
+    if settings.redis_url or settings.redis_sentinel:
         return RedisBroker(
-            settings.redis_url,
+            # With Sentinel, the URL only brings credentials, db and TLS.
+            settings.redis_url or "redis://",
             prefix=settings.redis_prefix,
+            sentinels=[_address(text) for text in settings.redis_sentinel],
+            sentinel_master=settings.redis_sentinel_master,
+            cluster=settings.redis_cluster,
+            partitions=settings.redis_partitions,
+            wait_replicas=settings.redis_wait_replicas,
+            idempotency_ttl=settings.idempotency_ttl,
             command_timeout=settings.redis_timeout,
             probe_timeout=settings.redis_timeout,
             probe_interval=settings.redis_probe_interval,
@@ -64,4 +102,20 @@ def make_broker(settings: BrokerSettings) -> Broker:
             history_size=settings.history_size,
             history_age=settings.history_age,
         )
-    return MemoryBroker(history_size=settings.history_size, history_age=settings.history_age)
+    if settings.redis_cluster:
+        raise ValueError("--redis-cluster needs --redis-url (any node of the cluster)")
+    return MemoryBroker(
+        history_size=settings.history_size,
+        history_age=settings.history_age,
+        idempotency_ttl=settings.idempotency_ttl,
+    )
+
+
+def _address(text: str) -> tuple[str, int]:
+    """``host:port`` (port 26379 when omitted) as a pair; raise ValueError."""
+    host, _, port = text.rpartition(":")
+    if not host:
+        return text, 26379
+    if not port.isdigit():
+        raise ValueError(f"not a host:port: {text!r}")
+    return host.strip("[]"), int(port)

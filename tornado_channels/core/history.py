@@ -1,19 +1,26 @@
 """Positions in the message history, and recovery from one (pure, no I/O).
 
 Every publication gets a position ``<epoch>:<seq>``.  ``seq`` comes from one
-counter per broker (one Redis, or one process), so positions order every
-publication, whichever channel or subtree it went to: a subscriber of
+counter per history partition (see partitions.py; one partition unless the
+broker is a Redis Cluster), so positions order every publication of a
+partition, whichever channel or subtree it went to: a subscriber of
 ``users/1`` recovers messages to ``users/1``, ``users/`` and ``/`` merged in
-publish order.  ``epoch`` names the life of that counter (see publication.py):
-when history is lost (a Redis restarted without persistence), the epoch
-changes and old positions can no longer be recovered from, which a client is
-told.
+publish order.  ``epoch`` names the life of that counter (see
+publication.py): when history may have been lost (a Redis restarted without
+persistence, or a replica promoted), the epoch changes and old positions can
+no longer be recovered from, which a client is told.
+
+Memory stays bounded by what is live (docs/performance.md): a stream keeps
+its last ``size`` entries and disappears once nobody has published to it for
+``age``.  What a vanished stream held is still accounted for: the
+*watermark* is the oldest position published within ``age``, and a resume
+from before it is only trusted where a live stream proves it complete.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict, deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from .channels import Channel, Subtree, Target
@@ -23,11 +30,22 @@ from .publication import Position
 HISTORY_SIZE = 100
 #: Seconds a message stays recoverable by default.
 HISTORY_AGE = 300.0
+#: Seconds an idle stream outlives its age: clocks tick in whole milliseconds
+#: and a failover may move a partition to a master whose clock differs slightly.
+STREAM_GRACE = 1.0
 #: Idle streams dropped per append, at most: pruning stays O(1) per publish.
 _PRUNE_PER_APPEND = 4
 
 #: The reason given when a position is from another epoch.
 LOST = "the history was lost (a new epoch began)"
+#: ... when a stream no longer holds the messages after the position.
+TRIMMED = "the history no longer reaches that position"
+#: ... when messages after the position are older than the history age.
+EXPIRED = "messages after that position have expired"
+#: ... when the position is older than the history age and no stream vouches for it.
+TOO_OLD = "that position is older than the history age"
+#: ... when the position is ahead of the history.
+FUTURE = "that position is in the future"
 
 
 def stream_key(target: Target) -> bytes:
@@ -51,47 +69,89 @@ class Entry:
     data: bytes
 
 
+@dataclass(frozen=True, slots=True)
+class StreamView:
+    """What one stream holds, as read for a recovery.
+
+    ``floor`` is the highest number the stream may have dropped while it
+    lived (None if it never dropped one); ``oldest`` the oldest number it
+    holds (None when the stream does not exist, or no longer does).
+    """
+
+    entries: Sequence[Entry]
+    floor: int | None
+    oldest: int | None
+
+
 #: Why a recovery cannot be complete, when it cannot; "" when it can.
 Gap = str
 
 
+def watermark(marks: Iterable[tuple[float, int]], now: float, max_age: float, next_seq: int) -> int:
+    """The lowest number that may have been published within ``max_age`` of ``now``.
+
+    ``marks`` are ``(second, first number published in that second)``, oldest
+    first.  Every number from the result on was published within the age;
+    those below may be older (``next_seq`` when nothing is recent).
+    """
+    for second, seq in marks:
+        if second >= now - max_age:
+            return seq
+    return next_seq
+
+
 def merge(
-    streams: Iterable[tuple[list[Entry], int]],
-    since: int,
-    now: float,
-    max_age: float,
+    streams: Iterable[StreamView], since: int, now: float, max_age: float, low: int
 ) -> tuple[list[Entry], Gap]:
     """Merge the entries after ``since`` from several streams, in publish order.
 
-    Each stream comes with its *floor*: the highest sequence number it no
-    longer holds.  Entries older than ``max_age`` count as gone.  Returns the
-    entries, and why they are not all of them ("" when they are).
+    ``low`` is the :func:`watermark`.  A stream that may have dropped entries
+    after ``since`` fails the recovery; so does one that cannot prove it
+    existed since ``since`` (it may have vanished and been made again) when
+    ``since`` is older than the watermark, since a vanished stream's messages
+    are all older than that.  Entries older than ``max_age`` count as gone.
+    Returns the entries, and why they are not all of them ("" when they are).
     """
     found: list[Entry] = []
-    for entries, floor in streams:
-        if floor > since:
-            return [], "the history no longer reaches that position"
-        for entry in entries:
+    for view in streams:
+        if view.floor is not None:
+            if since < view.floor:
+                return [], TRIMMED
+        elif (view.oldest is None or since < view.oldest - 1) and since + 1 < low:
+            return [], TOO_OLD
+        for entry in view.entries:
             if entry.seq <= since:
                 continue
             if now - entry.stored_at > max_age:
-                return [], "messages after that position have expired"
+                return [], EXPIRED
             found.append(entry)
     found.sort(key=lambda entry: entry.seq)
     return found, ""
 
 
 @dataclass
+class _Stream:
+    entries: deque[Entry] = field(default_factory=deque)
+    floor: int | None = None
+
+
+@dataclass
 class MemoryHistory:
-    """History kept in this process, for the memory broker: a capped deque per key."""
+    """History kept in this process, for the memory broker: a capped deque per key.
+
+    It follows the same rules as the Redis history, so both answer a
+    recovery alike: streams keep ``max_size`` entries and are dropped once
+    idle for the age; the marks behind the watermark cover the age.
+    """
 
     epoch: str
     max_size: int = HISTORY_SIZE
     max_age: float = HISTORY_AGE
     seq: int = 0
     # In order of last append, so the idlest stream is always first.
-    _streams: OrderedDict[bytes, deque[Entry]] = field(default_factory=OrderedDict)
-    _floors: dict[bytes, int] = field(default_factory=dict)
+    _streams: OrderedDict[bytes, _Stream] = field(default_factory=OrderedDict)
+    # (second, first seq stored in it), oldest first, within the age.
+    _marks: deque[tuple[float, int]] = field(default_factory=deque)
 
     def next_position(self) -> Position:
         """The position the next stored entry gets."""
@@ -106,33 +166,41 @@ class MemoryHistory:
         (once for a whole batch).
         """
         self.seq = position.seq
+        second = float(int(now))
+        if not self._marks or self._marks[-1][0] != second:
+            self._marks.append((second, position.seq))
         stream = self._streams.get(key)
         if stream is None:
-            stream = self._streams[key] = deque()
+            stream = self._streams[key] = _Stream()
         else:
             self._streams.move_to_end(key)
-        stream.append(Entry(position.seq, now, data))
-        while len(stream) > self.max_size or (stream and now - stream[0].stored_at > self.max_age):
-            self._floors[key] = stream.popleft().seq
+        entries = stream.entries
+        entries.append(Entry(position.seq, now, data))
+        while len(entries) > self.max_size or now - entries[0].stored_at > self.max_age:
+            stream.floor = entries.popleft().seq
         if prune:
             self.prune(now)
 
     def prune(self, now: float, stored: int = 1) -> None:
-        """Drop a few streams nobody has published to for max_age (more after ``stored`` stores).
+        """Drop a few streams nobody has published to for the age (more after ``stored`` stores).
 
         They hold only expired entries: without this every channel ever used
-        would stay in memory.  Their last number is kept as their floor, so a
-        resume from before it fails loudly.
+        would stay in memory.  What they held is older than the watermark.
         """
+        marks = self._marks
+        while len(marks) > 1 and marks[1][0] < now - self.max_age:
+            marks.popleft()
         for _ in range(_PRUNE_PER_APPEND * stored):
-            key, stream = next(iter(self._streams.items()))
-            if stream and now - stream[-1].stored_at <= self.max_age:
-                return
-            if stream:
-                self._floors[key] = stream[-1].seq
-            del self._streams[key]
             if not self._streams:
                 return
+            key, stream = next(iter(self._streams.items()))
+            if now - stream.entries[-1].stored_at <= self.max_age + STREAM_GRACE:
+                return
+            del self._streams[key]
+
+    def __len__(self) -> int:
+        """Streams held (for tests of the memory bound)."""
+        return len(self._streams)
 
     def recover(
         self, keys: Iterable[bytes], since: Position, now: float
@@ -141,6 +209,13 @@ class MemoryHistory:
         if since.epoch != self.epoch:
             return [], LOST
         if since.seq > self.seq:
-            return [], "that position is in the future"
-        streams = [(list(self._streams.get(key, ())), self._floors.get(key, 0)) for key in keys]
-        return merge(streams, since.seq, now, self.max_age)
+            return [], FUTURE
+        views = []
+        for key in keys:
+            stream = self._streams.get(key)
+            if stream is None:
+                views.append(StreamView((), None, None))
+            else:
+                views.append(StreamView(stream.entries, stream.floor, stream.entries[0].seq))
+        low = watermark(self._marks, now, self.max_age, self.seq + 1)
+        return merge(views, since.seq, now, self.max_age, low)

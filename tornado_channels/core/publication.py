@@ -62,6 +62,20 @@ class Publication:
     payload: bytes
     #: Where the broker's history put it; None until published.
     position: Position | None = None
+    #: The history partition it came from (see partitions.py); 0 with one partition.
+    partition: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Receipt:
+    """What a broker answers for an accepted publish: its positions, and whether it was a replay.
+
+    ``replayed`` is True when an idempotency key had already published these
+    messages: the positions are the first attempt's and nothing new was sent.
+    """
+
+    positions: list[Position]
+    replayed: bool = False
 
 
 @dataclass(slots=True)
@@ -97,8 +111,11 @@ def encode(publication: Publication) -> bytes:
     return head + publication.payload
 
 
-def decode(data: bytes) -> Publication:
-    """Parse bytes produced by :func:`encode`; raise :class:`MalformedEnvelope`."""
+def decode(data: bytes, partition: int = 0) -> Publication:
+    """Parse bytes produced by :func:`encode`; raise :class:`MalformedEnvelope`.
+
+    ``partition`` is where the broker received it from (the envelope does not say).
+    """
     newline = data.find(b"\n")
     if newline < 2 or data[:1] != _VERSION:
         raise MalformedEnvelope("not a version-2 envelope")
@@ -121,4 +138,4 @@ def decode(data: bytes) -> Publication:
         position = None
     if position is None:
         raise MalformedEnvelope("bad position line")
-    return Publication(target, data[end + 1 :], position)
+    return Publication(target, data[end + 1 :], position, partition)

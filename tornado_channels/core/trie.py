@@ -8,7 +8,7 @@ a single dict access.
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Iterator
+from collections.abc import Callable, Hashable, Iterator
 from typing import Generic, TypeVar
 
 S = TypeVar("S", bound=Hashable)
@@ -81,11 +81,12 @@ class SubscriberTrie(Generic[S]):
         node = self._index.get(channel)
         return len(node.subscribers) if node is not None else 0
 
-    def below(self, prefix: str) -> list[S]:
+    def below(self, prefix: str, first: Callable[[str], bool] | None = None) -> list[S]:
         """Subscribers of every channel strictly below ``prefix`` ("" is the root).
 
         A subscriber on several matching channels appears once per channel,
-        as it would receive one message per subscription.
+        as it would receive one message per subscription.  ``first`` keeps,
+        below the root, only the channels whose first segment it accepts.
         """
         node: _Node[S] | None = self._root
         if prefix:
@@ -94,7 +95,11 @@ class SubscriberTrie(Generic[S]):
         if node is None:
             return []
         found: list[S] = []
-        stack = list(node.children.values())
+        children = node.children
+        if first is not None and node is self._root:
+            stack = [child for segment, child in children.items() if first(segment)]
+        else:
+            stack = list(children.values())
         while stack:
             current = stack.pop()
             found.extend(current.subscribers)

@@ -9,7 +9,6 @@ from typing import TYPE_CHECKING
 
 from tornado.netutil import bind_sockets
 
-from ..brokers.redis import redact_url
 from ..brokers.settings import make_broker
 from ..node import Node
 from ..web.app import make_app
@@ -26,7 +25,12 @@ log = logging.getLogger("tornado_channels")
 async def serve(settings: Settings) -> int:
     """Run one server until SIGTERM or SIGINT, then shut down gracefully."""
     server_settings, channels = settings.server, settings.channels
-    node = Node(make_broker(settings.broker), max_buffered_bytes=server_settings.max_buffered_bytes)
+    try:
+        broker = make_broker(settings.broker)
+    except ValueError as exc:
+        log.error("%s", exc)
+        return 2
+    node = Node(broker, max_buffered_bytes=server_settings.max_buffered_bytes)
     in_flight = InFlight()
     app = make_app(node, in_flight=in_flight, config=channels)
     # Slow clients (slowloris) get seconds, not Tornado's default hour.
@@ -54,9 +58,7 @@ async def serve(settings: Settings) -> int:
     # Accept only now: behind nginx, a worker that is still connecting to Redis
     # refuses connections (nginx moves on) instead of answering 503.
     acceptor.listen(sockets)
-    redis_url = settings.broker.redis_url
-    where = redact_url(redis_url) if redis_url else "embedded, single process"
-    log.info("listening on http://%s:%d (broker: %s, %s)", address, port, node.broker.kind, where)
+    log.info("listening on http://%s:%d (broker: %s)", address, port, node.broker.describe())
 
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -30,11 +30,13 @@ from tornado import httputil
 from tornado.log import access_log
 from tornado.routing import Router
 
-from ..brokers.base import BrokerUnavailable, PublishOutcomeUnknown
+from ..brokers.base import BrokerUnavailable, IdempotencyConflict, PublishOutcomeUnknown
 from ..core.batch import InvalidBatch, parse_batch
 from ..core.channels import Channel, InvalidChannel, Target, parse_target
 from ..core.grants import Claims
 from ..core.http1 import http_date
+from ..core.idempotency import InvalidIdempotencyKey, parse_key
+from ..core.publication import Receipt
 from ..node import Node
 from . import origins
 from .config import ChannelConfig
@@ -140,6 +142,8 @@ class PublishRequest(httputil.HTTPMessageDelegate):
         self.deferred: ApiError | None = None
         # The claims of the token the request carried, when it publishes with one.
         self.claims: Claims | None = None
+        # The request's Idempotency-Key, when it has one.
+        self.idempotency_key: str | None = None
         self.discarded = 0
         self.finished_reading = False
         self.answered = False
@@ -250,6 +254,12 @@ class PublishRequest(httputil.HTTPMessageDelegate):
                 raise invalid_channel(exc) from None
         self.check_credentials(request)
         self.check_origin(request)
+        key = request.headers.get("Idempotency-Key")
+        if key is not None:
+            try:
+                self.idempotency_key = parse_key(key)
+            except InvalidIdempotencyKey as exc:
+                raise ApiError(400, "invalid_idempotency_key", str(exc)) from None
         # Counted from here, so a shutdown waits for bodies still arriving.
         self.in_flight = True
         endpoint.in_flight.started()
@@ -309,33 +319,42 @@ class PublishRequest(httputil.HTTPMessageDelegate):
             if self.too_large:
                 raise self.too_large_error()
             if self.endpoint.batch:
-                answer = await self.publish_batch(bytes(self.body))
+                answer, replayed = await self.publish_batch(bytes(self.body))
             else:
-                answer = await self.publish_one(bytes(self.body))
+                answer, replayed = await self.publish_one(bytes(self.body))
         except ApiError as exc:
             self.refuse(exc)
         except Exception:
             log.exception("publishing failed")
             self.refuse(ApiError(500, "internal_error", "the server failed to publish"))
         else:
-            self.answer(202, json.dumps(answer).encode())
+            # A replay answers exactly what the first attempt was answered.
+            headers = {"Idempotent-Replayed": "true"} if replayed else None
+            self.answer(202, json.dumps(answer).encode(), headers)
 
-    async def publish_one(self, payload: bytes) -> dict[str, Any]:
+    async def submit(self, messages: list[tuple[Target, bytes]], batch: bool) -> Receipt:
+        """Publish through the node with the request's idempotency key; refusals as answers."""
+        with broker_refusals():
+            return await self.endpoint.node.submit(
+                messages, idempotency_key=self.idempotency_key, batch=batch
+            )
+
+    async def publish_one(self, payload: bytes) -> tuple[dict[str, Any], bool]:
         """``POST /<channel>``: the body is the message."""
         target = self.target
         assert target is not None
         await self.authorize(target)
-        with broker_refusals():
-            position = await self.endpoint.node.publish(target, payload)
+        receipt = await self.submit([(target, payload)], False)
         key = "channel" if isinstance(target, Channel) else "subtree"
-        return {
+        answer = {
             "published": True,
             key: str(target),
             "bytes": len(payload),
-            "position": str(position),
+            "position": str(receipt.positions[0]),
         }
+        return answer, receipt.replayed
 
-    async def publish_batch(self, body: bytes) -> dict[str, Any]:
+    async def publish_batch(self, body: bytes) -> tuple[dict[str, Any], bool]:
         """``POST /_/publish``: checked whole, then published as one broker operation."""
         config = self.endpoint.config
         try:
@@ -351,10 +370,10 @@ class PublishRequest(httputil.HTTPMessageDelegate):
         for target in dict.fromkeys(target for target, _ in messages):
             await self.authorize(target)
         if not messages:
-            return {"published": 0, "positions": []}
-        with broker_refusals():
-            positions = await self.endpoint.node.publish_many(messages)
-        return {"published": len(positions), "positions": list(map(str, positions))}
+            return {"published": 0, "positions": []}, False
+        receipt = await self.submit(messages, True)
+        positions = list(map(str, receipt.positions))
+        return {"published": len(positions), "positions": positions}, receipt.replayed
 
     async def authorize(self, target: Target) -> None:
         """Check a token's grant, then ask the ``authorize_publish`` hook; raise the 403 if not."""
@@ -425,11 +444,16 @@ class PublishRequest(httputil.HTTPMessageDelegate):
 
 @contextlib.contextmanager
 def broker_refusals() -> Iterator[None]:
-    """Turn the broker's refusals of a publish into their answers (503, 504)."""
+    """Turn the broker's refusals of a publish into their answers (422, 503, 504)."""
     try:
         yield
+    except IdempotencyConflict as exc:
+        raise ApiError(
+            422, "idempotency_key_reused", f"{exc}: a retry must send the same message"
+        ) from None
     except PublishOutcomeUnknown as exc:
-        # Not retried: a retry could deliver the message twice.
+        # Not retried here: without an idempotency key a retry could deliver
+        # the message twice; with one, the client's retry is exact.
         raise ApiError(504, "publish_outcome_unknown", str(exc)) from None
     except BrokerUnavailable as exc:
         raise broker_unavailable(exc) from None

@@ -82,7 +82,7 @@ async def admit(
             raise ApiError(400, "invalid_position", str(exc)) from None
     elif encoding is not Encoding.RAW:
         try:
-            position = await node.head()
+            position = await node.head(channel)
         except BrokerUnavailable as exc:
             raise broker_unavailable(exc) from None
     return Admission(Subscription(node, channel, encoding, position), claims)
