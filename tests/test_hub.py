@@ -9,6 +9,7 @@ import pytest
 from tornado_channels.core import frames
 from tornado_channels.core.channels import Channel, Subtree
 from tornado_channels.core.frames import Encoding
+from tornado_channels.core.partitions import partition_of_segment
 from tornado_channels.core.publication import Position, Publication
 from tornado_channels.hub import Hub
 
@@ -119,6 +120,19 @@ def test_root_subtree_publication_reaches_everyone(hub):
     everyone = [subscribe(hub, "a"), subscribe(hub, "a/b"), subscribe(hub, "c")]
     assert hub.deliver([Publication(Subtree(""), b"all")]) == 3
     assert all(len(s.frames) == 1 for s in everyone)
+
+
+def test_each_root_copy_reaches_only_its_partitions_channels():
+    """With partitions, the root's copies delivered together reach each channel exactly once."""
+    hub = Hub(partitions=16)
+    names = [f"s{n}/1" for n in range(20)]
+    subscribers = [subscribe(hub, name) for name in names]
+    copies = [Publication(Subtree(""), b"all", Position("e", 1), p) for p in range(16)]
+    assert hub.deliver(copies) == len(names)
+    assert all(s.frames == [b"\x81\x03all"] for s in subscribers)
+    assert [len(hub.subscribers(p)) for p in range(16)] == [
+        sum(partition_of_segment(name.split("/")[0], 16) == p for name in names) for p in range(16)
+    ]
 
 
 def test_subscriber_on_two_matching_channels_gets_two_frames(hub):

@@ -117,7 +117,13 @@ class Hub:
         start = 0
         count = len(publications)
         for end in range(1, count + 1):
-            if end == count or publications[end].target != publications[start].target:
+            # A run shares its target and partition (a root publish has a copy
+            # per partition, each for its own channels).
+            if (
+                end == count
+                or publications[end].target != publications[start].target
+                or publications[end].partition != publications[start].partition
+            ):
                 sent += self._deliver_run(publications[start:end])
                 start = end
         return sent

@@ -20,6 +20,8 @@ from .support import WAIT, RedisServer, _end, free_port, wait_for_port
 
 #: Redis Cluster and Sentinel detect a dead master after this long (ms).
 NODE_TIMEOUT = 1000
+#: A replica's first sync starts at once (Redis 7 waits 5 s for more replicas by default).
+FAST_SYNC = ["--repl-diskless-sync-delay", "0"]
 
 
 def _cluster_port() -> int:
@@ -73,8 +75,20 @@ class RedisMode:
         """The flags that reach it."""
         raise NotImplementedError
 
-    def kill_master(self) -> None:
-        """``kill -9`` a master holding data (the only one, or one of a cluster's)."""
+    def kill_master(self, wait: bool = True, slot: int | None = None) -> None:
+        """``kill -9`` a master holding data; with ``wait``, return once Redis serves again.
+
+        On a cluster, ``slot`` picks the master that serves it.
+        """
+        self._kill(slot)
+        if wait:
+            self.wait_serving()
+
+    def _kill(self, slot: int | None) -> None:
+        raise NotImplementedError
+
+    def wait_serving(self) -> None:
+        """Return once a master serves every slot again (promoted, or restarted empty)."""
         raise NotImplementedError
 
     def stop(self) -> None:
@@ -91,8 +105,13 @@ class Standalone(RedisMode):
     def connection_args(self) -> list[str]:
         return ["--redis-url", self.server.url]
 
-    def kill_master(self) -> None:
+    def _kill(self, slot: int | None) -> None:
         self.server.kill()
+
+    def wait_serving(self) -> None:
+        """Start it again, empty (it keeps nothing on disk)."""
+        if self.server.process is None:
+            self.server.start()
 
     def stop(self) -> None:
         self.server.stop()
@@ -105,9 +124,9 @@ class Sentinel(RedisMode):
     service = "mymaster"
 
     def __init__(self) -> None:
-        self.master = RedisServer().start()
+        self.master = RedisServer(extra=FAST_SYNC).start()
         self.replica = RedisServer(
-            extra=["--replicaof", "127.0.0.1", str(self.master.port)]
+            extra=[*FAST_SYNC, "--replicaof", "127.0.0.1", str(self.master.port)]
         ).start()
         self.dir = Path(tempfile.mkdtemp(prefix="tc-sentinel-"))
         self.ports = [free_port() for _ in range(3)]
@@ -135,6 +154,8 @@ class Sentinel(RedisMode):
         _eventually(self._ready, "sentinels see the master and its replica")
 
     def _ready(self) -> bool:
+        if "master_link_status:up" not in _cli(self.replica.port, "INFO", "replication"):
+            return False
         replicas = _cli(self.ports[0], "SENTINEL", "replicas", self.service)
         sentinels = _cli(self.ports[0], "SENTINEL", "sentinels", self.service)
         return str(self.replica.port) in replicas and sentinels.count("name") >= 2
@@ -155,11 +176,13 @@ class Sentinel(RedisMode):
             "redis:///0",
         ]
 
-    def kill_master(self) -> None:
-        """Kill the master; return once the sentinels have promoted the replica."""
-        old = self.master_port()
-        (self.master if old == self.master.port else self.replica).kill()
-        _eventually(lambda: self.master_port() != old, "a replica promoted")
+    def _kill(self, slot: int | None) -> None:
+        self._old = self.master_port()
+        (self.master if self._old == self.master.port else self.replica).kill()
+
+    def wait_serving(self) -> None:
+        """Wait for the sentinels to promote the replica."""
+        _eventually(lambda: self.master_port() != self._old, "a replica promoted")
 
     def stop(self) -> None:
         for process in self.sentinels:
@@ -185,6 +208,7 @@ class Cluster(RedisMode):
                     "nodes.conf",
                     "--cluster-node-timeout",
                     str(NODE_TIMEOUT),
+                    *FAST_SYNC,
                 ],
             ).start()
             for _ in range(masters * 2)
@@ -240,10 +264,26 @@ class Cluster(RedisMode):
         live = next(node for node in self.nodes if node.process is not None)
         return ["--redis-url", live.url, "--redis-cluster"]
 
-    def kill_master(self, master: RedisServer | None = None) -> None:
-        """Kill one master; return once its replica serves its slots."""
-        victim = master or self.masters()[0]
-        victim.kill()
+    def _kill(self, slot: int | None) -> None:
+        masters = self.masters() if slot is None else [self.master_of(slot)]
+        masters[0].kill()
+
+    def master_of(self, slot: int) -> RedisServer:
+        """The master serving ``slot`` now."""
+        alive = [node for node in self.nodes if node.process is not None]
+        by_port = {node.port: node for node in alive}
+        for line in _cli(alive[0].port, "CLUSTER", "NODES").splitlines():
+            fields = line.split()
+            if "master" not in fields[2] or "fail" in fields[2]:
+                continue
+            for span in fields[8:]:
+                low, _, high = span.partition("-")
+                if low.isdigit() and int(low) <= slot <= int(high or low):
+                    return by_port[int(fields[1].split("@")[0].rsplit(":", 1)[1])]
+        raise AssertionError(f"no master serves slot {slot}")
+
+    def wait_serving(self) -> None:
+        """Wait for the dead master's replica to serve its slots."""
         alive = next(node for node in self.nodes if node.process is not None)
         _eventually(
             lambda: (

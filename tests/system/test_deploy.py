@@ -26,6 +26,7 @@ from ..helpers import (
     get,
     healthy,
     needs_nginx,
+    next_json,
     post,
     receive,
     run,
@@ -369,3 +370,43 @@ def test_event_streams_pass_through_nginx_unbuffered(deployment: Deploy) -> None
             await resumed.writer.wait_closed()
 
     run(scenario())
+
+
+def test_a_retry_after_a_worker_died_mid_publish_delivers_once(deployment: Deploy) -> None:
+    """A POST whose worker died mid-publish, retried through nginx with its key: one delivery."""
+    deployed = deployment()
+    redis = deployed.pid("redis")
+    workers = [deployed.pid(deployed.worker_name(n)) for n in range(deployed.workers)]
+    key = {"Idempotency-Key": "payment-42"}
+
+    async def scenario() -> None:
+        ws = await connect(deployed.ws_url + "/ws/pay/1?positions=1")
+        since = (await next_json(ws))["position"]
+        os.kill(redis, signal.SIGSTOP)  # The publish reaches Redis, unanswered...
+        try:
+            attempt = asyncio.ensure_future(post(deployed.url + "/pay/1", "paid", headers=key))
+            await asyncio.sleep(0.5)
+            for pid in workers:  # ...and its worker dies before answering.
+                os.kill(pid, signal.SIGKILL)
+            first = await attempt
+        finally:
+            os.kill(redis, signal.SIGCONT)
+        # nginx never resends a POST to another worker: it says none answered.
+        assert first.code == 503, first.body
+        assert json.loads(first.body)["error"] == "no_worker_available"
+        for number in range(deployed.workers):
+            deployed.wait_healthy(deployed.worker_url(number))
+        retry = await post(deployed.url + "/pay/1", "paid", headers=key)
+        assert retry.code == 202, retry.body
+        # Whether Redis ran what the dead worker sent or dropped it with its
+        # connection, the retry makes it exactly once: a replay, or the publish.
+        position = json.loads(retry.body)["position"]
+        assert await closed(ws)
+        ws.close()
+        resumed = await connect(deployed.ws_url + f"/ws/pay/1?since={since}")
+        assert await next_json(resumed) == {"position": position, "data": "paid"}
+        assert (await next_json(resumed))["missed"] == 1
+        await silent(resumed)
+        resumed.close()
+
+    run(scenario(), timeout=90)

@@ -60,7 +60,7 @@ class Link:
 
     def __init__(
         self,
-        name: str,
+        describe: Callable[[], str],
         opener: Opener,
         control_key: bytes,
         *,
@@ -75,7 +75,7 @@ class Link:
         backoff_base: float,
         backoff_cap: float,
     ) -> None:
-        self.name = name
+        self._describe = describe
         self._opener = opener
         self._control_key = control_key
         # Never subscribed: UNSUBSCRIBE of it reports the connection's true count.
@@ -115,6 +115,11 @@ class Link:
         #: Subscriptions the self-check found Redis holding wrongly, and repaired.
         self.repairs = 0
         self._lost_at: float | None = None
+
+    @property
+    def name(self) -> str:
+        """Where this link connects, for logs (its master may change)."""
+        return self._describe()
 
     def start(self) -> None:
         """Start the listener task; it connects (and reconnects) on its own."""

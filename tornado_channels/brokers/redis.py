@@ -143,7 +143,7 @@ class RedisBroker(Broker):
         # One link per partition on a cluster (each on its slot's master); one otherwise.
         self._links: list[Link] = [
             Link(
-                self.topology.describe(partition),
+                lambda partition=partition: self.topology.describe(partition),  # type: ignore[misc]
                 lambda partition=partition: self.topology.open(partition),  # type: ignore[misc]
                 self.layout.control(partition, node),
                 sharded=self.topology.sharded,

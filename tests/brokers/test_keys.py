@@ -1,0 +1,48 @@
+"""The Redis key layout: slots, partition tags, and which keys a channel uses (no Redis needed)."""
+
+from __future__ import annotations
+
+from tornado_channels.brokers.keys import SLOTS, KeyLayout, _crc16, key_slot, partition_tag
+from tornado_channels.core.channels import Channel, Subtree
+
+
+def test_slots_are_redis_clusters() -> None:
+    """CRC-16/XMODEM mod 16384, hash tags honoured, as Redis documents it."""
+    assert key_slot(b"123456789") == 0x31C3
+    assert key_slot(b"foo") == 12182
+    assert key_slot(b"{user1000}.following") == key_slot(b"{user1000}.followers") == 3443
+    # An empty tag is no tag: the whole key is hashed (Redis's own example).
+    assert key_slot(b"foo{}{bar}") == _crc16(b"foo{}{bar}") % SLOTS
+    assert key_slot(b"foo{{bar}}zap") == key_slot(b"{bar")
+
+
+def test_each_partition_tag_lies_in_its_share_of_the_slots() -> None:
+    """Partitions spread evenly over the slot space, whatever the count."""
+    for count in (1, 3, 16, 64, 256):
+        slots = [key_slot(b"{" + partition_tag(p, count) + b"}") for p in range(count)]
+        if count > 1:
+            for partition, slot in enumerate(slots):
+                assert partition * SLOTS // count <= slot < (partition + 1) * SLOTS // count
+        assert len(set(slots)) == count
+
+
+def test_a_channel_and_its_subtrees_share_one_partition_and_slot() -> None:
+    """users/1/a, users/1/ and users/ live in one partition: one slot for a recovery."""
+    layout = KeyLayout(b"p:", 16)
+    partition, keys = layout.subscriptions(Channel("users/1/a"))
+    assert {key_slot(key) for key in keys} == {layout.slot(partition)}
+    assert layout.partitions_of(Subtree("users/1")) == (partition,)
+    assert layout.partitions_of(Subtree("")) == range(16)
+    _, streams = layout.recovery_streams(Channel("users/1/a"))
+    assert streams == [
+        layout.stream(partition, t)
+        for t in (Channel("users/1/a"), Subtree(""), Subtree("users"), Subtree("users/1"))
+    ]
+
+
+def test_one_partition_keeps_every_key_in_one_slot() -> None:
+    """Standalone and Sentinel: one partition, the same layout (tag "0")."""
+    layout = KeyLayout(b"tornado_channels:")
+    assert layout.meta(0) == b"tornado_channels:{0}meta"
+    assert layout.channel(0, Channel("a")) == b"tornado_channels:{0}c:a"
+    assert layout.partitions_of(Subtree("")) == range(1)
