@@ -21,7 +21,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from tests.bench import nchan
+from tests.bench import nchan, redis_modes
 from tests.bench.client import proc_cpu, raise_nofile
 from tests.bench.report import comparison, table
 from tests.bench.scenarios import batch_publish, fanout, handshakes, idle, latency, publish_only
@@ -172,6 +172,13 @@ async def main_async(options: argparse.Namespace) -> list[dict[str, Any]]:
         return results
     with ours_redis() as target:
         results.append(await two_process(target, options, results[0]))
+    if options.redis_modes:
+        results += await redis_modes.script_cost()
+        for mode in options.redis_modes.split(","):
+            if time.monotonic() > deadline + 120:
+                print(f"skipping Redis {mode}: past --budget", flush=True)
+                continue
+            results += await redis_modes.mode_suite(mode, options, start_server)
     if options.nchan:
         if time.monotonic() > deadline:
             print("skipping Nchan's 2-worker scenario: past --budget", flush=True)
@@ -199,6 +206,11 @@ def main() -> int:
     parser.add_argument("--idle", type=int, default=2000, help="idle WebSockets")
     parser.add_argument("--handshakes", type=int, default=2000, help="handshakes, each way")
     parser.add_argument("--no-redis", action="store_true", help="skip the 2-process scenarios")
+    parser.add_argument(
+        "--redis-modes",
+        default="standalone,sentinel,cluster",
+        help="Redis modes to run the publish and fan-out scenarios on ('' for none)",
+    )
     parser.add_argument("--budget", type=float, default=150.0, help="skip 2-process past this (s)")
     options = parser.parse_args()
     if options.nchan and not nchan.installed():
