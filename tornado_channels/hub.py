@@ -6,7 +6,7 @@ import logging
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Protocol
 
-from .core.channels import Channel, Subtree
+from .core.channels import Channel, Subtree, Target
 from .core.frames import CLOSE_INTERNAL_ERROR, CLOSE_SLOW_CONSUMER, Encoding, encode_for
 from .core.partitions import partition_of_segment
 from .core.publication import Publication
@@ -79,27 +79,44 @@ class Hub:
     def __len__(self) -> int:
         return len(self._trie)
 
-    def add(self, channel: Channel, subscriber: Subscriber) -> bool:
-        """Add a subscriber; False if it was already on ``channel``."""
-        return self._trie.add(channel.name, subscriber)
+    def add(self, target: Target, subscriber: Subscriber) -> bool:
+        """Add a subscriber of a channel or a subtree; False if it already was one."""
+        if isinstance(target, Subtree):
+            return self._trie.watch(target.prefix, subscriber)
+        return self._trie.add(target.name, subscriber)
 
-    def discard(self, channel: Channel, subscriber: Subscriber) -> bool:
-        """Remove a subscriber; False if it was not on ``channel``."""
-        return self._trie.discard(channel.name, subscriber)
+    def discard(self, target: Target, subscriber: Subscriber) -> bool:
+        """Remove a subscriber; False if it was not on ``target``."""
+        if isinstance(target, Subtree):
+            return self._trie.unwatch(target.prefix, subscriber)
+        return self._trie.discard(target.name, subscriber)
+
+    def subscribers_of(self, target: Target) -> list[Subscriber]:
+        """The subscribers of exactly ``target`` (a channel's, or a subtree's own)."""
+        if isinstance(target, Subtree):
+            return self._trie.watching(target.prefix)
+        return self._trie.subscribers(target.name)
 
     def count(self, channel: Channel) -> int:
         """Subscribers of ``channel`` in this process."""
         return self._trie.count(channel.name)
 
     def channels(self) -> dict[str, int]:
-        """Channels with subscribers in this process, and how many each has."""
-        return dict(self._trie.channels())
+        """Channels (and subtrees, as ``prefix/``) with subscribers here, and how many each has."""
+        counts = dict(self._trie.channels())
+        for prefix, count in self._trie.watched():
+            counts[f"{prefix}/" if prefix else "/"] = count
+        return counts
 
     def subscribers(self, partition: int | None = None) -> list[Subscriber]:
-        """Every local subscriber (of ``partition``'s channels, if given), once per subscription."""
+        """Every local subscriber (of ``partition``'s channels, if given), once per subscription.
+
+        Subscribers of the root (``/``) hear every partition: they count in each.
+        """
         if partition is None or self.partitions == 1:
-            return self._trie.below("")
-        return self._trie.below("", self._in_partition(partition))
+            return self._trie.below("") + self._trie.all_watchers()
+        keep = self._in_partition(partition)
+        return self._trie.below("", keep) + self._trie.all_watchers(keep)
 
     def _in_partition(self, partition: int) -> Callable[[str], bool]:
         count = self.partitions
@@ -131,13 +148,18 @@ class Hub:
     def _deliver_run(self, run: Sequence[Publication]) -> int:
         """Deliver publications that share one target."""
         target = run[0].target
+        trie = self._trie
         if isinstance(target, Subtree):
             if not target.prefix and self.partitions > 1:
-                targets = self._trie.below("", self._in_partition(run[0].partition))
+                # One copy per partition, each for its own channels; the
+                # root's own subscribers take partition 0's.
+                keep = self._in_partition(run[0].partition)
+                targets = trie.below("", keep)
+                targets += trie.watchers("", True, keep, root=run[0].partition == 0)
             else:
-                targets = self._trie.below(target.prefix)
+                targets = trie.below(target.prefix) + trie.watchers(target.prefix, True)
         else:
-            targets = self._trie.subscribers(target.name)
+            targets = trie.subscribers(target.name) + trie.watchers(target.name, False)
         if not targets:
             return 0
         groups: dict[Encoding, list[Subscriber]] = {}
@@ -149,7 +171,7 @@ class Hub:
             parts = [
                 (
                     p.position.seq if p.position is not None else 0,
-                    encode_for(encoding, str(p.position), p.payload),
+                    encode_for(encoding, str(p.position), p.payload, str(p.target)),
                 )
                 for p in run
             ]

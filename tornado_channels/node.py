@@ -16,7 +16,7 @@ from typing import TypeVar
 
 from .brokers.base import Broker, BrokerUnavailable, PublishOutcomeUnknown
 from .brokers.memory import MemoryBroker
-from .core.channels import Channel, Target
+from .core.channels import Target
 from .core.frames import CLOSE_GOING_AWAY, CLOSE_TRY_AGAIN_LATER
 from .core.idempotency import idempotency_for
 from .core.latency import LatencyHistogram
@@ -142,12 +142,12 @@ class Node:
         self.publish_latency.observe(time.perf_counter() - started)
         return result
 
-    async def head(self, channel: Channel) -> Position:
-        """The latest position that could reach ``channel``: where a client without one starts."""
-        return await self.broker.head(channel)
+    async def head(self, target: Target) -> Position:
+        """The latest position that could reach ``target``: where a client without one starts."""
+        return await self.broker.head(target)
 
-    async def recover(self, channel: Channel, since: Position) -> Recovery:
-        """What reached ``channel`` after ``since``, from the broker's history.
+    async def recover(self, target: Target, since: Position) -> Recovery:
+        """What reached ``target`` after ``since``, from the broker's history.
 
         Publications this node has received but not yet delivered (it
         delivers once per pass of the loop) are delivered first: they may be
@@ -155,31 +155,31 @@ class Node:
         while it recovers (see core/resume.py) must hold them too, or its
         seam could not drop them.
         """
-        recovered = await self.broker.recover(channel, since)
+        recovered = await self.broker.recover(target, since)
         self.flush()
         return recovered
 
-    async def subscribe(self, channel: Channel, subscriber: Subscriber) -> None:
-        """Add ``subscriber`` to ``channel``; return once the broker delivers it.
+    async def subscribe(self, target: Target, subscriber: Subscriber) -> None:
+        """Add ``subscriber`` to ``target``; return once the broker delivers to it.
 
         Raises :class:`~tornado_channels.brokers.base.BrokerUnavailable` (and
         leaves nothing subscribed) when the broker cannot take the subscription.
         """
-        if not self.hub.add(channel, subscriber):
+        if not self.hub.add(target, subscriber):
             return
         # Taken at once and released exactly once (by unsubscribe), whether
         # the wait below succeeds, fails, or is cancelled by a closing client.
-        self.broker.subscribe(channel)
+        self.broker.subscribe(target)
         try:
-            await self.broker.confirm(channel)
+            await self.broker.confirm(target)
         except BaseException:
-            self.unsubscribe(channel, subscriber)
+            self.unsubscribe(target, subscriber)
             raise
 
-    def unsubscribe(self, channel: Channel, subscriber: Subscriber) -> None:
-        """Remove ``subscriber`` from ``channel``; safe to call more than once."""
-        if self.hub.discard(channel, subscriber):
-            self.broker.unsubscribe(channel)
+    def unsubscribe(self, target: Target, subscriber: Subscriber) -> None:
+        """Remove ``subscriber`` from ``target``; safe to call more than once."""
+        if self.hub.discard(target, subscriber):
+            self.broker.unsubscribe(target)
             if not len(self.hub):
                 self._emptied.set()
 
@@ -239,6 +239,17 @@ class Node:
         pending.append(publication)
         if len(pending) == 1:
             asyncio.get_running_loop().call_soon(self.flush)
+
+    def subscription_lost(self, target: Target) -> None:
+        """The broker lost ``target``'s subscription: its subscribers may have missed messages."""
+        self.flush()
+        for subscriber in self.hub.subscribers_of(target):
+            try:
+                subscriber.close(
+                    CLOSE_TRY_AGAIN_LATER, "subscription lost: messages may have been missed"
+                )
+            except Exception:
+                log.debug("closing a subscriber failed", exc_info=True)
 
     def broker_state_changed(self, connected: bool, partition: int | None = None) -> None:
         """On loss, tell subscribers they may have missed messages.

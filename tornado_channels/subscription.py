@@ -1,4 +1,4 @@
-"""A subscription: one client on one channel, as the hub holds it.
+"""A subscription: one client on one channel (or a subtree), as the hub holds it.
 
 The hub never sees an HTTP handler.  It holds :class:`Subscription` objects,
 each of which writes frames to a :class:`Transport`: a WebSocket connection
@@ -16,7 +16,7 @@ import logging
 from typing import Protocol
 
 from .brokers.base import BrokerUnavailable
-from .core.channels import Channel
+from .core.channels import Target
 from .core.frames import CLOSE_SLOW_CONSUMER, Encoding
 from .core.publication import Position, Recovery
 from .core.resume import Overflow, Resume
@@ -42,7 +42,7 @@ class Transport(Protocol):
 
 
 class Subscription:
-    """One client's subscription to one channel, with the encoding it takes messages in.
+    """One client's subscription to a channel or a subtree, in the encoding it takes messages in.
 
     ``since`` (a position) makes it resume: live messages are held from the
     moment it subscribes until :meth:`resume` has sent what was missed.
@@ -54,16 +54,16 @@ class Subscription:
         "_pending",
         "_resume",
         "_transport",
-        "channel",
         "encoding",
         "node",
+        "target",
     )
 
     def __init__(
-        self, node: Node, channel: Channel, encoding: Encoding, since: Position | None = None
+        self, node: Node, target: Target, encoding: Encoding, since: Position | None = None
     ) -> None:
         self.node = node
-        self.channel = channel
+        self.target = target
         self.encoding = encoding
         self._resume = Resume(since, node.hub.max_buffered_bytes) if since is not None else None
         self._transport: Transport | None = None
@@ -74,7 +74,7 @@ class Subscription:
 
     async def start(self) -> None:
         """Subscribe; return once the broker delivers to it (raise BrokerUnavailable if not)."""
-        await self.node.subscribe(self.channel, self)
+        await self.node.subscribe(self.target, self)
 
     def attach(self, transport: Transport) -> None:
         """The connection exists: write what arrived meanwhile (or the close asked for)."""
@@ -86,9 +86,9 @@ class Subscription:
             self.close(*self._closing)
 
     def end(self) -> None:
-        """The connection is gone (or never came): leave the channel.  Safe to call again."""
+        """The connection is gone (or never came): leave the target.  Safe to call again."""
         self._cancel_deadline()
-        self.node.unsubscribe(self.channel, self)
+        self.node.unsubscribe(self.target, self)
         self._transport = None
 
     def close_at(self, delay: float, code: int, reason: str) -> None:
@@ -108,13 +108,13 @@ class Subscription:
         if resume is None:
             return
         try:
-            recovery = await self.node.recover(self.channel, resume.since)
+            recovery = await self.node.recover(self.target, resume.since)
         except BrokerUnavailable as exc:
             recovery = Recovery([], False, f"broker unavailable: {exc}")
         head: Position | None = None
         if not recovery.complete:
             try:
-                head = await self.node.head(self.channel)
+                head = await self.node.head(self.target)
             except BrokerUnavailable:
                 head = None
         if not resume.holding:
@@ -147,7 +147,7 @@ class Subscription:
         return self._transport.buffered() if self._transport is not None else 0
 
     def close(self, code: int | None = None, reason: str | None = None) -> None:
-        """Close the client's connection and leave the channel at once.
+        """Close the client's connection and leave the channel (or subtree) at once.
 
         Before the transport exists, the close is made as soon as it does.
         """
@@ -158,7 +158,7 @@ class Subscription:
                 self._closing = (code, reason)
             return
         transport.close(code, reason)
-        self.node.unsubscribe(self.channel, self)
+        self.node.unsubscribe(self.target, self)
 
     def fail(self, code: int, reason: str) -> None:
         """End the connection for a protocol error, after what the node already received."""

@@ -29,7 +29,7 @@ def test_each_partition_tag_lies_in_its_share_of_the_slots() -> None:
 def test_a_channel_and_its_subtrees_share_one_partition_and_slot() -> None:
     """users/1/a, users/1/ and users/ live in one partition: one slot for a recovery."""
     layout = KeyLayout(b"p:", 16)
-    partition, keys = layout.subscriptions(Channel("users/1/a"))
+    [(partition, keys)] = layout.subscriptions(Channel("users/1/a"))
     assert {key_slot(key) for key in keys} == {layout.slot(partition)}
     assert layout.partitions_of(Subtree("users/1")) == (partition,)
     assert layout.partitions_of(Subtree("")) == range(16)
@@ -38,6 +38,16 @@ def test_a_channel_and_its_subtrees_share_one_partition_and_slot() -> None:
         layout.stream(partition, t)
         for t in (Channel("users/1/a"), Subtree(""), Subtree("users"), Subtree("users/1"))
     ]
+
+
+def test_a_subtree_subscribes_below_it_and_above_it_and_the_root_everywhere() -> None:
+    """users/ takes b:users and the root's t:; / takes b: in every partition."""
+    layout = KeyLayout(b"p:", 16)
+    [(partition, keys)] = layout.subscriptions(Subtree("users/2"))
+    base = layout.base(partition)
+    assert keys == [base + b"b:users/2", base + b"t:", base + b"t:users"]
+    assert [p for p, _ in layout.subscriptions(Subtree(""))] == list(range(16))
+    assert layout.recovery_streams(Subtree("users"))[1] == [base + b"h:b:users", base + b"h:t:"]
 
 
 def test_one_partition_keeps_every_key_in_one_slot() -> None:

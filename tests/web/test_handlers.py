@@ -180,13 +180,6 @@ class BadInputTest(ChannelsTestCase):
                 self.assertIn(reason, handshake["message"])
 
     @gen_test
-    async def test_subscribing_to_a_subtree_is_refused(self) -> None:
-        """A WebSocket for /users/ (a subtree) is refused with 400 naming the subtree."""
-        code, body = await self.handshake_error("/users/")
-        self.assertEqual(code, 400)
-        self.assertIn("subtree", body["message"])
-
-    @gen_test
     async def test_bad_requests_leave_other_clients_served(self) -> None:
         """After a burst of bad requests a subscriber still gets the next good publish."""
         ws = await self.ws("/ok")

@@ -13,7 +13,7 @@ import abc
 from collections.abc import Sequence
 from typing import Protocol
 
-from ..core.channels import Channel
+from ..core.channels import Target
 from ..core.idempotency import Idempotency
 from ..core.publication import Position, Publication, Receipt, Recovery
 
@@ -43,6 +43,9 @@ class BrokerEvents(Protocol):
 
     def received(self, publication: Publication) -> None:
         """A publication arrived for this process's subscribers."""
+
+    def subscription_lost(self, target: Target) -> None:
+        """The broker could not keep ``target`` subscribed: tell its subscribers."""
 
     def broker_state_changed(self, connected: bool, partition: int | None = None) -> None:
         """The broker connected (again) or lost its connection.
@@ -114,32 +117,37 @@ class Broker(abc.ABC):
         """
 
     @abc.abstractmethod
-    async def head(self, channel: Channel) -> Position:
-        """The latest position of ``channel``'s partition (seq 0 before any).
+    async def head(self, target: Target) -> Position:
+        """The latest position of ``target``'s partition (seq 0 before any).
 
-        Where a new client of ``channel`` starts.
+        Where a new subscriber of ``target`` (a channel, or a subtree) starts.
         """
 
     @abc.abstractmethod
-    async def recover(self, channel: Channel, since: Position) -> Recovery:
-        """What reached ``channel`` (directly or through a subtree) after ``since``."""
+    async def recover(self, target: Target, since: Position) -> Recovery:
+        """What reached ``target`` after ``since``.
+
+        For a channel: what was published to it and to the subtrees above it.
+        For a subtree: also everything published to any channel or subtree
+        below it, each message once.
+        """
 
     @abc.abstractmethod
-    def subscribe(self, channel: Channel) -> None:
-        """Receive publications for ``channel`` and the subtrees containing it.
+    def subscribe(self, target: Target) -> None:
+        """Receive publications for ``target``: a channel and the subtrees above it, or a subtree.
 
         Counted per call, and never fails: while disconnected it takes effect
         on (re)connection.  :meth:`confirm` waits until it is in effect.
         """
 
     @abc.abstractmethod
-    async def confirm(self, channel: Channel) -> None:
-        """Return once the subscriptions of ``channel`` are in effect.
+    async def confirm(self, target: Target) -> None:
+        """Return once the subscriptions of ``target`` are in effect.
 
         Raises :class:`BrokerUnavailable` if they cannot be now; the caller
         then undoes its :meth:`subscribe` with :meth:`unsubscribe`.
         """
 
     @abc.abstractmethod
-    def unsubscribe(self, channel: Channel) -> None:
-        """Undo one :meth:`subscribe` of ``channel``."""
+    def unsubscribe(self, target: Target) -> None:
+        """Undo one :meth:`subscribe` of ``target``."""

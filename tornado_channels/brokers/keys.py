@@ -15,6 +15,13 @@ masters::
     <prefix>{<tag>}t:<pre>     pub/sub channel: publications to subtree <pre>/
     <prefix>{<tag>}i:<key>     string: an idempotency key's fingerprint and positions
     <prefix>{<tag>}n:<node>    pub/sub channel: one process's liveness probe
+    <prefix>{<tag>}watch       sorted set: subtrees someone subscribes to, by expiry (ms)
+    <prefix>{<tag>}wstart      hash: subtree -> the first number its b-stream holds all below
+    <prefix>{<tag>}h:b:<pre>   stream: everything published below <pre>/ while it is watched
+    <prefix>{<tag>}b:<pre>     pub/sub channel: the same, live
+
+A subtree's keys are in the partition of its first segment; the root's
+(``b:``) are in every partition.
 """
 
 from __future__ import annotations
@@ -22,7 +29,7 @@ from __future__ import annotations
 from functools import cache
 
 from ..core.channels import Channel, Target
-from ..core.history import channel_keys, stream_key
+from ..core.history import above_keys, channel_keys, stream_key
 from ..core.partitions import channel_partition, partition_of
 
 #: Slots in a Redis Cluster.
@@ -123,14 +130,52 @@ class KeyLayout:
         """The partition ``channel`` lives in."""
         return channel_partition(channel, self.partitions)
 
-    def subscriptions(self, channel: Channel) -> tuple[int, list[bytes]]:
-        """The partition of ``channel``, and the pub/sub channels that reach it there."""
-        partition = self.channel_partition(channel)
-        base = self._bases[partition]
-        return partition, [base + key for key in channel_keys(channel)]
+    def watch(self, partition: int) -> bytes:
+        """The subtrees watched in ``partition``, by expiry."""
+        return self._bases[partition] + b"watch"
 
-    def recovery_streams(self, channel: Channel) -> tuple[int, list[bytes]]:
-        """The partition of ``channel``, and the streams its recovery merges."""
-        partition = self.channel_partition(channel)
+    def watch_start(self, partition: int) -> bytes:
+        """Since when each watched subtree's b-stream holds everything below it."""
+        return self._bases[partition] + b"wstart"
+
+    def home(self, target: Target) -> int:
+        """The partition whose sequence a target's subscribers follow (0 for the root)."""
+        partition = partition_of(target, self.partitions)
+        return 0 if partition is None else partition
+
+    def subscriptions(self, target: Target) -> list[tuple[int, list[bytes]]]:
+        """Per partition, the pub/sub channels a subscriber of ``target`` needs there.
+
+        A channel: its own and its subtrees', in its partition.  A subtree:
+        everything below it (``b:<prefix>``) and the subtrees above it; the
+        root's, in every partition.
+        """
+        if isinstance(target, Channel):
+            partition = self.channel_partition(target)
+            base = self._bases[partition]
+            return [(partition, [base + key for key in channel_keys(target)])]
+        if not target.prefix:
+            return [(p, [self._bases[p] + b"b:"]) for p in range(self.partitions)]
+        partition = self.home(target)
+        base = self._bases[partition]
+        return [
+            (
+                partition,
+                [
+                    base + b"b:" + target.prefix.encode("utf-8"),
+                    *(base + key for key in above_keys(target)),
+                ],
+            )
+        ]
+
+    def recovery_streams(self, target: Target) -> tuple[int, list[bytes]]:
+        """The partition of ``target``, and the streams its recovery merges.
+
+        A subtree's are its b-stream and the streams of the subtrees above it.
+        """
+        partition = self.home(target)
         base = self._bases[partition] + b"h:"
-        return partition, [base + key for key in channel_keys(channel)]
+        if isinstance(target, Channel):
+            return partition, [base + key for key in channel_keys(target)]
+        below = base + b"b:" + target.prefix.encode("utf-8")
+        return partition, [below, *(base + key for key in above_keys(target))]

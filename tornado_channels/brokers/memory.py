@@ -7,8 +7,15 @@ import time
 from collections import OrderedDict
 from collections.abc import Sequence
 
-from ..core.channels import Channel
-from ..core.history import HISTORY_AGE, HISTORY_SIZE, MemoryHistory, channel_keys, stream_key
+from ..core.channels import Channel, Target
+from ..core.history import (
+    HISTORY_AGE,
+    HISTORY_SIZE,
+    MemoryHistory,
+    above_keys,
+    channel_keys,
+    stream_key,
+)
 from ..core.idempotency import IDEMPOTENCY_TTL, Idempotency
 from ..core.publication import Position, Publication, Receipt, Recovery, decode, encode
 from .base import Broker, BrokerEvents, BrokerUnavailable, IdempotencyConflict
@@ -118,22 +125,27 @@ class MemoryBroker(Broker):
         self._events.received(stamped)
         return position
 
-    async def head(self, channel: Channel) -> Position:
-        """The latest position in this process's history (one partition: any channel's)."""
+    async def head(self, target: Target) -> Position:
+        """The latest position in this process's history (one partition: any target's)."""
         return Position(self.history.epoch, self.history.seq)
 
-    async def recover(self, channel: Channel, since: Position) -> Recovery:
-        """From this process's history."""
-        entries, gap = self.history.recover(channel_keys(channel), since, time.monotonic())
+    async def recover(self, target: Target, since: Position) -> Recovery:
+        """From this process's history: a subtree's from every live stream below it."""
+        now = time.monotonic()
+        if isinstance(target, Channel):
+            entries, gap = self.history.recover(channel_keys(target), since, now)
+        else:
+            keys = [*self.history.keys_below(target), *above_keys(target)]
+            entries, gap = self.history.recover(keys, since, now, incomplete=True)
         return Recovery([decode(entry.data) for entry in entries], not gap, gap)
 
-    def subscribe(self, channel: Channel) -> None:
-        """Nothing to do: every publication reaches the node, and the hub filters by channel."""
+    def subscribe(self, target: Target) -> None:
+        """Nothing to do: every publication reaches the node, and the hub filters by target."""
 
-    async def confirm(self, channel: Channel) -> None:
+    async def confirm(self, target: Target) -> None:
         """In effect at once while started."""
         if self._events is None:
             raise BrokerUnavailable("the memory broker is stopped")
 
-    def unsubscribe(self, channel: Channel) -> None:
+    def unsubscribe(self, target: Target) -> None:
         """Nothing to undo."""

@@ -1,10 +1,10 @@
 -- The recovery script (see redis_history.py): one partition's view of a channel.
--- KEYS: meta, marks, then the streams the recovery merges.
+-- KEYS: meta, marks, wstart, then the streams the recovery merges.
 -- ARGV: new epoch (if this master must start one), the position's number,
--- the history age (s).
--- Returns {epoch, seq, base, now (ms), watermark, then per stream: its
--- length, its oldest number (-1 if none), its entries after the position
--- as XRANGE returns them}.
+-- the history age (s), and for a subtree its prefix.
+-- Returns {epoch, seq, base, now (ms), watermark, the subtree's watch start
+-- (-1 if none or not asked), then per stream: its length, its oldest number
+-- (-1 if none), its entries after the position as XRANGE returns them}.
 local meta, marks = KEYS[1], KEYS[2]
 local since, age = tonumber(ARGV[2]), tonumber(ARGV[3])
 local epoch, base = claim(meta, ARGV[1])
@@ -20,8 +20,12 @@ for _, item in ipairs(redis.call('LRANGE', marks, 0, -1)) do
     break
   end
 end
-local result = {epoch, seq, base, now, low}
-for i = 3, #KEYS do
+local start = -1
+if ARGV[4] then
+  start = tonumber(redis.call('HGET', KEYS[3], ARGV[4]) or '-1')
+end
+local result = {epoch, seq, base, now, low, start}
+for i = 4, #KEYS do
   local oldest = redis.call('XRANGE', KEYS[i], '-', '+', 'COUNT', 1)[1]
   result[#result + 1] = redis.call('XLEN', KEYS[i])
   result[#result + 1] = oldest and tonumber(string.match(oldest[1], '^(%d+)')) or -1

@@ -29,7 +29,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from ..core.channels import Channel
+from ..core.channels import Subtree, Target
 from ..core.history import HISTORY_AGE, HISTORY_SIZE
 from ..core.idempotency import IDEMPOTENCY_TTL, Idempotency
 from ..core.publication import (
@@ -65,6 +65,12 @@ PROBE_INTERVAL = 2.0
 CHECK_INTERVAL = 30.0
 #: History partitions on a Redis Cluster by default.
 CLUSTER_PARTITIONS = 16
+#: Seconds a subtree stays watched unless its watchers' process renews it (every third).
+WATCH_TTL = 30.0
+#: Why a subscriber of the root cannot resume on a cluster.
+ROOT_SPANS_PARTITIONS = (
+    "a subscription to / spans every partition of the cluster: it cannot resume from one position"
+)
 
 __all__ = ["CHECK_INTERVAL", "PREFIX", "PROBE_INTERVAL", "TIMEOUT", "RedisBroker", "redact_url"]
 
@@ -163,6 +169,11 @@ class RedisBroker(Broker):
         ]
         self._events: BrokerEvents | None = None
         self._coalescer = PublishCoalescer(self._submit)
+        # The last publication received from each partition (see _received).
+        self._last: list[Position | None] = [None] * count
+        # Partition -> watched subtree prefix -> local subscribers of it.
+        self._watched: dict[int, dict[str, int]] = {}
+        self._renewer: asyncio.Task[None] | None = None
 
     # Broker interface
 
@@ -192,11 +203,17 @@ class RedisBroker(Broker):
         self._events = events
         for link in self._links:
             link.start()
+        self._renewer = asyncio.ensure_future(self._renew_watches())
 
     async def stop(self) -> None:
         """Stop every link and publish; close every connection."""
+        if self._renewer is not None:
+            self._renewer.cancel()
         await asyncio.gather(
-            *(link.stop() for link in self._links), self._coalescer.stop(), return_exceptions=True
+            *(link.stop() for link in self._links),
+            self._coalescer.stop(),
+            *([self._renewer] if self._renewer is not None else []),
+            return_exceptions=True,
         )
         await self.topology.close()
         events, self._events = self._events, None
@@ -227,41 +244,109 @@ class RedisBroker(Broker):
             raise result
         return result
 
-    async def head(self, channel: Channel) -> Position:
-        """The latest position of the channel's partition (see redis_history.py)."""
+    async def head(self, target: Target) -> Position:
+        """The latest position of the target's partition (see redis_history.py).
+
+        A subtree is watched in the same step, so that everything below it
+        after that position is recorded for it.
+        """
         self._require_connected()
-        partition = self.layout.channel_partition(channel)
+        if isinstance(target, Subtree):
+            return await self._watch(target)
+        partition = self.layout.home(target)
         return await self._reading(partition, lambda client: self.history.head(client, partition))
 
-    async def recover(self, channel: Channel, since: Position) -> Recovery:
-        """What reached ``channel`` after ``since``, from Redis's history."""
+    async def _watch(self, subtree: Subtree) -> Position:
+        """Watch ``subtree`` in every partition it needs; its home partition's head."""
+        head: Position | None = None
+        home = self.layout.home(subtree)
+        for partition, _ in self.layout.subscriptions(subtree):
+            position, _lapsed = await self._reading(
+                partition,
+                lambda client, p=partition: self.history.watch(  # type: ignore[misc]
+                    client, p, [subtree.prefix], WATCH_TTL
+                ),
+            )
+            if partition == home:
+                head = position
+        assert head is not None
+        return head
+
+    async def recover(self, target: Target, since: Position) -> Recovery:
+        """What reached ``target`` after ``since``, from Redis's history."""
         self._require_connected()
-        partition = self.layout.channel_partition(channel)
+        if isinstance(target, Subtree) and not target.prefix and self.partitions > 1:
+            # One position cannot say where a client is in 16 sequences.
+            return Recovery([], False, ROOT_SPANS_PARTITIONS)
+        partition = self.layout.home(target)
         return await self._reading(
-            partition, lambda client: self.history.recover(client, channel, since)
+            partition, lambda client: self.history.recover(client, target, since)
         )
 
-    def subscribe(self, channel: Channel) -> None:
-        """Take the channel's keys on its partition's link."""
-        partition, keys = self.layout.subscriptions(channel)
-        self._link(partition).acquire(keys)
+    def subscribe(self, target: Target) -> None:
+        """Take the target's keys on its partitions' links (and watch a subtree)."""
+        for partition, keys in self.layout.subscriptions(target):
+            self._link(partition).acquire(keys)
+        if isinstance(target, Subtree):
+            for partition, _ in self.layout.subscriptions(target):
+                watched = self._watched.setdefault(partition, {})
+                watched[target.prefix] = watched.get(target.prefix, 0) + 1
 
-    async def confirm(self, channel: Channel) -> None:
-        """Wait for Redis to acknowledge the subscription of each of the channel's keys."""
-        partition, keys = self.layout.subscriptions(channel)
-        link = self._link(partition)
-        if not link.connected:
+    async def confirm(self, target: Target) -> None:
+        """Wait for Redis to acknowledge the subscription of each of the target's keys.
+
+        A subtree is watched first (so every publish below it from now on is
+        relayed and recorded for it), then subscribed to.
+        """
+        subscriptions = self.layout.subscriptions(target)
+        if not all(self._link(partition).connected for partition, _ in subscriptions):
             raise BrokerUnavailable("not connected to Redis")
-        confirmed = await link.confirm(keys)
-        if confirmed is None:
-            raise BrokerUnavailable("Redis did not confirm the subscription in time")
-        if not confirmed:
-            raise BrokerUnavailable("the Redis connection was lost while subscribing")
+        if isinstance(target, Subtree):
+            await self._watch(target)
+        for partition, keys in subscriptions:
+            link = self._link(partition)
+            confirmed = await link.confirm(keys)
+            if confirmed is None:
+                raise BrokerUnavailable("Redis did not confirm the subscription in time")
+            if not confirmed:
+                raise BrokerUnavailable("the Redis connection was lost while subscribing")
 
-    def unsubscribe(self, channel: Channel) -> None:
-        """Release the channel's keys on its partition's link."""
-        partition, keys = self.layout.subscriptions(channel)
-        self._link(partition).release(keys)
+    def unsubscribe(self, target: Target) -> None:
+        """Release the target's keys on its partitions' links."""
+        for partition, keys in self.layout.subscriptions(target):
+            self._link(partition).release(keys)
+            if isinstance(target, Subtree):
+                watched = self._watched.get(partition, {})
+                count = watched.get(target.prefix, 0) - 1
+                if count > 0:
+                    watched[target.prefix] = count
+                else:
+                    watched.pop(target.prefix, None)
+
+    async def _renew_watches(self) -> None:
+        """Keep this process's subtrees watched; tell the node of any watch that lapsed."""
+        while True:
+            await asyncio.sleep(WATCH_TTL / 3)
+            for partition, watched in list(self._watched.items()):
+                prefixes = list(watched)
+                if not prefixes or not self._link(partition).connected:
+                    continue
+                try:
+                    _head, lapsed = await self._reading(
+                        partition,
+                        lambda client, p=partition, names=prefixes: self.history.watch(  # type: ignore[misc]
+                            client, p, names, WATCH_TTL
+                        ),
+                    )
+                except BrokerUnavailable as exc:
+                    log.debug("renewing subtree watches failed: %s", exc)
+                    continue
+                for prefix, gone in zip(prefixes, lapsed, strict=True):
+                    if gone and prefix in watched and self._events is not None:
+                        log.warning(
+                            "the watch of subtree %r/ lapsed: closing its subscribers", prefix
+                        )
+                        self._events.subscription_lost(Subtree(prefix))
 
     # Publishing
 
@@ -366,6 +451,13 @@ class RedisBroker(Broker):
         except MalformedEnvelope as exc:
             log.warning("ignoring a malformed message on Redis channel %r: %s", key, exc)
             return
+        # A publication reaches this process once per pub/sub channel it holds
+        # that carries it (its channel's, a watched subtree's): the copies
+        # follow each other on the link (one script sends them in a row), and
+        # the hub finds every local subscriber from the first one.
+        if publication.position == self._last[partition]:
+            return
+        self._last[partition] = publication.position
         if self._events is not None:
             self._events.received(publication)
 

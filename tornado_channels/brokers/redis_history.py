@@ -24,7 +24,7 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.exceptions import NoScriptError
 
-from ..core.channels import Channel
+from ..core.channels import Channel, Subtree, Target
 from ..core.history import FUTURE, LOST, STREAM_GRACE, Entry, StreamView, merge
 from ..core.idempotency import Idempotency
 from ..core.publication import Position, Publication, Receipt, Recovery, decode, encode_head
@@ -41,6 +41,10 @@ def _script(name: str) -> bytes:
 PUBLISH_SCRIPT = _script("publish.lua")
 RECOVER_SCRIPT = _script("recover.lua")
 HEAD_SCRIPT = _script("head.lua")
+WATCH_SCRIPT = _script("watch.lua")
+
+#: The reason a subtree's recovery fails when nobody watched it at the position.
+UNWATCHED = "nobody subscribed to that subtree at that position"
 
 
 class ReplicasBehind(Exception):
@@ -118,6 +122,7 @@ class RedisHistory:
         self._publish = _Script(PUBLISH_SCRIPT)
         self._recover = _Script(RECOVER_SCRIPT)
         self._head = _Script(HEAD_SCRIPT)
+        self._watch = _Script(WATCH_SCRIPT)
 
     def _new_epoch(self, partition: int) -> str:
         # With partitions, an epoch names its partition too: a position
@@ -148,10 +153,14 @@ class RedisHistory:
             for publication in group.publications:
                 target = publication.target
                 keys.append(layout.stream(partition, target))
+                # The root's copies outside partition 0 reach no watcher: the
+                # root's own subscribers take partition 0's.
+                copy = isinstance(target, Subtree) and not target.prefix and partition != 0
                 messages += (
                     encode_head(target),
                     publication.payload,
                     layout.channel(partition, target),
+                    b"" if copy else _watchers_of(target),
                 )
                 count += 1
             specs.append(len(group.publications))
@@ -169,6 +178,7 @@ class RedisHistory:
             self._command,
             count,
             len(groups),
+            layout.base(partition),
             *messages,
             *specs,
         ]
@@ -194,22 +204,42 @@ class RedisHistory:
         )
         return Position(epoch.decode("ascii"), int(seq))
 
-    async def recover(self, client: Redis, channel: Channel, since: Position) -> Recovery:
-        """Merge the channel's and its subtrees' streams after ``since``."""
-        partition, streams = self.layout.recovery_streams(channel)
+    async def watch(
+        self, client: Redis, partition: int, prefixes: Sequence[str], ttl: float
+    ) -> tuple[Position, list[bool]]:
+        """Watch subtrees of ``partition`` ``ttl`` seconds more.
+
+        Returns the partition's head, and per prefix whether its watch had
+        lapsed: a subtree whose watch lapsed (or never was) is complete from
+        that head on only, so its subscribers may have missed what came before.
+        """
+        layout = self.layout
+        keys = [layout.meta(partition), layout.watch(partition), layout.watch_start(partition)]
+        args = [self._new_epoch(partition), int(ttl * 1000), *prefixes]
+        epoch, seq, *lapsed = await self._watch.run(client, keys, args, None)
+        return Position(epoch.decode("ascii"), int(seq)), [bool(flag) for flag in lapsed]
+
+    async def recover(self, client: Redis, target: Target, since: Position) -> Recovery:
+        """Merge the target's streams after ``since`` (a subtree's: below it, and above it)."""
+        partition, streams = self.layout.recovery_streams(target)
         owner = self.partition_of_epoch(since.epoch)
         if owner is not None and owner != partition:
             return Recovery([], False, "that position belongs to another channel's partition")
-        keys = [self.layout.meta(partition), self.layout.marks(partition), *streams]
-        args = [self._new_epoch(partition), since.seq, int(self.age)]
-        reply = await self._recover.run(client, keys, args, None)
-        epoch, seq, base, now_ms, low = reply[:5]
+        layout = self.layout
+        keys = [layout.meta(partition), layout.marks(partition), layout.watch_start(partition)]
+        args: list[Any] = [self._new_epoch(partition), since.seq, int(self.age)]
+        if isinstance(target, Subtree):
+            args.append(target.prefix)
+        reply = await self._recover.run(client, [*keys, *streams], args, None)
+        epoch, seq, base, now_ms, low, start = reply[:6]
         if epoch.decode("ascii") != since.epoch or since.seq < int(base):
             return Recovery([], False, LOST)
         if since.seq > int(seq):
             return Recovery([], False, FUTURE)
+        if isinstance(target, Subtree) and (int(start) < 0 or since.seq + 1 < int(start)):
+            return Recovery([], False, UNWATCHED)
         views = []
-        rest = reply[5:]
+        rest = reply[6:]
         for index in range(0, len(rest), 3):
             length, oldest, raw = int(rest[index]), int(rest[index + 1]), rest[index + 2]
             # A stream at its cap (size + 1) may have been trimmed: only what
@@ -218,6 +248,19 @@ class RedisHistory:
             views.append(StreamView(_entries(raw), floor, oldest if oldest >= 0 else None))
         entries, gap = merge(views, since.seq, int(now_ms) / 1000, self.age, int(low))
         return Recovery([decode(entry.data, partition) for entry in entries], not gap, gap)
+
+
+def _watchers_of(target: Target) -> bytes:
+    """The subtrees a publication to ``target`` reaches below, each followed by a newline.
+
+    Names cannot hold a newline (control characters are invalid), and the
+    root's prefix is empty, so each name ends with one rather than joining them.
+    """
+    if isinstance(target, Channel):
+        prefixes: Sequence[str] = target.ancestors()
+    else:
+        prefixes = (*Channel(target.prefix).ancestors(), target.prefix) if target.prefix else ("",)
+    return b"".join(prefix.encode("utf-8") + b"\n" for prefix in prefixes)
 
 
 def _entries(raw: list[Any]) -> list[Entry]:

@@ -78,17 +78,20 @@ def close_frame(code: int | None, reason: str | None = None) -> bytes:
     return encode_frame(struct.pack("!H", code) + reason_bytes, OPCODE_CLOSE)
 
 
-def envelope_frame(position: str, payload: bytes) -> bytes:
+def envelope_frame(position: str, payload: bytes, target: str | None = None) -> bytes:
     """A text frame for clients that asked for positions: the payload and where it sits.
 
     ``{"position": "<epoch>:<seq>", "data": "<text>"}``, or ``"binary"`` with
-    base64 for a payload that is not UTF-8.
+    base64 for a payload that is not UTF-8; with ``target``, also the channel
+    or subtree it was published to (``"channel"``), for subtree subscribers.
     """
-    body: dict[str, str]
+    body: dict[str, str] = {"position": position}
+    if target is not None:
+        body["channel"] = target
     try:
-        body = {"position": position, "data": payload.decode("utf-8")}
+        body["data"] = payload.decode("utf-8")
     except UnicodeDecodeError:
-        body = {"position": position, "binary": base64.b64encode(payload).decode("ascii")}
+        body["binary"] = base64.b64encode(payload).decode("ascii")
     return encode_frame(json.dumps(body, ensure_ascii=False).encode("utf-8"), OPCODE_TEXT)
 
 
@@ -134,16 +137,20 @@ class Encoding(enum.Enum):
     RAW = "raw"
     #: JSON text frames with each message's position (``?positions=1``).
     ENVELOPE = "envelope"
+    #: The same, with the channel or subtree each was published to (a subtree's subscribers).
+    LABELLED = "labelled"
     #: Server-sent events, positions as event ids.
     SSE = "sse"
 
 
-def encode_for(encoding: Encoding, position: str, payload: bytes) -> bytes:
-    """A message as a subscriber with ``encoding`` takes it."""
+def encode_for(encoding: Encoding, position: str, payload: bytes, target: str = "") -> bytes:
+    """A message as a subscriber with ``encoding`` takes it (``target``: where it was published)."""
     if encoding is Encoding.RAW:
         return encode_frame(payload)
     if encoding is Encoding.ENVELOPE:
         return envelope_frame(position, payload)
+    if encoding is Encoding.LABELLED:
+        return envelope_frame(position, payload, target)
     return sse_event(position, payload)
 
 

@@ -60,6 +60,24 @@ def channel_keys(channel: Channel) -> list[bytes]:
     return [stream_key(channel), *(stream_key(Subtree(prefix)) for prefix in channel.ancestors())]
 
 
+def above_keys(subtree: Subtree) -> list[bytes]:
+    """The keys of the subtrees strictly above ``subtree`` (the root's, unless it is the root)."""
+    if not subtree.prefix:
+        return []
+    return [stream_key(Subtree(prefix)) for prefix in Channel(subtree.prefix).ancestors()]
+
+
+def below(key: bytes, subtree: Subtree) -> bool:
+    """Whether publications under ``key`` reach only channels below ``subtree``."""
+    prefix = subtree.prefix.encode("utf-8")
+    if not prefix:
+        return True
+    name = key[2:]
+    if key.startswith(b"t:") and name == prefix:
+        return True
+    return name.startswith(prefix + b"/")
+
+
 @dataclass(frozen=True, slots=True)
 class Entry:
     """One stored publication: its sequence number, when it was stored, its wire bytes."""
@@ -202,15 +220,24 @@ class MemoryHistory:
         """Streams held (for tests of the memory bound)."""
         return len(self._streams)
 
+    def keys_below(self, subtree: Subtree) -> list[bytes]:
+        """The live streams whose publications reach only channels below ``subtree``."""
+        return [key for key in self._streams if below(key, subtree)]
+
     def recover(
-        self, keys: Iterable[bytes], since: Position, now: float
+        self, keys: Iterable[bytes], since: Position, now: float, incomplete: bool = False
     ) -> tuple[list[Entry], Gap]:
-        """Everything after ``since`` under ``keys``, and why it is not all ("" when it is)."""
+        """Everything after ``since`` under ``keys``, and why it is not all ("" when it is).
+
+        ``incomplete``: ``keys`` may lack streams that vanished (a subtree's,
+        found among the live ones), so the position must be within the
+        watermark.
+        """
         if since.epoch != self.epoch:
             return [], LOST
         if since.seq > self.seq:
             return [], FUTURE
-        views = []
+        views = [StreamView((), None, None)] if incomplete else []
         for key in keys:
             stream = self._streams.get(key)
             if stream is None:

@@ -69,7 +69,11 @@ class Resume:
         for publication in recovery.publications:
             position = publication.position
             if position is not None and position.seq > last:
-                frames.append(encode_for(encoding, str(position), publication.payload))
+                frames.append(
+                    encode_for(
+                        encoding, str(position), publication.payload, str(publication.target)
+                    )
+                )
                 last = position.seq
         held, self._held = self._held or [], None
         if recovery.complete:

@@ -20,6 +20,7 @@ from typing import cast
 from tornado.httputil import HTTPServerRequest
 
 from ..brokers.base import PublishError
+from ..core.channels import Channel
 from ..core.frames import CLOSE_INTERNAL_ERROR, CLOSE_POLICY_VIOLATION, CLOSE_TRY_AGAIN_LATER
 from ..core.grants import Claims
 from ..core.ratelimit import TokenBucket
@@ -137,7 +138,13 @@ class Chat:
         if connection is None or connection.close_sent or connection.transport is None:
             return  # Already closing (e.g. over its rate): publish nothing more.
         subscription = self.subscription
-        channel = subscription.channel
+        channel = subscription.target
+        if not isinstance(channel, Channel):
+            # A subtree names no one channel to publish to.
+            subscription.close(
+                CLOSE_POLICY_VIOLATION, "a subtree's subscribers cannot publish: use a channel"
+            )
+            return
         if not self.config.client_may_publish(channel.name):
             subscription.close(
                 CLOSE_POLICY_VIOLATION, "publishing here is disabled for WebSocket clients"

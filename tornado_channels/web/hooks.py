@@ -34,9 +34,9 @@ class ChannelHooks:
     """Default hooks: everyone may subscribe and publish; messages pass unchanged."""
 
     def authorize_subscribe(
-        self, request: HTTPServerRequest, channel: Channel
+        self, request: HTTPServerRequest, channel: Target
     ) -> bool | Awaitable[bool]:
-        """Whether the WebSocket handshake ``request`` may subscribe to ``channel``.
+        """Whether ``request`` may subscribe to ``channel`` (or a subtree: ``users/``).
 
         Runs before the upgrade: False (or :class:`Reject`) answers 403.
         """

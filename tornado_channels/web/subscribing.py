@@ -1,6 +1,7 @@
 """Admitting a subscriber: what the WebSocket and event-stream edges check before subscribing.
 
-The channel's name, the request's origin, this process's capacity, its
+The channel's name (or a subtree's: ``users/`` is everything below it),
+the request's origin, this process's capacity, its
 token (when the mount point requires tokens), the ``authorize_subscribe``
 hook, and the position to resume from.  A client that
 asks for positions without having one starts from the head, read *before*
@@ -17,7 +18,7 @@ from dataclasses import dataclass
 from tornado.httputil import HTTPServerRequest
 
 from ..brokers.base import BrokerUnavailable
-from ..core.channels import Channel, InvalidChannel, parse_channel
+from ..core.channels import InvalidChannel, Subtree, Target, parse_target
 from ..core.frames import CLOSE_TOKEN_EXPIRED, Encoding
 from ..core.grants import Claims
 from ..core.publication import InvalidPosition, Position
@@ -55,9 +56,12 @@ async def admit(
     ``trusted`` adds origins (a host application's own ``trusted_origins`` setting).
     """
     try:
-        channel: Channel = parse_channel(path)
+        channel: Target = parse_target(path)
     except InvalidChannel as exc:
         raise invalid_channel(exc) from None
+    if isinstance(channel, Subtree) and encoding is Encoding.ENVELOPE:
+        # Many channels in one stream: each message says where it went.
+        encoding = Encoding.LABELLED
     if not origins.allowed(request.headers, (*config.trusted_origins, *trusted)):
         origin = request.headers.get("Origin")
         raise ApiError(403, "forbidden_origin", f"connections from {origin} are not allowed")
