@@ -27,7 +27,7 @@ $(STAMP): setup.cfg setup.py pyproject.toml
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	@# setuptools says, on every editable install, that a folder named like the
 	@# package may shadow it: true of every checkout, and noise here.
-	PYTHONWARNINGS="ignore:Editable installation" $(BIN)/python -m pip install --quiet -e '.[test,lint,deploy]'
+	PYTHONWARNINGS="ignore:Editable installation" $(BIN)/python -m pip install --quiet -e '.[client,test,lint,deploy]'
 	touch $@
 
 install: $(STAMP)

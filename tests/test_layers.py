@@ -17,6 +17,8 @@ ALLOWED = {
     "node": {"core", "brokers"},
     "web": {"core", "brokers", "node"},
     "server": {"core", "brokers", "node", "web"},
+    # The clients run in other programs: never the server's node or web layers.
+    "client": {"core", "brokers"},
 }
 #: Third-party and I/O modules a layer may not import at all.
 FORBIDDEN = {
@@ -25,6 +27,7 @@ FORBIDDEN = {
     "node": {"tornado", "redis", "prometheus_client"},
     "web": {"redis"},
     "server": set(),
+    "client": {"tornado", "prometheus_client"},
 }
 ROOT_MODULES = {"hub", "node", "subscription"}
 

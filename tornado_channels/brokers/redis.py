@@ -237,6 +237,17 @@ class RedisBroker(Broker):
     ) -> Receipt:
         """Publish all in one atomic script call per partition, never retried blindly."""
         self._require_connected()
+        return await self.send(publications, idempotency)
+
+    async def send(
+        self, publications: Sequence[Publication], idempotency: Idempotency | None = None
+    ) -> Receipt:
+        """:meth:`publish_many` without the subscriptions: for a broker never started.
+
+        A process that only publishes (the client's ``RedisPublisher``) holds
+        no pub/sub link, so it cannot wait for one to be connected: Redis's
+        own errors say whether it is reachable.
+        """
         if not publications:
             return Receipt([])
         result = (await self._submit([(publications, idempotency)]))[0]

@@ -1,0 +1,83 @@
+"""Clients for both ends of a tornado_channels server, for any Python program.
+
+- :class:`Publisher` (sync) and :class:`AsyncPublisher`: publish over HTTP,
+  with a keep-alive pool, timeouts, typed errors and safe retries.
+- :class:`RedisPublisher`: publish straight into the servers' Redis, with the
+  same script, history and positions as the servers (no HTTP hop).
+- :func:`subscribe`: ``async for message in subscribe("ws://host:5000/users/1")``,
+  resumed losslessly across disconnects and restarts.
+
+Publisher, AsyncPublisher and subscribe need the ``client`` extra
+(``pip install 'tornado_channels[client]'``: httpx and websockets).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from .errors import (
+    BadRequest,
+    BrokerUnavailable,
+    ChannelError,
+    ChannelsError,
+    ConnectionFailed,
+    Forbidden,
+    IdempotencyKeyReused,
+    MessageTooLarge,
+    PublishOutcomeUnknown,
+    RecoveryFailed,
+    Refused,
+    ServerError,
+    Unauthorized,
+)
+from .redis_publisher import RedisPublisher
+from .retry import NO_RETRY, Retry
+
+if TYPE_CHECKING:
+    from .publisher import AsyncPublisher, Publisher
+    from .subscriber import Message, Recovery, Subscription, subscribe
+
+#: Names imported on first use, so RedisPublisher works without the ``client`` extra.
+_LAZY = {
+    "AsyncPublisher": "publisher",
+    "Publisher": "publisher",
+    "Message": "subscriber",
+    "Recovery": "subscriber",
+    "Subscription": "subscriber",
+    "subscribe": "subscriber",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(f"{__name__}.{module}"), name)
+
+
+__all__ = [
+    "NO_RETRY",
+    "AsyncPublisher",
+    "BadRequest",
+    "BrokerUnavailable",
+    "ChannelError",
+    "ChannelsError",
+    "ConnectionFailed",
+    "Forbidden",
+    "IdempotencyKeyReused",
+    "Message",
+    "MessageTooLarge",
+    "PublishOutcomeUnknown",
+    "Publisher",
+    "Recovery",
+    "RecoveryFailed",
+    "RedisPublisher",
+    "Refused",
+    "Retry",
+    "ServerError",
+    "Subscription",
+    "Unauthorized",
+    "subscribe",
+]

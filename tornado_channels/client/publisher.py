@@ -1,0 +1,244 @@
+"""Publishing over HTTP from any Python program: :class:`Publisher` and :class:`AsyncPublisher`.
+
+Both keep a pool of keep-alive connections (httpx: one library for the sync
+and the async client, with pools and timeouts), raise the typed errors of
+errors.py, and retry as retry.py says.  A publish without an
+``Idempotency-Key`` gets a fresh one of its own while retries are on, so a
+retry after a dropped connection or a ``504`` is answered with the first
+attempt's position instead of publishing twice (``auto_idempotency=False``
+turns that off: then such failures are raised, never retried).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterable, Iterator, Mapping
+from types import TracebackType
+from typing import Any
+
+import httpx
+
+from . import api
+from .api import Data, Message, Request
+from .errors import ChannelsError, ConnectionFailed
+from .retry import Retry, retryable
+
+#: Seconds each attempt may take (connecting, sending, waiting for the answer).
+TIMEOUT = 5.0
+#: Keep-alive connections kept per publisher.
+POOL_SIZE = 10
+
+
+class _Base:
+    """What both publishers share: where to publish, with which credential, how to retry."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        key: str | None,
+        retry: Retry,
+        auto_idempotency: bool,
+    ) -> None:
+        self.url = url
+        self._origin, self._prefix = api.base_path(url)
+        self._key = key
+        self.retry = retry
+        self._auto_idempotency = auto_idempotency
+
+    def _key_for(self, given: str | None) -> str | None:
+        if given is not None:
+            return given
+        if self._auto_idempotency and self.retry.attempts:
+            return api.new_idempotency_key()
+        return None
+
+    def _one(self, target: str, data: Data, idempotency_key: str | None) -> Request:
+        return api.publish_one(
+            self._prefix,
+            target,
+            data,
+            key=self._key,
+            idempotency_key=self._key_for(idempotency_key),
+        )
+
+    def _many(
+        self, messages: list[Message] | Mapping[str, Data], idempotency_key: str | None
+    ) -> Request:
+        return api.publish_many(
+            self._prefix, messages, key=self._key, idempotency_key=self._key_for(idempotency_key)
+        )
+
+
+def _limits(pool_size: int) -> httpx.Limits:
+    return httpx.Limits(max_connections=pool_size, max_keepalive_connections=pool_size)
+
+
+def _connection_failed(exc: httpx.TransportError) -> ConnectionFailed:
+    """What a transport error means for a retry: whether the request may have been sent."""
+    unsent = isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout)
+    what = "could not connect" if unsent else "the connection failed before the answer"
+    return ConnectionFailed(f"{what}: {type(exc).__name__}: {exc}", sent=not unsent)
+
+
+def _read(response: httpx.Response) -> dict[str, Any]:
+    return api.answer(response.status_code, response.content, response.headers.get("Retry-After"))
+
+
+def _listed(messages: Iterable[Message] | Mapping[str, Data]) -> list[Message] | Mapping[str, Data]:
+    return messages if isinstance(messages, Mapping) else list(messages)
+
+
+class Publisher(_Base):
+    """Publish to a tornado_channels server from synchronous code (Django, Flask, Celery, scripts).
+
+    No event loop is involved; one publisher is safe to share between threads.
+
+    :param url: the server, e.g. ``http://127.0.0.1:5000`` (with its mount
+        prefix when embedded: ``http://host:8888/live``).
+    :param key: the publish key (``--publish-key``), or a token that grants publishing.
+    :param timeout: seconds each attempt may take.
+    :param retry: how often and how long to retry (:data:`~.retry.NO_RETRY`: never).
+    :param auto_idempotency: give each publish without a key a fresh ``Idempotency-Key``.
+    :param pool_size: keep-alive connections kept open.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        key: str | None = None,
+        timeout: float = TIMEOUT,
+        retry: Retry | None = None,
+        auto_idempotency: bool = True,
+        pool_size: int = POOL_SIZE,
+    ) -> None:
+        super().__init__(url, key=key, retry=retry or Retry(), auto_idempotency=auto_idempotency)
+        self._http = httpx.Client(base_url=self._origin, timeout=timeout, limits=_limits(pool_size))
+
+    def publish(self, target: str, data: Data, *, idempotency_key: str | None = None) -> str:
+        """Publish ``data`` to ``target`` (``"users/1"``; ``"users/"`` for every channel below).
+
+        Returns the message's position; raises a :class:`~.errors.ChannelsError`.
+        """
+        return api.position(self._send(self._one(target, data, idempotency_key)))
+
+    def publish_many(
+        self,
+        messages: Iterable[Message] | Mapping[str, Data],
+        *,
+        idempotency_key: str | None = None,
+    ) -> list[str]:
+        """Publish ``(target, data)`` pairs in one request, all or none, in order; positions."""
+        listed = _listed(messages)
+        if not listed:
+            return []
+        return api.positions(self._send(self._many(listed, idempotency_key)))
+
+    def _send(self, request: Request) -> dict[str, Any]:
+        bounds: Iterator[float] = self.retry.delays()
+        while True:
+            try:
+                return _read(
+                    self._http.post(request.path, content=request.body, headers=request.headers)
+                )
+            except httpx.TransportError as exc:
+                error: ChannelsError = _connection_failed(exc)
+                cause: BaseException = exc
+            except ChannelsError as exc:
+                error = cause = exc
+            bound = next(bounds, None)
+            if bound is None or not retryable(error, request.keyed):
+                if error is cause:
+                    raise error
+                raise error from cause
+            time.sleep(self.retry.delay(bound, error))
+
+    def close(self) -> None:
+        """Close every pooled connection."""
+        self._http.close()
+
+    def __enter__(self) -> Publisher:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+class AsyncPublisher(_Base):
+    """:class:`Publisher`'s API for asyncio code: every call awaits, none blocks the loop.
+
+    Use it within one event loop (httpx's pool belongs to the loop that opened it).
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        key: str | None = None,
+        timeout: float = TIMEOUT,
+        retry: Retry | None = None,
+        auto_idempotency: bool = True,
+        pool_size: int = POOL_SIZE,
+    ) -> None:
+        super().__init__(url, key=key, retry=retry or Retry(), auto_idempotency=auto_idempotency)
+        self._http = httpx.AsyncClient(
+            base_url=self._origin, timeout=timeout, limits=_limits(pool_size)
+        )
+
+    async def publish(self, target: str, data: Data, *, idempotency_key: str | None = None) -> str:
+        """Publish ``data`` to ``target``; its position (see :meth:`Publisher.publish`)."""
+        return api.position(await self._send(self._one(target, data, idempotency_key)))
+
+    async def publish_many(
+        self,
+        messages: Iterable[Message] | Mapping[str, Data],
+        *,
+        idempotency_key: str | None = None,
+    ) -> list[str]:
+        """Publish ``(target, data)`` pairs in one request; their positions (see Publisher)."""
+        listed = _listed(messages)
+        if not listed:
+            return []
+        return api.positions(await self._send(self._many(listed, idempotency_key)))
+
+    async def _send(self, request: Request) -> dict[str, Any]:
+        bounds: Iterator[float] = self.retry.delays()
+        while True:
+            try:
+                response = await self._http.post(
+                    request.path, content=request.body, headers=request.headers
+                )
+                return _read(response)
+            except httpx.TransportError as exc:
+                error: ChannelsError = _connection_failed(exc)
+                cause: BaseException = exc
+            except ChannelsError as exc:
+                error = cause = exc
+            bound = next(bounds, None)
+            if bound is None or not retryable(error, request.keyed):
+                if error is cause:
+                    raise error
+                raise error from cause
+            await asyncio.sleep(self.retry.delay(bound, error))
+
+    async def aclose(self) -> None:
+        """Close every pooled connection."""
+        await self._http.aclose()
+
+    async def __aenter__(self) -> AsyncPublisher:
+        return self
+
+    async def __aexit__(
+        self,
+        kind: type[BaseException] | None,
+        value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.aclose()
