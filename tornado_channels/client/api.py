@@ -44,8 +44,16 @@ def base_path(url: str) -> tuple[str, str]:
 
 
 def target_path(prefix: str, target: str) -> str:
-    """The URL path of ``target`` below the mount ``prefix``, percent-encoded."""
-    return f"{prefix}/{quote(target.lstrip('/'), safe='/')}"
+    """The URL path of ``target`` below the mount ``prefix``, percent-encoded.
+
+    ``.`` and ``..`` segments are encoded too: an HTTP client would resolve
+    them away (``a/../b`` -> ``b``), where the server must see and refuse them.
+    """
+    segments = [
+        segment.replace(".", "%2E") if segment in (".", "..") else quote(segment, safe="")
+        for segment in target.lstrip("/").split("/")
+    ]
+    return f"{prefix}/{'/'.join(segments)}"
 
 
 def payload(data: Data) -> bytes:
