@@ -19,7 +19,7 @@ import base64
 import inspect
 import json
 import random
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
@@ -41,6 +41,8 @@ BACKOFF_CAP = 10.0
 STABLE = 2.0
 #: Handshake refusals that another attempt will not change.
 PERMANENT = frozenset({400, 401, 403, 404})
+#: Items read ahead of the consumer, at most.
+QUEUE_SIZE = 1000
 
 
 @dataclass(frozen=True)
@@ -88,7 +90,13 @@ class Subscription:
         self._max_size = max_size
         self._socket: ClientConnection | None = None
         self._closed = False
-        self._stream: AsyncIterator[Message | Recovery] = self._run()
+        # The connection loop runs as a task that feeds this queue: a consumer
+        # that cancels a wait (a timeout) loses nothing, and a full queue stops
+        # the reading, which the server sees as a slow consumer.
+        self._queue: asyncio.Queue[Message | Recovery | BaseException | None] = asyncio.Queue(
+            QUEUE_SIZE
+        )
+        self._task: asyncio.Task[None] | None = None
         #: Connections opened so far (the first one included).
         self.connections = 0
 
@@ -96,17 +104,34 @@ class Subscription:
         return self
 
     async def __anext__(self) -> Any:
-        if self._closed:
+        if self._task is None and not self._closed:
+            self._task = asyncio.ensure_future(self._run())
+        if self._closed and self._queue.empty():
             raise StopAsyncIteration
-        return await anext(self._stream)
+        item = await self._queue.get()
+        if item is None:
+            self._closed = True
+            raise StopAsyncIteration
+        if isinstance(item, BaseException):
+            raise item
+        return item
 
     async def aclose(self) -> None:
         """Close the connection with a normal close (1000) and stop iterating."""
+        if self._closed and self._task is None:
+            return
         self._closed = True
-        socket = self._socket
+        socket, task = self._socket, self._task
+        self._task = None
         if socket is not None:
             await socket.close()
-        await self._stream.aclose()  # type: ignore[attr-defined]
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        # Wake a consumer waiting on another task: the iteration is over.
+        while not self._queue.empty():
+            self._queue.get_nowait()
+        self._queue.put_nowait(None)
 
     async def __aenter__(self) -> Subscription:
         return self
@@ -119,7 +144,8 @@ class Subscription:
     ) -> None:
         await self.aclose()
 
-    async def _run(self) -> AsyncIterator[Message | Recovery]:
+    async def _run(self) -> None:
+        """Connect, read, reconnect with backoff, until closed or refused for good."""
         bound = BACKOFF_START
         loop = asyncio.get_running_loop()
         while not self._closed:
@@ -137,9 +163,8 @@ class Subscription:
                     self.connections += 1
                     opened_at = loop.time()
                     async for frame in socket:
-                        item = self._read(frame)
-                        if item is not None:
-                            yield item
+                        for item in self._read(frame):
+                            await self._queue.put(item)
             except InvalidStatus as exc:
                 response = exc.response
                 error = refusal(
@@ -148,7 +173,9 @@ class Subscription:
                     response.headers.get("Retry-After"),
                 )
                 if response.status_code in PERMANENT:
-                    raise error from None
+                    await self._queue.put(error)
+                    await self._queue.put(None)
+                    return
             except (OSError, TimeoutError, WebSocketException):
                 pass  # Dropped or refused: reconnect below.
             finally:
@@ -174,8 +201,8 @@ class Subscription:
         extra = urlencode(query)
         return urlunsplit(parts._replace(query=f"{parts.query}&{extra}" if parts.query else extra))
 
-    def _read(self, frame: str | bytes) -> Message | Recovery | None:
-        """A frame's message (None if already seen) or outcome; raise RecoveryFailed."""
+    def _read(self, frame: str | bytes) -> list[Message | Recovery | RecoveryFailed]:
+        """What a frame gives the consumer: its message (none if already seen), or outcome."""
         parsed = json.loads(frame)
         if "recovered" in parsed:
             outcome = Recovery(
@@ -188,19 +215,19 @@ class Subscription:
                 # Where the stream continues: adopted as is, even in a new epoch.
                 self.position = Position.parse(outcome.position)
             if self._outcomes:
-                return outcome
+                return [outcome]
             if not outcome.recovered:
-                raise RecoveryFailed(outcome.reason or "unknown", outcome.position)
-            return None
+                return [RecoveryFailed(outcome.reason or "unknown", outcome.position)]
+            return []
         position = Position.parse(parsed["position"])
         last = self.position
         if last is not None and last.epoch == position.epoch and position.seq <= last.seq:
-            return None  # Already yielded (a replay overlapping what came live).
+            return []  # Already yielded (a replay overlapping what came live).
         self.position = position
         channel = parsed.get("channel")
         if "binary" in parsed:
-            return Message(parsed["position"], base64.b64decode(parsed["binary"]), channel)
-        return Message(parsed["position"], parsed["data"], channel)
+            return [Message(parsed["position"], base64.b64decode(parsed["binary"]), channel)]
+        return [Message(parsed["position"], parsed["data"], channel)]
 
 
 def subscribe(
