@@ -1,5 +1,8 @@
 """Operations endpoints: ``/_/health`` for proxies, ``/_/metrics`` for Prometheus, ``/_/stats``.
 
+``/_/openapi.json`` describes the HTTP API: a JSON file in the package,
+served as it is.
+
 They describe this process only; with several processes behind a proxy,
 scrape each one directly.  ``/_/stats`` names channels, which can be private:
 public deployments should restrict ``/_/`` at the proxy.  (``/_/publish`` is
@@ -8,10 +11,12 @@ in publishing.py.)
 
 from __future__ import annotations
 
+from importlib import resources
+
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from ..node import Node
-from .errors import JSONErrorsMixin
+from .errors import JSON_TYPE, JSONErrorsMixin
 from .metrics import NodeMetrics
 
 
@@ -79,5 +84,21 @@ class StatsHandler(JSONErrorsMixin):
                 "delivered": hub.delivered,
             }
         )
+
+    head = get
+
+
+#: The OpenAPI document, read once (it is part of the package, like the templates).
+OPENAPI = (resources.files(__package__) / "openapi.json").read_bytes()
+
+
+class OpenAPIHandler(JSONErrorsMixin):
+    """``GET /_/openapi.json``: the OpenAPI 3.1 description of this HTTP API."""
+
+    def get(self) -> None:
+        """Send the document."""
+        self.set_header("Content-Type", JSON_TYPE)
+        self.set_header("Cache-Control", "public, max-age=300")
+        self.finish(OPENAPI)
 
     head = get

@@ -21,7 +21,7 @@ from .config import ChannelConfig
 from .connection import Heartbeat
 from .hooks import ChannelHooks
 from .metrics import NodeMetrics
-from .ops import HealthHandler, MetricsHandler, StatsHandler
+from .ops import HealthHandler, MetricsHandler, OpenAPIHandler, StatsHandler
 from .pages import ChannelHandler
 from .publishing import InFlight, PublishEndpoint
 from .sse import ChannelEventsHandler
@@ -128,6 +128,7 @@ def channel_routes(
         ),
         Rule(PathMatches(prefix + "_/metrics"), MetricsHandler, {"metrics": metrics}),
         Rule(PathMatches(prefix + "_/stats"), StatsHandler, {"node": node}),
+        Rule(PathMatches(prefix + "_/openapi.json"), OpenAPIHandler),
         Rule(
             PathMatches(prefix + r"_/static/(.*)"),
             tornado.web.StaticFileHandler,
