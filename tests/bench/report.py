@@ -13,6 +13,8 @@ COLUMNS: list[tuple[str, str, Callable[[Any], str]]] = [
     ("deliveries_per_server_cpu_s", "deliveries/server-CPU-s", lambda v: f"{v:,.0f}"),
     ("publishes_per_s", "publishes/s", lambda v: f"{v:,.0f}"),
     ("publishes_per_server_cpu_s", "publishes/server-CPU-s", lambda v: f"{v:,.0f}"),
+    ("client_us_per_msg", "client CPU µs/msg", lambda v: f"{v:.0f}"),
+    ("server_us_per_msg", "server+Redis CPU µs/msg", lambda v: f"{v:.0f}"),
     ("p50_ms", "p50 ms", lambda v: f"{v:.2f}"),
     ("p99_ms", "p99 ms", lambda v: f"{v:.2f}"),
     ("max_ms", "max ms", lambda v: f"{v:.2f}"),

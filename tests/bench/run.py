@@ -21,7 +21,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from tests.bench import nchan, redis_modes
+from tests.bench import clients, nchan, redis_modes
 from tests.bench.client import proc_cpu, raise_nofile
 from tests.bench.report import comparison, table
 from tests.bench.scenarios import batch_publish, fanout, handshakes, idle, latency, publish_only
@@ -172,6 +172,7 @@ async def main_async(options: argparse.Namespace) -> list[dict[str, Any]]:
         return results
     with ours_redis() as target:
         results.append(await two_process(target, options, results[0]))
+    results += await clients.client_paths(start_server, options.client_messages)
     if options.redis_modes:
         results += await redis_modes.script_cost()
         for mode in options.redis_modes.split(","):
@@ -206,6 +207,9 @@ def main() -> int:
     parser.add_argument("--idle", type=int, default=2000, help="idle WebSockets")
     parser.add_argument("--handshakes", type=int, default=2000, help="handshakes, each way")
     parser.add_argument("--no-redis", action="store_true", help="skip the 2-process scenarios")
+    parser.add_argument(
+        "--client-messages", type=int, default=3000, help="messages per client publishing path"
+    )
     parser.add_argument(
         "--redis-modes",
         default="standalone,sentinel,cluster",

@@ -312,3 +312,14 @@ def test_the_sync_publisher_needs_no_event_loop(servers: Start) -> None:
             thread.join(10)
         assert len(set(results)) == 80
         assert json.loads(json.dumps(results))
+
+
+def test_a_keep_alive_connection_the_server_closed_is_not_reused(
+    servers: Start, make: Callable[..., Any]
+) -> None:
+    """After the server drops an idle connection, the next publish opens a new one and succeeds."""
+    server = servers("--idle-timeout", "0.3")
+    publisher = make(server.url, auto_idempotency=False, retry=NO_RETRY)
+    first = publisher.publish("users/1", "one")
+    time.sleep(1.0)  # past the idle timeout: the server has closed the pooled connection
+    assert publisher.publish("users/1", "two") != first

@@ -1,8 +1,10 @@
 """Publishing over HTTP from any Python program: :class:`Publisher` and :class:`AsyncPublisher`.
 
-Both keep a pool of keep-alive connections (httpx: one library for the sync
-and the async client, with pools and timeouts), raise the typed errors of
-errors.py, and retry as retry.py says.  A publish without an
+Both keep a pool of keep-alive connections, raise the typed errors of
+errors.py, and retry as retry.py says.  The sync one uses the standard
+library's ``http.client`` (pool.py: no dependency, and the cheapest client
+per request); the async one httpx's ``AsyncClient`` (asyncio has no HTTP
+client of its own, and Tornado's simple client keeps no connection alive).  A publish without an
 ``Idempotency-Key`` gets a fresh one of its own while retries are on, so a
 retry after a dropped connection or a ``504`` is answered with the first
 attempt's position instead of publishing twice (``auto_idempotency=False``
@@ -22,6 +24,7 @@ import httpx
 from . import api
 from .api import Data, Message, Request
 from .errors import ChannelsError, ConnectionFailed
+from .pool import ConnectionPool
 from .retry import Retry, retryable
 
 #: Seconds each attempt may take (connecting, sending, waiting for the answer).
@@ -115,7 +118,7 @@ class Publisher(_Base):
         pool_size: int = POOL_SIZE,
     ) -> None:
         super().__init__(url, key=key, retry=retry or Retry(), auto_idempotency=auto_idempotency)
-        self._http = httpx.Client(base_url=self._origin, timeout=timeout, limits=_limits(pool_size))
+        self._pool = ConnectionPool(self._origin, timeout, pool_size)
 
     def publish(self, target: str, data: Data, *, idempotency_key: str | None = None) -> str:
         """Publish ``data`` to ``target`` (``"users/1"``; ``"users/"`` for every channel below).
@@ -140,24 +143,17 @@ class Publisher(_Base):
         bounds: Iterator[float] = self.retry.delays()
         while True:
             try:
-                return _read(
-                    self._http.post(request.path, content=request.body, headers=request.headers)
-                )
-            except httpx.TransportError as exc:
-                error: ChannelsError = _connection_failed(exc)
-                cause: BaseException = exc
+                return api.answer(*self._pool.request(request.path, request.body, request.headers))
             except ChannelsError as exc:
-                error = cause = exc
+                error = exc
             bound = next(bounds, None)
             if bound is None or not retryable(error, request.keyed):
-                if error is cause:
-                    raise error
-                raise error from cause
+                raise error
             time.sleep(self.retry.delay(bound, error))
 
     def close(self) -> None:
         """Close every pooled connection."""
-        self._http.close()
+        self._pool.close()
 
     def __enter__(self) -> Publisher:
         return self
