@@ -7,7 +7,8 @@
 - :func:`subscribe`: ``async for message in subscribe("ws://host:5000/users/1")``,
   resumed losslessly across disconnects and restarts.
 
-Publisher, AsyncPublisher and subscribe need the ``client`` extra
+Publisher and RedisPublisher need nothing more than the package;
+AsyncPublisher and subscribe need the ``client`` extra
 (``pip install 'tornado_channels[client]'``: httpx and websockets).
 """
 
@@ -34,12 +35,13 @@ from .redis_publisher import RedisPublisher
 from .retry import NO_RETRY, Retry
 
 if TYPE_CHECKING:
-    from .publisher import AsyncPublisher, Publisher
+    from .async_publisher import AsyncPublisher
+    from .publisher import Publisher
     from .subscriber import Message, Recovery, Subscription, subscribe
 
-#: Names imported on first use, so RedisPublisher works without the ``client`` extra.
+#: Names imported on first use, so Publisher and RedisPublisher work without the ``client`` extra.
 _LAZY = {
-    "AsyncPublisher": "publisher",
+    "AsyncPublisher": "async_publisher",
     "Publisher": "publisher",
     "Message": "subscriber",
     "Recovery": "subscriber",
