@@ -13,6 +13,7 @@ import pytest
 
 from tornado_channels.client import (
     AsyncPublisher,
+    ChannelError,
     Message,
     Recovery,
     RecoveryFailed,
@@ -185,5 +186,19 @@ def test_closing_lets_go_of_the_subscription(servers: Start) -> None:
         await until_subscribers(server, 0)
         with pytest.raises(StopAsyncIteration):
             await anext(messages)
+
+    run(scenario())
+
+
+def test_a_handshake_refused_for_good_raises_its_error(servers: Start) -> None:
+    """An invalid channel raises ChannelError at once, instead of reconnecting forever."""
+    server = servers()
+
+    async def scenario() -> None:
+        async with subscribe(server.ws_url + "/a/%2E%2E/b") as messages:
+            with pytest.raises(ChannelError) as refused:
+                await take(messages, 1)
+            assert refused.value.status == 400
+            assert messages.connections == 0
 
     run(scenario())

@@ -159,3 +159,14 @@ def test_the_channel_page_uses_the_module_and_has_no_copy_of_its_logic() -> None
     assert 'from "./tornado-channels.js"' in page
     for own in ("new WebSocket", "new EventSource", "since=", "lastEventId"):
         assert own not in page, own
+
+
+def test_every_export_of_the_module_is_declared() -> None:
+    """Each name tornado-channels.js exports has a declaration in tornado-channels.d.ts."""
+    import re
+
+    module = (STATIC / "tornado-channels.js").read_text()
+    declarations = (STATIC / "tornado-channels.d.ts").read_text()
+    exported = set(re.findall(r"^export (?:const|function) (\w+)", module, re.M))
+    declared = set(re.findall(r"^export declare (?:const|function) (\w+)", declarations, re.M))
+    assert exported == declared == {"CLOSE_LABELS", "closeLabel", "connect"}
