@@ -1,5 +1,8 @@
 """``make bench``: fan-out, latency, publish cost and idle memory of one server process.
 
+Then (with Redis) two processes, the Redis modes, and the publishing paths of
+``tornado_channels.client`` side by side (tests/bench/clients.py).
+
 ``make bench-nchan`` (``--nchan``) runs the same scenarios against Nchan (nginx's pub/sub
 module, tests/bench/nchan.py) in the same run and prints them side by side.
 
