@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -13,9 +16,20 @@ from tornado_channels.client import (
     IdempotencyKeyReused,
     RedisPublisher,
     Retry,
+    SyncRedisPublisher,
 )
 
-from ..helpers import RedisMode, RedisServer, ServerProcess, connect, next_json, post, run, silent
+from ..helpers import (
+    WAIT,
+    RedisMode,
+    RedisServer,
+    ServerProcess,
+    connect,
+    next_json,
+    post,
+    run,
+    silent,
+)
 
 pytestmark = pytest.mark.processes
 
@@ -110,5 +124,35 @@ def test_a_redis_outage_raises_broker_unavailable_then_publishing_resumes() -> N
 
     try:
         run(scenario())
+    finally:
+        redis.stop()
+
+
+def test_the_sync_redis_publisher_publishes_from_plain_threads(servers: Start) -> None:
+    """SyncRedisPublisher blocks, needs no loop in its callers, and shares the servers' sequence."""
+    redis = RedisServer().start()
+    try:
+        server = servers("--redis-url", redis.url)
+        with SyncRedisPublisher(redis.url) as publisher:
+            results: list[str] = []
+
+            def work() -> None:
+                with pytest.raises(RuntimeError):
+                    asyncio.get_running_loop()
+                results.extend(publisher.publish("t/1", f"m{n}") for n in range(25))
+
+            threads = [threading.Thread(target=work) for _ in range(4)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join(WAIT)
+            assert len(set(results)) == 100
+            assert (
+                publisher.publish_many([("t/1", "a"), ("t/2", "b")])[0].split(":")[0]
+                == (results[0].split(":")[0])
+            )
+        posted = run(post(server.url + "/t/1", "via http"))
+        seq = int(json.loads(posted.body)["position"].split(":")[1])
+        assert seq == 103  # 100 + 2 from Redis directly, then this one
     finally:
         redis.stop()

@@ -2,8 +2,9 @@
 
 - :class:`Publisher` (sync) and :class:`AsyncPublisher`: publish over HTTP,
   with a keep-alive pool, timeouts, typed errors and safe retries.
-- :class:`RedisPublisher`: publish straight into the servers' Redis, with the
-  same script, history and positions as the servers (no HTTP hop).
+- :class:`RedisPublisher` (and :class:`SyncRedisPublisher`): publish straight
+  into the servers' Redis, with the same script, history and positions as the
+  servers (no HTTP hop).
 - :func:`subscribe`: ``async for message in subscribe("ws://host:5000/users/1")``,
   resumed losslessly across disconnects and restarts.
 
@@ -31,7 +32,7 @@ from .errors import (
     ServerError,
     Unauthorized,
 )
-from .redis_publisher import RedisPublisher
+from .redis_publisher import RedisPublisher, SyncRedisPublisher
 from .retry import NO_RETRY, Retry
 
 if TYPE_CHECKING:
@@ -80,6 +81,7 @@ __all__ = [
     "Retry",
     "ServerError",
     "Subscription",
+    "SyncRedisPublisher",
     "Unauthorized",
     "subscribe",
 ]

@@ -7,15 +7,17 @@ subscription), whose ``send()`` runs the same Lua script (publish.lua) on
 the same keys (keys.py), in every mode (standalone, Sentinel, Cluster).  So
 its messages get positions in the same sequence as the servers' own,
 subscribers resume across them, and an ``Idempotency-Key`` used here is the
-same key a POST would use.
+same key a POST would use.  :class:`SyncRedisPublisher` is the same for
+synchronous code.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable, Iterator, Mapping
+import threading
+from collections.abc import Coroutine, Iterable, Iterator, Mapping
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 from ..brokers import base
 from ..brokers.redis import RedisBroker
@@ -34,6 +36,8 @@ from .errors import (
     PublishOutcomeUnknown,
 )
 from .retry import Retry, retryable
+
+T = TypeVar("T")
 
 
 class RedisPublisher:
@@ -147,3 +151,68 @@ def _mirrored(exc: BaseException) -> ChannelsError:
     if isinstance(exc, base.PublishOutcomeUnknown):
         return PublishOutcomeUnknown(504, "publish_outcome_unknown", str(exc))
     return BrokerUnavailable(503, "broker_unavailable", str(exc))
+
+
+class SyncRedisPublisher:
+    """:class:`RedisPublisher` for synchronous code (Django, Flask, Celery): calls block.
+
+    The publisher runs on an event loop of its own, in a daemon thread this
+    object starts and :meth:`close` ends; the calling thread needs no loop.
+    Thread-safe: calls from many threads are sent in turn on that loop.
+    Arguments are :class:`RedisPublisher`'s; ``timeout`` bounds each call
+    (retries included).
+    """
+
+    def __init__(
+        self, redis_url: str | None = None, *, timeout: float = 30.0, **options: Any
+    ) -> None:
+        self._timeout = timeout
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(
+            target=self._loop.run_forever, name="tornado-channels-redis-publisher", daemon=True
+        )
+        self._thread.start()
+        self._publisher: RedisPublisher = self._call(_make(redis_url, options))
+
+    def publish(self, target: str, data: Data, *, idempotency_key: str | None = None) -> str:
+        """Publish ``data`` to ``target``; its position (see :meth:`RedisPublisher.publish`)."""
+        return self._call(self._publisher.publish(target, data, idempotency_key=idempotency_key))
+
+    def publish_many(
+        self,
+        messages: Iterable[Message] | Mapping[str, Data],
+        *,
+        idempotency_key: str | None = None,
+    ) -> list[str]:
+        """Publish ``(target, data)`` pairs all or none, in order; their positions."""
+        return self._call(self._publisher.publish_many(messages, idempotency_key=idempotency_key))
+
+    def close(self) -> None:
+        """Close the connections to Redis and end the publisher's thread."""
+        if self._loop.is_closed():
+            return
+        try:
+            self._call(self._publisher.aclose())
+        finally:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(self._timeout)
+            self._loop.close()
+
+    def __enter__(self) -> SyncRedisPublisher:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def _call(self, work: Coroutine[Any, Any, T]) -> T:
+        return asyncio.run_coroutine_threadsafe(work, self._loop).result(self._timeout)
+
+
+async def _make(redis_url: str | None, options: dict[str, Any]) -> RedisPublisher:
+    # Made on its loop: the broker's locks and clients belong to the loop that uses them.
+    return RedisPublisher(redis_url, **options)
