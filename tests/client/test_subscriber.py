@@ -14,6 +14,7 @@ import pytest
 from tornado_channels.client import (
     AsyncPublisher,
     ChannelError,
+    ChannelsError,
     Message,
     Recovery,
     RecoveryFailed,
@@ -200,5 +201,23 @@ def test_a_handshake_refused_for_good_raises_its_error(servers: Start) -> None:
                 await take(messages, 1)
             assert refused.value.status == 400
             assert messages.connections == 0
+
+    run(scenario())
+
+
+def test_a_server_that_is_not_tornado_channels_is_an_error_not_a_hang() -> None:
+    """Frames that are neither envelopes nor outcomes raise ChannelsError to the consumer."""
+    from websockets.asyncio.server import ServerConnection, serve
+
+    async def echo_server(connection: ServerConnection) -> None:
+        await connection.send("hello, I am something else")
+        await connection.wait_closed()
+
+    async def scenario() -> None:
+        async with serve(echo_server, "127.0.0.1", 0) as server:
+            port = next(iter(server.sockets)).getsockname()[1]
+            async with subscribe(f"ws://127.0.0.1:{port}/users/1") as messages:
+                with pytest.raises(ChannelsError, match="unreadable frame"):
+                    await take(messages, 1)
 
     run(scenario())

@@ -29,7 +29,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import InvalidStatus, WebSocketException
 
 from ..core.publication import Position
-from .errors import RecoveryFailed, Refused, refusal
+from .errors import ChannelsError, RecoveryFailed, refusal
 
 #: What ``token`` may be: a value, or a function (sync or async) asked before every connect.
 TokenOption = str | Callable[[], str | Awaitable[str | None] | None] | None
@@ -145,6 +145,16 @@ class Subscription:
         await self.aclose()
 
     async def _run(self) -> None:
+        """Run the connection loop; whatever ends it is handed to the consumer, then the end."""
+        try:
+            await self._connections()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - the consumer raises it, not this task
+            await self._queue.put(exc)
+            await self._queue.put(None)
+
+    async def _connections(self) -> None:
         """Connect, read, reconnect with backoff, until closed or refused for good."""
         bound = BACKOFF_START
         loop = asyncio.get_running_loop()
@@ -203,7 +213,14 @@ class Subscription:
 
     def _read(self, frame: str | bytes) -> list[Message | Recovery | RecoveryFailed]:
         """What a frame gives the consumer: its message (none if already seen), or outcome."""
-        parsed = json.loads(frame)
+        try:
+            parsed = json.loads(frame)
+            if not isinstance(parsed, dict) or not ("recovered" in parsed or "position" in parsed):
+                raise ValueError("neither a message envelope nor a recovery outcome")
+        except ValueError as exc:
+            raise ChannelsError(
+                f"unreadable frame from {self.url} (not a tornado_channels server?): {exc}"
+            ) from None
         if "recovered" in parsed:
             outcome = Recovery(
                 bool(parsed["recovered"]),
@@ -257,4 +274,4 @@ def _websocket_url(url: str) -> str:
     return urlunsplit(parts._replace(scheme=scheme, fragment=""))
 
 
-__all__ = ["Message", "Recovery", "Refused", "Subscription", "subscribe"]
+__all__ = ["Message", "Recovery", "Subscription", "subscribe"]
