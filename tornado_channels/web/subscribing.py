@@ -89,7 +89,8 @@ async def admit(
             position = await node.head(channel)
         except BrokerUnavailable as exc:
             raise broker_unavailable(exc) from None
-    return Admission(Subscription(node, channel, encoding, position), claims)
+    user = claims.subject if claims is not None else None
+    return Admission(Subscription(node, channel, encoding, position, user=user), claims)
 
 
 async def start(admission: Admission, leeway: float) -> Subscription:
