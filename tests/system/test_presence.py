@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from ..helpers import RedisMode, ServerProcess, connect, get, run, until
+from ..helpers import RedisMode, RedisServer, ServerProcess, connect, free_port, get, run, until
 
 Start = Callable[..., ServerProcess]
 
@@ -115,3 +115,25 @@ def test_pages_list_every_channel_once_while_others_come_and_go(
             ws.close()
 
     run(scenario(), timeout=90)
+
+
+def test_counts_come_back_after_redis_forgets_them(servers: Start) -> None:
+    """A Redis emptied under running workers gets each worker's whole tally again, unasked."""
+    redis = RedisServer(free_port()).start()
+    try:
+        a = servers("--redis-url", redis.url, "--presence-ttl", "3")
+
+        async def scenario() -> None:
+            clients = [await connect(a.ws_url + f"/shop/{n}") for n in range(5)]
+            await settles(a, "/shop/", "subscribers", 5)
+            redis.cli("FLUSHALL")
+            assert (await presence(a, "/shop/"))["subscribers"] == 0
+            # The next renewal finds itself unknown and sends everything.
+            await settles(a, "/shop/", "subscribers", 5)
+            assert len((await presence(a, "/shop/"))["channels"]) == 5
+            for ws in clients:
+                ws.close()
+
+        run(scenario(), timeout=60)
+    finally:
+        redis.stop()

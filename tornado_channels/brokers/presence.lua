@@ -3,15 +3,15 @@
 -- (name -> "count<TAB>user<TAB>user..."), renewed by a deadline in the nodes
 -- set; the sums (per name, and per prefix: "/", "users/", "users/2/") follow
 -- every change, so a query reads sums instead of adding up processes.  A
--- process whose deadline passed (it died) is subtracted by whichever call
--- comes next, a few processes at a time.
+-- process whose deadline passed (it died) is subtracted by whichever calls
+-- come next, at most 1000 entries per call.
 -- KEYS: nodes (zset node -> deadline ms), names (zset, lexical), totals (hash
 -- name -> count), prefixes (hash prefix -> count), and the common start of
 -- the processes' hashes (the node id follows).
 -- ARGV[1] is the mode:
 --   beat, node, ttl ms, then name, value pairs (value "" once a name is gone):
 --     apply, renew; returns 1 if the node was known, 0 if it must send all.
---   leave, node: withdraw the node.
+--   leave, node: withdraw (up to 1000 of) the node's entries; 1 once all are.
 --   channel, name: returns {total, every live node's value for name...}.
 --   below, prefix ("" for all), after ("" for the start), count: returns
 --     {total below prefix, name, count, name, count...} from after on.
@@ -52,19 +52,27 @@ local function shift(name, delta)
   end
 end
 
-local function drop(node)
+-- Subtract up to budget of a node's entries; forget the node once none is left.
+-- Returns how many entries it subtracted.  Bounded, so that withdrawing (or
+-- dropping a dead process with) 100,000 names never blocks Redis for long.
+local function drop(node, budget)
   local hash = hashes .. node
-  local fields = redis.call('HGETALL', hash)
+  local fields = redis.call('HRANDFIELD', hash, budget, 'WITHVALUES')
   for i = 1, #fields, 2 do
     shift(fields[i], -count_of(fields[i + 1]))
+    redis.call('HDEL', hash, fields[i])
   end
-  redis.call('DEL', hash)
-  redis.call('ZREM', nodes, node)
+  if redis.call('EXISTS', hash) == 0 then
+    redis.call('ZREM', nodes, node)
+  end
+  return #fields / 2
 end
 
--- Processes that stopped renewing: gone, a few per call.
+-- Processes that stopped renewing (they died): subtracted, at most 1000 entries per call.
+local budget = 1000
 for _, node in ipairs(redis.call('ZRANGEBYSCORE', nodes, '-inf', '(' .. now, 'LIMIT', 0, 4)) do
-  drop(node)
+  if budget <= 0 then break end
+  budget = budget - drop(node, budget)
 end
 
 local mode = ARGV[1]
@@ -83,8 +91,9 @@ if mode == 'beat' then
   redis.call('ZADD', nodes, now + tonumber(ARGV[3]), node)
   return known and 1 or 0
 elseif mode == 'leave' then
-  drop(ARGV[2])
-  return 1
+  -- 1 once the node is gone; 0 while entries remain (call again).
+  drop(ARGV[2], 1000)
+  return redis.call('EXISTS', hashes .. ARGV[2]) == 0 and 1 or 0
 elseif mode == 'channel' then
   local name = ARGV[2]
   local result = {tonumber(redis.call('HGET', totals, name) or '0')}

@@ -110,12 +110,16 @@ class RedisPresence(PresenceStore):
             await asyncio.gather(self._task, return_exceptions=True)
             self._task = None
         try:
-            await asyncio.gather(
-                *(self._call(p, ["leave", self.node]) for p in range(self.layout.partitions))
-            )
+            await asyncio.gather(*(self._leave(p) for p in range(self.layout.partitions)))
         except BrokerUnavailable as exc:
             # Redis drops it at its deadline anyway.
             log.debug("withdrawing presence failed: %s", exc)
+
+    async def _leave(self, partition: int) -> None:
+        # A thousand entries per call; bounded, should Redis keep refusing the last.
+        for _ in range(10_000):
+            if await self._call(partition, ["leave", self.node]):
+                return
 
     def changed(self) -> None:
         """Publish what changed after :data:`DEBOUNCE` seconds."""
