@@ -59,9 +59,12 @@ async def admit(
         channel: Target = parse_target(path)
     except InvalidChannel as exc:
         raise invalid_channel(exc) from None
-    if isinstance(channel, Subtree) and encoding is Encoding.ENVELOPE:
+    if isinstance(channel, Subtree):
         # Many channels in one stream: each message says where it went.
-        encoding = Encoding.LABELLED
+        if encoding is Encoding.ENVELOPE:
+            encoding = Encoding.LABELLED
+        elif encoding is Encoding.SSE:
+            encoding = Encoding.SSE_LABELLED
     if not origins.allowed(request.headers, (*config.trusted_origins, *trusted)):
         origin = request.headers.get("Origin")
         raise ApiError(403, "forbidden_origin", f"connections from {origin} are not allowed")
