@@ -162,6 +162,7 @@ def test_each_frame_is_made_once_per_encoding_and_parameter_set() -> None:
     assert plain.endswith(MESSAGE)
     assert message.frame(Encoding.RAW, Deflate(10)) is not first
     assert message.frame(Encoding.SSE, Deflate()) is message.frame(Encoding.SSE)
+    assert message.frame(Encoding.SSE_LABELLED, Deflate()) is message.frame(Encoding.SSE_LABELLED)
 
 
 def test_envelopes_are_compressed_too_and_binary_keeps_its_opcode() -> None:

@@ -101,7 +101,7 @@ def envelope_frame(position: str, payload: bytes, target: str | None = None) -> 
 
 
 def envelope(position: str, payload: bytes, target: str | None = None) -> bytes:
-    """The JSON text of :func:`envelope_frame`."""
+    """The JSON of :func:`envelope_frame`, for a WebSocket frame or an event's data."""
     body: dict[str, str] = {"position": position}
     if target is not None:
         body["channel"] = target
@@ -133,6 +133,15 @@ def sse_event(position: str, payload: bytes) -> bytes:
     return f"id: {position}\n{data}\n".encode()
 
 
+def sse_labelled_event(position: str, payload: bytes, target: str) -> bytes:
+    """A subtree's server-sent event: ``id:`` the position, the labelled envelope as data.
+
+    Many channels share the stream, so each event says which one (the JSON
+    of :func:`envelope_frame`, on one line: JSON escapes every line break).
+    """
+    return b"id: " + position.encode() + b"\ndata: " + envelope(position, payload, target) + b"\n\n"
+
+
 def sse_control(event: str, event_id: str | None = None, **fields: object) -> bytes:
     """A named server-sent event carrying a JSON object (recovery outcome, close).
 
@@ -158,6 +167,8 @@ class Encoding(enum.Enum):
     LABELLED = "labelled"
     #: Server-sent events, positions as event ids.
     SSE = "sse"
+    #: The same, each event's data the labelled JSON envelope (a subtree's subscribers).
+    SSE_LABELLED = "sse-labelled"
 
 
 def encode_for(encoding: Encoding, position: str, payload: bytes, target: str = "") -> bytes:
@@ -168,6 +179,8 @@ def encode_for(encoding: Encoding, position: str, payload: bytes, target: str = 
         return envelope_frame(position, payload)
     if encoding is Encoding.LABELLED:
         return envelope_frame(position, payload, target)
+    if encoding is Encoding.SSE_LABELLED:
+        return sse_labelled_event(position, payload, target)
     return sse_event(position, payload)
 
 
@@ -190,7 +203,7 @@ class MessageFrames:
 
     def frame(self, encoding: Encoding, deflate: Deflate | None = None) -> bytes:
         """The message for subscribers with ``encoding`` and ``deflate`` (None: uncompressed)."""
-        if encoding is Encoding.SSE:
+        if encoding in (Encoding.SSE, Encoding.SSE_LABELLED):
             deflate = None  # Not a WebSocket: nothing to negotiate.
         key = (encoding, deflate)
         frame = self._made.get(key)
@@ -222,7 +235,7 @@ def outcome_for(encoding: Encoding, **fields: object) -> bytes:
     first event then carries one, so a plain EventSource that drops before
     any message resumes from there, losing nothing.
     """
-    if encoding is Encoding.SSE:
+    if encoding is Encoding.SSE or encoding is Encoding.SSE_LABELLED:
         position = fields.get("position")
         return sse_control("recovery", str(position) if position is not None else None, **fields)
     return control_frame(**fields)
