@@ -17,6 +17,7 @@ from typing import Protocol
 
 from .brokers.base import BrokerUnavailable
 from .core.channels import Target
+from .core.deflate import Deflate
 from .core.frames import CLOSE_SLOW_CONSUMER, Encoding
 from .core.publication import Position, Recovery
 from .core.resume import Overflow, Resume
@@ -54,17 +55,29 @@ class Subscription:
         "_pending",
         "_resume",
         "_transport",
+        "deflate",
         "encoding",
         "node",
         "target",
+        "user",
     )
 
     def __init__(
-        self, node: Node, target: Target, encoding: Encoding, since: Position | None = None
+        self,
+        node: Node,
+        target: Target,
+        encoding: Encoding,
+        since: Position | None = None,
+        *,
+        user: str | None = None,
     ) -> None:
         self.node = node
+        #: Who subscribes (a token's ``sub``), as presence lists it; None when unknown.
+        self.user = user
         self.target = target
         self.encoding = encoding
+        #: How messages to this client are compressed: set from its handshake, before it starts.
+        self.deflate: Deflate | None = None
         self._resume = Resume(since, node.hub.max_buffered_bytes) if since is not None else None
         self._transport: Transport | None = None
         # Frames written before the transport exists, and a close asked for then.
@@ -74,7 +87,7 @@ class Subscription:
 
     async def start(self) -> None:
         """Subscribe; return once the broker delivers to it (raise BrokerUnavailable if not)."""
-        await self.node.subscribe(self.target, self)
+        await self.node.subscribe(self.target, self, user=self.user)
 
     def attach(self, transport: Transport) -> None:
         """The connection exists: write what arrived meanwhile (or the close asked for)."""

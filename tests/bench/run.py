@@ -24,7 +24,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from tests.bench import clients, nchan, redis_modes
+from tests.bench import clients, compression, nchan, presence, redis_modes
 from tests.bench.client import proc_cpu, raise_nofile
 from tests.bench.report import comparison, table
 from tests.bench.scenarios import batch_publish, fanout, handshakes, idle, latency, publish_only
@@ -139,6 +139,7 @@ async def suite(target: Target, options: argparse.Namespace) -> list[dict[str, A
     ]
     if target.name == "ours":
         results.append(show(await batch_publish(target, options.batches, options.batch_size, 4)))
+        results.append(show(await presence.subtree_fanout(target, options)))
     results.append(show(await idle(target, options.idle)))
     return results
 
@@ -166,6 +167,10 @@ async def main_async(options: argparse.Namespace) -> list[dict[str, Any]]:
     deadline = time.monotonic() + options.budget
     with ours() as target:
         results += await suite(target, options)
+        if options.compression:
+            results += await compression.suite(
+                target, options.subscribers, options.messages, options.idle
+            )
     results += await token_handshakes(options)
     if options.nchan:
         with nchan.nchan(workers=1) as target:
@@ -175,6 +180,7 @@ async def main_async(options: argparse.Namespace) -> list[dict[str, Any]]:
         return results
     with ours_redis() as target:
         results.append(await two_process(target, options, results[0]))
+    results.append(await presence.presence_query(start_server))
     results += await clients.client_paths(start_server, options.client_messages)
     if options.redis_modes:
         results += await redis_modes.script_cost()
@@ -212,6 +218,12 @@ def main() -> int:
     parser.add_argument("--no-redis", action="store_true", help="skip the 2-process scenarios")
     parser.add_argument(
         "--client-messages", type=int, default=3000, help="messages per client publishing path"
+    )
+    parser.add_argument(
+        "--compression",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="the permessage-deflate scenarios (2 KiB JSON fan-out with and without, idle RSS)",
     )
     parser.add_argument(
         "--redis-modes",

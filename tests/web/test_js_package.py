@@ -27,7 +27,8 @@ const client: Client = connect("wss://example.com/users/1", {
   token: async () => "a-token",
   onMessage: (message: Message) => {
     const text: string = "data" in message ? message.data : String(message.bytes?.length);
-    console.log(message.position, text);
+    const where: string | undefined = message.channel;
+    console.log(message.position, text, where);
   },
   onRecovery: (outcome: RecoveryOutcome) => outcome.recovered || console.warn(outcome.reason),
   onStatus: (status) => console.log(status.state, status.transport, status.retryIn),

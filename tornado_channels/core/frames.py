@@ -2,7 +2,10 @@
 
 Server-to-client frames are never masked (RFC 6455, section 5.1), so the same
 frame bytes can be written to every subscriber of a channel: a message is
-framed once per process, not once per connection.
+framed once per process, not once per connection.  Compressed too: a
+:class:`MessageFrames` makes each of a message's frames once, per encoding and
+per compression parameter set (see core/deflate.py), however many
+subscribers take it.
 """
 
 from __future__ import annotations
@@ -11,6 +14,8 @@ import base64
 import enum
 import json
 import struct
+
+from .deflate import Deflate
 
 OPCODE_TEXT = 0x1
 OPCODE_BINARY = 0x2
@@ -46,16 +51,23 @@ def is_text(payload: bytes) -> bool:
     return True
 
 
-def encode_frame(payload: bytes, opcode: int | None = None) -> bytes:
+#: The first header bit an extension may use: permessage-deflate's "compressed".
+RSV1 = 0x40
+
+
+def encode_frame(payload: bytes, opcode: int | None = None, compressed: bool = False) -> bytes:
     """One unmasked, unfragmented frame carrying ``payload``.
 
     Without an explicit ``opcode``, valid UTF-8 is sent as text and anything
     else as binary, so subscribers receive exactly the published bytes.
+    ``compressed`` sets RSV1: ``payload`` is then a deflated message.
     """
     if opcode is None:
         opcode = OPCODE_TEXT if is_text(payload) else OPCODE_BINARY
     length = len(payload)
     first = 0x80 | opcode  # FIN set: never fragmented.
+    if compressed:
+        first |= RSV1
     if length < 126:
         header = struct.pack("!BB", first, length)
     elif length <= 0xFFFF:
@@ -85,6 +97,11 @@ def envelope_frame(position: str, payload: bytes, target: str | None = None) -> 
     base64 for a payload that is not UTF-8; with ``target``, also the channel
     or subtree it was published to (``"channel"``), for subtree subscribers.
     """
+    return encode_frame(envelope(position, payload, target), OPCODE_TEXT)
+
+
+def envelope(position: str, payload: bytes, target: str | None = None) -> bytes:
+    """The JSON of :func:`envelope_frame`, for a WebSocket frame or an event's data."""
     body: dict[str, str] = {"position": position}
     if target is not None:
         body["channel"] = target
@@ -92,7 +109,7 @@ def envelope_frame(position: str, payload: bytes, target: str | None = None) -> 
         body["data"] = payload.decode("utf-8")
     except UnicodeDecodeError:
         body["binary"] = base64.b64encode(payload).decode("ascii")
-    return encode_frame(json.dumps(body, ensure_ascii=False).encode("utf-8"), OPCODE_TEXT)
+    return json.dumps(body, ensure_ascii=False).encode("utf-8")
 
 
 def control_frame(**fields: object) -> bytes:
@@ -114,6 +131,15 @@ def sse_event(position: str, payload: bytes) -> bytes:
     lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
     data = "".join(f"data: {line}\n" for line in lines)
     return f"id: {position}\n{data}\n".encode()
+
+
+def sse_labelled_event(position: str, payload: bytes, target: str) -> bytes:
+    """A subtree's server-sent event: ``id:`` the position, the labelled envelope as data.
+
+    Many channels share the stream, so each event says which one (the JSON
+    of :func:`envelope_frame`, on one line: JSON escapes every line break).
+    """
+    return b"id: " + position.encode() + b"\ndata: " + envelope(position, payload, target) + b"\n\n"
 
 
 def sse_control(event: str, event_id: str | None = None, **fields: object) -> bytes:
@@ -141,6 +167,8 @@ class Encoding(enum.Enum):
     LABELLED = "labelled"
     #: Server-sent events, positions as event ids.
     SSE = "sse"
+    #: The same, each event's data the labelled JSON envelope (a subtree's subscribers).
+    SSE_LABELLED = "sse-labelled"
 
 
 def encode_for(encoding: Encoding, position: str, payload: bytes, target: str = "") -> bytes:
@@ -151,7 +179,53 @@ def encode_for(encoding: Encoding, position: str, payload: bytes, target: str = 
         return envelope_frame(position, payload)
     if encoding is Encoding.LABELLED:
         return envelope_frame(position, payload, target)
+    if encoding is Encoding.SSE_LABELLED:
+        return sse_labelled_event(position, payload, target)
     return sse_event(position, payload)
+
+
+class MessageFrames:
+    """One message's frames, each made once: per encoding, and per compression parameter set.
+
+    The hub asks it for the frame of every group of subscribers that take
+    the message alike; the first ask makes the frame, the others get the
+    same bytes.  A message below a parameter set's threshold (or that would
+    not shrink) is the uncompressed frame, made once for all.
+    """
+
+    __slots__ = ("_made", "payload", "position", "target")
+
+    def __init__(self, position: str, payload: bytes, target: str = "") -> None:
+        self.position = position
+        self.payload = payload
+        self.target = target
+        self._made: dict[tuple[Encoding, Deflate | None], bytes] = {}
+
+    def frame(self, encoding: Encoding, deflate: Deflate | None = None) -> bytes:
+        """The message for subscribers with ``encoding`` and ``deflate`` (None: uncompressed)."""
+        if encoding in (Encoding.SSE, Encoding.SSE_LABELLED):
+            deflate = None  # Not a WebSocket: nothing to negotiate.
+        key = (encoding, deflate)
+        frame = self._made.get(key)
+        if frame is None:
+            frame = self._made[key] = self._make(encoding, deflate)
+        return frame
+
+    def _make(self, encoding: Encoding, deflate: Deflate | None) -> bytes:
+        if deflate is None:
+            return encode_for(encoding, self.position, self.payload, self.target)
+        if encoding is Encoding.RAW:
+            body, opcode = self.payload, None
+        else:
+            target = self.target if encoding is Encoding.LABELLED else None
+            body, opcode = envelope(self.position, self.payload, target), OPCODE_TEXT
+        compressed = deflate.compress(body)
+        if compressed is None:
+            return self.frame(encoding, None)
+        if opcode is None:
+            # The opcode says what the published bytes are, not the deflated ones.
+            opcode = OPCODE_TEXT if is_text(body) else OPCODE_BINARY
+        return encode_frame(compressed, opcode, compressed=True)
 
 
 def outcome_for(encoding: Encoding, **fields: object) -> bytes:
@@ -161,7 +235,7 @@ def outcome_for(encoding: Encoding, **fields: object) -> bytes:
     first event then carries one, so a plain EventSource that drops before
     any message resumes from there, losing nothing.
     """
-    if encoding is Encoding.SSE:
+    if encoding is Encoding.SSE or encoding is Encoding.SSE_LABELLED:
         position = fields.get("position")
         return sse_control("recovery", str(position) if position is not None else None, **fields)
     return control_frame(**fields)

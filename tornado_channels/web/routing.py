@@ -23,6 +23,7 @@ from .hooks import ChannelHooks
 from .metrics import NodeMetrics
 from .ops import HealthHandler, MetricsHandler, OpenAPIHandler, StatsHandler
 from .pages import ChannelHandler
+from .presence import PresenceHandler
 from .publishing import InFlight, PublishEndpoint
 from .sse import ChannelEventsHandler
 from .tokens import Guard
@@ -84,6 +85,24 @@ class ChannelMatcher(Matcher):
         return None
 
 
+class PresenceMatcher(Matcher):
+    """Matches ``<prefix>_/presence/<path>``; the handler gets the path still percent-encoded."""
+
+    def __init__(self, prefix: str) -> None:
+        self.start = prefix + "_/presence/"
+
+    def match(self, request: HTTPServerRequest) -> dict[str, Any] | None:
+        """The handler's ``path`` argument, or None when this rule does not apply."""
+        if not request.path.startswith(self.start):
+            return None
+        rest = request.path[len(self.start) :]
+        return {"path_args": [], "path_kwargs": {"path": path_text(rest)}}
+
+    def reverse(self, *args: Any) -> str | None:
+        """Not reversible: any path below it matches."""
+        return None
+
+
 def channel_routes(
     node: Node,
     *,
@@ -121,6 +140,12 @@ def channel_routes(
         Heartbeat(config.ping_interval, config.ping_timeout) if config.ping_interval else None
     )
     return [
+        # First: a POST to a channel, the hottest request, is matched by the first rule tried
+        # (the kinds are exclusive, and no channel lies under _/, so order is free).
+        Rule(
+            ChannelMatcher(prefix, kind="publish"),
+            PublishEndpoint(node, hooks, config, in_flight, guard),
+        ),
         Rule(PathMatches(prefix + "_/health"), HealthHandler, {"node": node}),
         Rule(
             PathMatches(prefix + "_/publish"),
@@ -129,6 +154,11 @@ def channel_routes(
         Rule(PathMatches(prefix + "_/metrics"), MetricsHandler, {"metrics": metrics}),
         Rule(PathMatches(prefix + "_/stats"), StatsHandler, {"node": node}),
         Rule(PathMatches(prefix + "_/openapi.json"), OpenAPIHandler),
+        Rule(
+            PresenceMatcher(prefix),
+            PresenceHandler,
+            {"node": node, "config": config, "guard": guard},
+        ),
         Rule(
             PathMatches(prefix + r"_/static/(.*)"),
             tornado.web.StaticFileHandler,
@@ -140,10 +170,6 @@ def channel_routes(
             {**shared, "heartbeat": heartbeat},
         ),
         Rule(ChannelMatcher(prefix, kind="events"), ChannelEventsHandler, shared),
-        Rule(
-            ChannelMatcher(prefix, kind="publish"),
-            PublishEndpoint(node, hooks, config, in_flight, guard),
-        ),
         Rule(
             ChannelMatcher(prefix, kind="http"),
             ChannelHandler,

@@ -13,6 +13,8 @@ export interface TextMessage {
   position: Position | null;
   /** The text, exactly as published. */
   data: string;
+  /** Where it was published (`users/2/inbox`, or a subtree such as `users/`): on a subtree's subscription. */
+  channel?: string;
 }
 
 /** A message whose bytes are not UTF-8. */
@@ -20,6 +22,8 @@ export interface BinaryMessage {
   position: Position | null;
   /** The bytes as published, or null when the server's base64 could not be decoded. */
   bytes: Uint8Array | null;
+  /** As for {@link TextMessage}. */
+  channel?: string;
 }
 
 export type Message = TextMessage | BinaryMessage;
