@@ -256,6 +256,12 @@ def test_presence_answers_match_the_document_once_the_routes_exist(
     refused = http.get("/_/presence/users/1")
     check("/_/presence/{channel}", "GET", refused.status_code, refused.headers, refused.content)
     assert refused.status_code == 401
+    for params in ({"limit": "0"}, {"cursor": ""}):
+        bad = http.get("/_/presence/users/", params=params, headers=AUTH)
+        assert bad.status_code == 400, bad.text
+        check("/_/presence/{prefix}/", "GET", 400, bad.headers, bad.content)
+    invalid = http.get("/_/presence/a/%2E%2E/", headers=AUTH)
+    check("/_/presence/{prefix}/", "GET", invalid.status_code, invalid.headers, invalid.content)
 
 
 def test_every_documented_publish_status_is_checked_live() -> None:
