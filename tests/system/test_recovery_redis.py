@@ -134,3 +134,34 @@ def test_event_stream_resumes_from_last_event_id_across_processes(
             await stream.writer.wait_closed()
 
     run(scenario(), timeout=60)
+
+
+def test_a_writer_with_a_smaller_history_is_never_taken_for_a_complete_one(
+    servers: Start, redis_mode: RedisMode
+) -> None:
+    """Published through a process keeping 10, resumed on one keeping 500: told, not fooled."""
+    small = servers(*redis_mode.args(), "--history-size", "10")
+    large = servers(*redis_mode.args(), "--history-size", "500")
+
+    async def scenario() -> None:
+        ws = await connect(large.ws_url + "/mixed/1?positions=1")
+        since = (await next_json(ws))["position"]
+        ws.close()
+        for number in range(50):
+            await publish(small, "/mixed/1", f"m{number}")
+        resumed = await connect(large.ws_url + f"/mixed/1?since={since}")
+        outcome = await next_json(resumed)
+        assert outcome["recovered"] is False, outcome
+        assert outcome["missed"] == 0
+        # Within what both kept, the larger one still resumes exactly.
+        recent = await connect(large.ws_url + "/mixed/1?positions=1")
+        start = (await next_json(recent))["position"]
+        recent.close()
+        mine = [await publish(large, "/mixed/1", f"n{number}") for number in range(5)]
+        again = await connect(large.ws_url + f"/mixed/1?since={start}")
+        assert [(await next_json(again))["position"] for _ in mine] == mine
+        assert (await next_json(again))["recovered"] is True
+        for client in (resumed, again):
+            client.close()
+
+    run(scenario(), timeout=60)

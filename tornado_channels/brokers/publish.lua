@@ -21,6 +21,15 @@ local epoch, _, mark = claim(meta, ARGV[1])
 local t = redis.call('TIME')
 local second = t[1]
 local now = tonumber(second) * 1000 + math.floor(tonumber(t[2]) / 1000)
+-- The fewest entries any writer kept per stream within the history age
+-- (processes or publishers set up with different history sizes): a recovery
+-- takes a stream that long as possibly trimmed, whatever its own setting
+-- (see redis_history.py).  Older trims took only what the age expires anyway.
+local least, lasts = unpack(redis.call('HMGET', meta, 'keep', 'keep_until'))
+least, lasts = tonumber(least or '0'), tonumber(lasts or '0')
+if least == 0 or lasts < now or keep < least or (keep == least and lasts - now < ttl / 2) then
+  redis.call('HSET', meta, 'keep', keep, 'keep_until', now + ttl)
+end
 -- Keys already used are answered from what they stored; the rest publish.
 local stored = {}
 local fresh, key_index = 0, 3 + messages

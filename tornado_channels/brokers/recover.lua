@@ -3,7 +3,8 @@
 -- ARGV: new epoch (if this master must start one), the position's number,
 -- the history age (s), and for a subtree its prefix.
 -- Returns {epoch, seq, base, now (ms), watermark, the subtree's watch start
--- (-1 if none or not asked), then per stream: its length, its oldest number
+-- (-1 if none or not asked), the fewest entries any writer kept per stream
+-- within the history age (0 if none), then per stream: its length, its oldest number
 -- (-1 if none), its entries after the position as XRANGE returns them}.
 local meta, marks = KEYS[1], KEYS[2]
 local since, age = tonumber(ARGV[2]), tonumber(ARGV[3])
@@ -24,7 +25,9 @@ local start = -1
 if ARGV[4] then
   start = tonumber(redis.call('HGET', KEYS[3], ARGV[4]) or '-1')
 end
-local result = {epoch, seq, base, now, low, start}
+local least, lasts = unpack(redis.call('HMGET', meta, 'keep', 'keep_until'))
+least = tonumber(lasts or '0') >= now and tonumber(least or '0') or 0
+local result = {epoch, seq, base, now, low, start, least}
 for i = 4, #KEYS do
   local oldest = redis.call('XRANGE', KEYS[i], '-', '+', 'COUNT', 1)[1]
   result[#result + 1] = redis.call('XLEN', KEYS[i])

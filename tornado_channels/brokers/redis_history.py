@@ -231,7 +231,7 @@ class RedisHistory:
         if isinstance(target, Subtree):
             args.append(target.prefix)
         reply = await self._recover.run(client, [*keys, *streams], args, None)
-        epoch, seq, base, now_ms, low, start = reply[:6]
+        epoch, seq, base, now_ms, low, start, least = reply[:7]
         if epoch.decode("ascii") != since.epoch or since.seq < int(base):
             return Recovery([], False, LOST)
         if since.seq > int(seq):
@@ -239,12 +239,15 @@ class RedisHistory:
         if isinstance(target, Subtree) and (int(start) < 0 or since.seq + 1 < int(start)):
             return Recovery([], False, UNWATCHED)
         views = []
-        rest = reply[6:]
+        rest = reply[7:]
+        # A stream at its cap may have been trimmed: only what comes after its
+        # oldest entry is certain (see publish.lua).  The cap is the smallest
+        # any writer used: a server or publisher with a smaller --history-size
+        # trims to its own, which this process must not mistake for complete.
+        cap = min(self.size + 1, int(least) or self.size + 1)
         for index in range(0, len(rest), 3):
             length, oldest, raw = int(rest[index]), int(rest[index + 1]), rest[index + 2]
-            # A stream at its cap (size + 1) may have been trimmed: only what
-            # comes after its oldest entry is certain (see publish.lua).
-            floor = oldest - 1 if length > self.size else None
+            floor = oldest - 1 if length >= cap else None
             views.append(StreamView(_entries(raw), floor, oldest if oldest >= 0 else None))
         entries, gap = merge(views, since.seq, int(now_ms) / 1000, self.age, int(low))
         return Recovery([decode(entry.data, partition) for entry in entries], not gap, gap)
