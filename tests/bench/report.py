@@ -23,6 +23,7 @@ COLUMNS: list[tuple[str, str, Callable[[Any], str]]] = [
     ("in_script_us_per_publish", "in-script µs/publish", lambda v: f"{v:.1f}"),
     ("redis_cpu_us_per_publish_by_master", "per master µs", lambda v: "/".join(map(str, v))),
     ("keys_by_master", "keys by master", lambda v: "/".join(map(str, v))),
+    ("max_growth_pct", "soak growth %", lambda v: f"{v:+.1f}"),
     ("lost", "lost", str),
     ("duplicated", "dup", str),
     ("out_of_order", "ooo", str),

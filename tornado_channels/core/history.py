@@ -161,7 +161,8 @@ class MemoryHistory:
 
     It follows the same rules as the Redis history, so both answer a
     recovery alike: streams keep ``max_size`` entries and are dropped once
-    idle for the age; the marks behind the watermark cover the age.
+    idle for the age (a few on each publish, the rest by :meth:`sweep`);
+    the marks behind the watermark cover the age.
     """
 
     epoch: str
