@@ -110,6 +110,17 @@ class MetricsEndpointTest(MetricsTestCase):
         self.assertEqual(value(samples, "tornado_channels_channels"), 1)
 
     @gen_test
+    async def test_no_series_per_channel(self) -> None:
+        """Thirty more channels used add no series: no metric is labelled by channel."""
+        await self.ws("/one")
+        self.assertEqual((await self.post("/one", b"x")).code, 202)
+        before = set(await self.metrics())
+        for n in range(30):
+            await self.ws(f"/users/{n}")
+            self.assertEqual((await self.post(f"/users/{n}/feed", b"x")).code, 202)
+        self.assertEqual(set(await self.metrics()), before)
+
+    @gen_test
     async def test_connections_drop_when_a_client_leaves(self) -> None:
         """After one of two clients closes, the connections gauge falls to 1."""
         await self.ws("/a")
