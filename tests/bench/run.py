@@ -230,6 +230,12 @@ def main() -> int:
     )
     parser.add_argument("--soak-samples", type=int, default=24, help="points on the soak's curve")
     parser.add_argument("--soak-age", type=float, default=10.0, help="the soak's --history-age")
+    parser.add_argument(
+        "--soak-broker",
+        choices=["redis", "memory"],
+        default="redis",
+        help="the soak on 2 processes and Redis, or on 1 process on its embedded broker",
+    )
     parser.add_argument("--soak-only", action="store_true", help="run the soak and nothing else")
     parser.add_argument("--budget", type=float, default=150.0, help="skip 2-process past this (s)")
     options = parser.parse_args()

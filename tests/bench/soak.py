@@ -10,6 +10,8 @@ Two tornado-channels processes on a private Redis.  For ``--soak`` seconds:
 - one steady subscriber on one process hears a channel published to through the other,
   checked for loss, duplicates and order.
 
+``--soak-broker memory`` runs the same load on one process on its embedded broker instead.
+
 Every ``soak / --soak-samples`` seconds it samples each worker's RSS, Redis ``used_memory``,
 its key count, and the fields of the partition's bookkeeping (the marks list, the watch set
 and its start hash).  The first half is warm-up; the goal is that no figure grows by more
@@ -47,21 +49,28 @@ FIGURES = ("rss_mib", "rss_max_worker_mib", "redis_used_mib", "redis_keys", "boo
 
 @contextlib.contextmanager
 def deployment(
-    start: Callable[..., ServerProcess], age: float
-) -> Iterator[tuple[RedisServer, list[ServerProcess]]]:
-    """A private Redis and two processes on it, with history kept for ``age`` seconds."""
-    redis = RedisServer(free_port()).start()
+    start: Callable[..., ServerProcess], age: float, memory: bool
+) -> Iterator[tuple[RedisServer | None, list[ServerProcess]]]:
+    """A private Redis and two processes on it (``memory``: one process, embedded broker).
+
+    History is kept for ``age`` seconds.
+    """
+    redis = None if memory else RedisServer(free_port()).start()
     servers: list[ServerProcess] = []
+    flags = ["--history-age", str(age), "--idempotency-ttl", str(age)]
     try:
-        for _ in range(2):
-            flags = ["--history-age", str(age), "--idempotency-ttl", str(age)]
-            servers.append(start("--redis-url", redis.url, *flags))
+        if redis is None:
+            servers.append(start(*flags))
+        else:
+            for _ in range(2):
+                servers.append(start("--redis-url", redis.url, *flags))
         yield redis, servers
     finally:
         for server in servers:
             server.terminate()
             server.log.unlink(missing_ok=True)
-        redis.stop()
+        if redis is not None:
+            redis.stop()
 
 
 class Load:
@@ -144,10 +153,19 @@ async def steady(port: int, until: float, seq: list[int]) -> None:
 
 
 async def sample(
-    client: Redis, layout: KeyLayout, pids: list[int], started: float, load: Load
+    client: Redis | None, layout: KeyLayout, pids: list[int], started: float, load: Load
 ) -> dict[str, Any]:
-    """One point of the curve."""
+    """One point of the curve (without Redis figures on the embedded broker)."""
     rss = [proc_rss(pid) / 2**20 for pid in pids]
+    point: dict[str, Any] = {
+        "t_s": round(time.monotonic() - started, 1),
+        "users": load.published,
+        "churned": load.churned,
+        "rss_mib": round(sum(rss), 2),
+        "rss_max_worker_mib": round(max(rss), 2),
+    }
+    if client is None:
+        return point
     info = await client.info("memory")
     pipe = client.pipeline(transaction=False)
     pipe.dbsize()
@@ -156,11 +174,7 @@ async def sample(
     pipe.hlen(layout.watch_start(0))
     keys, marks, watch, starts = await pipe.execute()
     return {
-        "t_s": round(time.monotonic() - started, 1),
-        "users": load.published,
-        "churned": load.churned,
-        "rss_mib": round(sum(rss), 2),
-        "rss_max_worker_mib": round(max(rss), 2),
+        **point,
         "redis_used_mib": round(int(info["used_memory"]) / 2**20, 2),
         "redis_keys": int(keys),
         "bookkeeping_fields": int(marks) + int(watch) + int(starts),
@@ -173,6 +187,7 @@ def growth(samples: list[dict[str, Any]]) -> dict[str, float]:
     return {
         figure: round(100.0 * (last[figure] - first[figure]) / max(first[figure], 1), 2)
         for figure in FIGURES
+        if figure in last
     }
 
 
@@ -180,10 +195,11 @@ async def soak(options: argparse.Namespace, start: Callable[..., ServerProcess])
     """Run the soak; its result, with the sampled curve and the second half's growth."""
     seconds = options.soak
     interval = seconds / options.soak_samples
-    with deployment(start, options.soak_age) as (redis, servers):
-        ports = [server.port for server in servers]
+    memory = options.soak_broker == "memory"
+    with deployment(start, options.soak_age, memory) as (redis, servers):
+        ports = [server.port for server in servers] * (2 if memory else 1)
         pids = [server.process.pid for server in servers if server.process is not None]
-        client = Redis(host=HOST, port=redis.port)
+        client = None if redis is None else Redis(host=HOST, port=redis.port)
         layout = KeyLayout(b"tornado_channels:")
         load = Load(ports, options.soak_channels, seconds)
         loop = asyncio.get_running_loop()
@@ -222,10 +238,15 @@ async def soak(options: argparse.Namespace, start: Callable[..., ServerProcess])
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             listener.close()
-            await client.aclose()
+            if client is not None:
+                await client.aclose()
     grew = growth(samples)
     return {
-        "server": "tornado-channels (2 processes, Redis)",
+        "server": (
+            "tornado-channels (1 process, embedded broker)"
+            if memory
+            else "tornado-channels (2 processes, Redis)"
+        ),
         "target": "ours",
         "scenario": "soak",
         "sizes": (
@@ -249,7 +270,7 @@ async def soak(options: argparse.Namespace, start: Callable[..., ServerProcess])
 def curve(result: dict[str, Any]) -> str:
     """The samples as a Markdown table, and the second half's growth."""
     samples = result["samples"]
-    columns = ["t_s", "users", "churned", *FIGURES]
+    columns = ["t_s", "users", "churned", *(f for f in FIGURES if f in samples[-1])]
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     for point in samples:
         lines.append("| " + " | ".join(f"{point[c]:,}" for c in columns) + " |")
