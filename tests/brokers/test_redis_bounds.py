@@ -6,7 +6,7 @@ import signal
 
 import pytest
 
-from tornado_channels import BrokerUnavailable, Channel, Node, RedisBroker
+from tornado_channels import BrokerUnavailable, Channel, Node, RedisBroker, Subtree
 
 from ..helpers import Inbox, RedisServer, run, until
 
@@ -62,6 +62,37 @@ def test_a_subscription_that_timed_out_leaves_no_waiter_behind(redis_server: Red
             redis_server.process.send_signal(signal.SIGCONT)
         await until(lambda: link._ledger.settled, what="replies in")
         assert (link._waiters, link._ledger.keys(), link._ledger.held()) == ({}, [], baseline)
+        await node.stop()
+
+    run(scenario())
+
+
+def test_subscribers_that_come_and_go_leave_no_subscription_state(
+    redis_server: RedisServer,
+) -> None:
+    """300 channels and 100 subtrees subscribed and left: no key wanted, held or watched."""
+
+    async def scenario() -> None:
+        broker = RedisBroker(redis_server.url)
+        node = Node(broker)
+        await node.start()
+        await until(lambda: node.connected, what="broker connected")
+        link = broker._links[0]
+        baseline = link._ledger.held()  # its own probe channel
+        targets: list[Channel | Subtree] = [Channel(f"users/{n}/feed") for n in range(300)]
+        targets += [Subtree(f"users/{n}") for n in range(100)]
+        inboxes = [Inbox() for _ in targets]
+        for target, inbox in zip(targets, inboxes, strict=True):
+            await node.subscribe(target, inbox)
+        assert len(node.hub) == 400
+        for target, inbox in zip(targets, inboxes, strict=True):
+            node.unsubscribe(target, inbox)
+        await until(lambda: link._ledger.settled and not link._ledger.dirty, what="replies in")
+        assert (len(node.hub), node.hub._trie.nodes()) == (0, 0)
+        assert (link._ledger.keys(), link._ledger.held(), link._waiters) == ([], baseline, {})
+        assert all(not watched for watched in broker._watched.values())
+        channels = redis_server.cli("PUBSUB", "CHANNELS", "tornado_channels:*").split()
+        assert len(channels) == baseline, channels
         await node.stop()
 
     run(scenario())
