@@ -20,6 +20,7 @@ from .core.channels import Target
 from .core.frames import CLOSE_GOING_AWAY, CLOSE_TRY_AGAIN_LATER
 from .core.idempotency import idempotency_for
 from .core.latency import LatencyHistogram
+from .core.presence import PresenceTally, presence_name
 from .core.publication import Position, Publication, Receipt, Recovery
 from .hub import MAX_BUFFERED_BYTES, Hub, Subscriber
 
@@ -44,6 +45,12 @@ class Node:
     ) -> None:
         self.broker: Broker = broker if broker is not None else MemoryBroker()
         self.hub = Hub(max_buffered_bytes=max_buffered_bytes, partitions=self.broker.partitions)
+        #: This process's subscriptions per channel and subtree, and by whom.
+        self.tally = PresenceTally()
+        #: Presence of every process sharing the broker (see brokers/presence.py).
+        self.presence = self.broker.presence(self.tally)
+        # Subscriber -> the user it was counted under (tokens' ``sub``).
+        self._users: dict[Subscriber, str | None] = {}
         #: Publications accepted by the broker from this process.
         self.published = 0
         #: Publishes the broker refused, by reason (the ``reason`` metric label).
@@ -67,6 +74,7 @@ class Node:
     async def start(self) -> None:
         """Connect the broker (in the background if it cannot connect yet)."""
         await self.broker.start(self)
+        await self.presence.start()
 
     async def stop(
         self, code: int = CLOSE_GOING_AWAY, reason: str = "server shutting down"
@@ -74,6 +82,8 @@ class Node:
         """Close every subscriber with ``code`` and stop the broker."""
         self._stopping = True
         self.close_subscribers(code, reason)
+        # Withdrawn first: while the broker still runs, so it stops counting at once.
+        await self.presence.stop()
         await self.broker.stop()
 
     async def publish(
@@ -159,14 +169,22 @@ class Node:
         self.flush()
         return recovered
 
-    async def subscribe(self, target: Target, subscriber: Subscriber) -> None:
+    async def subscribe(
+        self, target: Target, subscriber: Subscriber, *, user: str | None = None
+    ) -> None:
         """Add ``subscriber`` to ``target``; return once the broker delivers to it.
 
-        Raises :class:`~tornado_channels.brokers.base.BrokerUnavailable` (and
+        It counts in presence from now on, as ``user`` when given.  Raises
+        :class:`~tornado_channels.brokers.base.BrokerUnavailable` (and
         leaves nothing subscribed) when the broker cannot take the subscription.
         """
         if not self.hub.add(target, subscriber):
             return
+        if user is not None:
+            # Only named subscribers take an entry: anonymous ones cost nothing here.
+            self._users[subscriber] = user
+        self.tally.add(presence_name(target), user)
+        self.presence.changed()
         # Taken at once and released exactly once (by unsubscribe), whether
         # the wait below succeeds, fails, or is cancelled by a closing client.
         self.broker.subscribe(target)
@@ -180,6 +198,8 @@ class Node:
         """Remove ``subscriber`` from ``target``; safe to call more than once."""
         if self.hub.discard(target, subscriber):
             self.broker.unsubscribe(target)
+            self.tally.discard(presence_name(target), self._users.pop(subscriber, None))
+            self.presence.changed()
             if not len(self.hub):
                 self._emptied.set()
 

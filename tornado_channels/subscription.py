@@ -57,12 +57,21 @@ class Subscription:
         "encoding",
         "node",
         "target",
+        "user",
     )
 
     def __init__(
-        self, node: Node, target: Target, encoding: Encoding, since: Position | None = None
+        self,
+        node: Node,
+        target: Target,
+        encoding: Encoding,
+        since: Position | None = None,
+        *,
+        user: str | None = None,
     ) -> None:
         self.node = node
+        #: Who subscribes (a token's ``sub``), as presence lists it; None when unknown.
+        self.user = user
         self.target = target
         self.encoding = encoding
         self._resume = Resume(since, node.hub.max_buffered_bytes) if since is not None else None
@@ -74,7 +83,7 @@ class Subscription:
 
     async def start(self) -> None:
         """Subscribe; return once the broker delivers to it (raise BrokerUnavailable if not)."""
-        await self.node.subscribe(self.target, self)
+        await self.node.subscribe(self.target, self, user=self.user)
 
     def attach(self, transport: Transport) -> None:
         """The connection exists: write what arrived meanwhile (or the close asked for)."""

@@ -21,7 +21,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from tests.bench import nchan, redis_modes, soak
+from tests.bench import nchan, presence, redis_modes, soak
 from tests.bench.client import proc_cpu, raise_nofile
 from tests.bench.report import comparison, table
 from tests.bench.scenarios import batch_publish, fanout, handshakes, idle, latency, publish_only
@@ -136,6 +136,7 @@ async def suite(target: Target, options: argparse.Namespace) -> list[dict[str, A
     ]
     if target.name == "ours":
         results.append(show(await batch_publish(target, options.batches, options.batch_size, 4)))
+        results.append(show(await presence.subtree_fanout(target, options)))
     results.append(show(await idle(target, options.idle)))
     return results
 
@@ -183,6 +184,7 @@ async def main_scenarios(options: argparse.Namespace) -> list[dict[str, Any]]:
         return results
     with ours_redis() as target:
         results.append(await two_process(target, options, results[0]))
+    results.append(await presence.presence_query(start_server))
     if options.redis_modes:
         results += await redis_modes.script_cost()
         for mode in options.redis_modes.split(","):

@@ -7,6 +7,7 @@ import contextlib
 import gc
 import json
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from tests.bench.client import (
@@ -36,18 +37,24 @@ async def fanout(
     per_channel: int,
     messages: int,
     publishers: int,
+    also: Sequence[str] = (),
 ) -> dict[str, Any]:
-    """``channels`` x ``per_channel`` subscribers, ``messages`` per channel, round-robin."""
+    """``channels`` x ``per_channel`` subscribers, ``messages`` per channel, round-robin.
+
+    ``also`` adds subscribers on other paths that hear exactly the same (with one
+    channel: a subtree above it, such as the root ``/``).
+    """
     tag = f"/bench/{name}-{time.monotonic_ns()}"
     tally = Tally(0)
     paths = [target.sub_path(f"{tag}/{c}") for c in range(channels) for _ in range(per_channel)]
+    paths += [target.sub_path(path) for path in also]
     ports = target.sub_ports
     groups = [paths[i :: len(ports)] for i in range(len(ports))]
     subscribers: list[Subscriber] = []
     try:
         for port, group in zip(ports, groups, strict=True):
             subscribers += await open_subscribers(port, group, tally, messages, publishers)
-        tally.arm(channels * per_channel * messages)
+        tally.arm(len(paths) * messages)
         # Message seq of channel c goes over connection (c + seq) % publishers: each
         # connection is sequential, so every stream (seq % publishers) of a channel is
         # ordered, and one channel's messages may still be in flight over several connections.
@@ -65,7 +72,7 @@ async def fanout(
         m.update(
             {
                 "sizes": f"{channels} ch x {per_channel} subs, {messages} msgs/ch, "
-                f"{publishers} POST conns",
+                f"{publishers} POST conns" + (f", also {', '.join(also)}" if also else ""),
                 "published": channels * messages,
                 "deliveries": tally.count,
                 "deliveries_per_s": tally.count / m["wall_s"],

@@ -216,3 +216,25 @@ class StatsTest(MetricsTestCase):
                 "delivered": 2,
             },
         )
+
+
+class SegmentMetricsTest(NodeAppTestCase):
+    """Subscriptions per top-level segment, never per channel."""
+
+    @gen_test
+    async def test_segments_are_capped_and_the_rest_is_other(self) -> None:
+        """The biggest segments keep a series each; beyond the cap they add up under 'other'."""
+        from tornado_channels.core.presence import MAX_SEGMENTS
+
+        for number in range(MAX_SEGMENTS + 5):
+            self.node.tally.add(f"s{number:03d}/x")
+        self.node.tally.add("s000/y")
+        samples = parse(generate_latest(NodeMetrics(self.node).registry).decode())
+        series = {
+            labels: v
+            for (name, labels), v in samples.items()
+            if name == "tornado_channels_segment_subscriptions"
+        }
+        assert len(series) == MAX_SEGMENTS + 1
+        assert series[(("segment", "s000"),)] == 2
+        assert series[(("segment", "other"),)] == 5

@@ -14,7 +14,7 @@ from tornado_channels.core.frames import CLOSE_GOING_AWAY
 from ..helpers import EventStream, NodeAppTestCase
 
 
-class EventsTest(NodeAppTestCase):
+class EventsTestCase(NodeAppTestCase):
     def make_app(self, node: Node) -> Application:
         return make_app(node, sse_heartbeat=0.2)
 
@@ -42,6 +42,10 @@ class EventsTest(NodeAppTestCase):
             self.assertEqual(start["event"], "recovery")
             self.assertEqual(json.loads(start["data"])["missed"], 0)
         return stream
+
+
+class EventsTest(EventsTestCase):
+    """A channel's event stream."""
 
     @gen_test
     async def test_messages_arrive_as_events_with_their_positions(self) -> None:
@@ -122,3 +126,31 @@ class EventsTest(NodeAppTestCase):
         self.assertIn("text/html", page.headers["Content-Type"])
         position = await self.publish("/mix", b"to the stream")
         self.assertEqual(await stream.next(), {"id": position, "data": "to the stream"})
+
+
+class SubtreeEventsTest(EventsTestCase):
+    """An event stream of a subtree: many channels, each event labelled, resumable."""
+
+    @gen_test
+    async def test_a_subtree_stream_labels_each_event_and_resumes_by_event_id(self) -> None:
+        """users/ over SSE: each event's data names its channel; Last-Event-ID replays below."""
+        stream = await self.events("/users/")
+        first = await self.publish("/users/1", "one")
+        await self.publish("/other/1", "beside")
+        second = await self.publish("/users/", "all")
+        got = [await stream.next() for _ in range(2)]
+        assert [(e["id"], json.loads(e["data"])) for e in got if e] == [
+            (first, {"position": first, "channel": "users/1", "data": "one"}),
+            (second, {"position": second, "channel": "users/", "data": "all"}),
+        ]
+        stream.close()
+        third = await self.publish("/users/2/inbox", "line 1\nline 2")
+        resumed = await self.events("/users/", {"Last-Event-ID": first})
+        replayed = [await resumed.next() for _ in range(2)]
+        assert [json.loads(e["data"])["data"] for e in replayed if e] == ["all", "line 1\nline 2"]
+        assert replayed[1] is not None
+        assert replayed[1]["id"] == third
+        outcome = await resumed.next()
+        assert outcome is not None
+        assert outcome["event"] == "recovery"
+        assert json.loads(outcome["data"])["recovered"] is True

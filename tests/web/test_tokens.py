@@ -92,6 +92,19 @@ class HandshakeTokenTest(TokenTestCase):
         self.assertEqual(await receive(by_header), "hi")
 
     @gen_test
+    async def test_a_subtree_subscription_needs_a_grant_of_it_or_above(self) -> None:
+        """users/ is admitted by users/ or /; a grant of users/1 or of the channel users is 403."""
+        for grants in (["users/1"], ["users"], ["users/1/"], ["userspace/"]):
+            with self.subTest(grants=grants):
+                code, body = await self.refused(f"/users/?token={mint(grants)}")
+                self.assertEqual((code, body["error"]), (403, "forbidden"))
+        for grants in (["users/"], ["/"]):
+            below = await self.ws(f"/users/?token={mint(grants)}")
+            self.assertEqual(await self.backend_post("/users/7", b"seven"), 202)
+            self.assertEqual(await receive(below), "seven")
+            below.close()
+
+    @gen_test
     async def test_grants_match_whole_segments_only(self) -> None:
         """users/4 and users/4/ never admit users/42; users/42/ does not admit users/42."""
         for grants in (["users/4"], ["users/4/"], ["users/42/"], ["users/420"]):

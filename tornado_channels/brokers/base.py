@@ -15,7 +15,9 @@ from typing import Protocol
 
 from ..core.channels import Target
 from ..core.idempotency import Idempotency
+from ..core.presence import PresenceTally
 from ..core.publication import Position, Publication, Receipt, Recovery
+from .presence import LocalPresence, PresenceStore
 
 
 class PublishError(Exception):
@@ -74,6 +76,13 @@ class Broker(abc.ABC):
     def describe(self) -> str:
         """What this broker is and where, for logs (no password)."""
         return self.kind
+
+    def presence(self, tally: PresenceTally) -> PresenceStore:
+        """Where the presence of every process sharing this broker is kept and read.
+
+        This process's ``tally`` alone, unless the broker spans processes.
+        """
+        return LocalPresence(tally)
 
     @abc.abstractmethod
     async def start(self, events: BrokerEvents) -> None:

@@ -32,6 +32,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from ..core.channels import Subtree, Target
 from ..core.history import HISTORY_AGE, HISTORY_SIZE
 from ..core.idempotency import IDEMPOTENCY_TTL, Idempotency
+from ..core.presence import PresenceTally
 from ..core.publication import (
     MalformedEnvelope,
     Position,
@@ -51,7 +52,9 @@ from .base import (
 from .coalescer import PublishCoalescer, Request
 from .keys import KeyLayout
 from .link import Link
+from .presence import PresenceStore
 from .redis_history import Group, RedisHistory, ReplicasBehind
+from .redis_presence import PRESENCE_TTL, RedisPresence
 from .topology import Cluster, SentinelMaster, Standalone, Topology, redact_url
 
 log = logging.getLogger("tornado_channels.redis")
@@ -92,6 +95,9 @@ class RedisBroker(Broker):
     :param probe_timeout: how long a probe may take to come back.
     :param check_interval: seconds between self-checks of the subscriptions
         Redis holds for this process against those it should (0: never).
+    :param presence_ttl: seconds a process's presence counts unless renewed
+        (it is renewed every third of it, so a dead process stops counting
+        within this long).
     """
 
     kind = "redis"
@@ -117,6 +123,7 @@ class RedisBroker(Broker):
         idempotency_ttl: float = IDEMPOTENCY_TTL,
         wait_replicas: int = 0,
         check_interval: float = CHECK_INTERVAL,
+        presence_ttl: float = PRESENCE_TTL,
     ) -> None:
         if cluster and sentinels:
             raise ValueError("a Redis Cluster is not reached through Sentinel")
@@ -146,6 +153,8 @@ class RedisBroker(Broker):
             wait_timeout=command_timeout * 0.8,
         )
         node = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}".encode()
+        self.node_id = node
+        self.presence_ttl = presence_ttl
         # One link per partition on a cluster (each on its slot's master); one otherwise.
         self._links: list[Link] = [
             Link(
@@ -176,6 +185,10 @@ class RedisBroker(Broker):
         self._renewer: asyncio.Task[None] | None = None
 
     # Broker interface
+
+    def presence(self, tally: PresenceTally) -> PresenceStore:
+        """Every process's presence, summed in Redis (see redis_presence.py)."""
+        return RedisPresence(tally, self.layout, self.node_id, self._reading, ttl=self.presence_ttl)
 
     def describe(self) -> str:
         """The mode and where its master (or masters) are."""

@@ -59,7 +59,7 @@ class Group:
     idempotency: Idempotency | None = None
 
 
-class _Script:
+class LuaScript:
     """A Lua script sent by its SHA1, loaded where a server does not know it yet."""
 
     def __init__(self, source: bytes) -> None:
@@ -119,10 +119,10 @@ class RedisHistory:
         self._idempotency_ttl = max(1, int(idempotency_ttl * 1000))
         self._command = b"SPUBLISH" if sharded else b"PUBLISH"
         self._wait = (wait_replicas, max(1, int(wait_timeout * 1000))) if wait_replicas else None
-        self._publish = _Script(PUBLISH_SCRIPT)
-        self._recover = _Script(RECOVER_SCRIPT)
-        self._head = _Script(HEAD_SCRIPT)
-        self._watch = _Script(WATCH_SCRIPT)
+        self._publish = LuaScript(PUBLISH_SCRIPT)
+        self._recover = LuaScript(RECOVER_SCRIPT)
+        self._head = LuaScript(HEAD_SCRIPT)
+        self._watch = LuaScript(WATCH_SCRIPT)
 
     def _new_epoch(self, partition: int) -> str:
         # With partitions, an epoch names its partition too: a position

@@ -10,6 +10,7 @@ from ..core.settings import setting
 from .base import Broker
 from .memory import MemoryBroker
 from .redis import CHECK_INTERVAL, CLUSTER_PARTITIONS, PREFIX, PROBE_INTERVAL, TIMEOUT, RedisBroker
+from .redis_presence import PRESENCE_TTL
 
 
 @dataclass(frozen=True)
@@ -71,6 +72,12 @@ class BrokerSettings:
         "(repaired when wrong, logged, counted; 0: never)",
         metavar="SECONDS",
     )
+    presence_ttl: float = setting(
+        PRESENCE_TTL,
+        "seconds a process's presence counts in Redis without being renewed (renewed every "
+        "third of it): a process that dies stops counting within this long",
+        metavar="SECONDS",
+    )
     history_size: int = setting(
         HISTORY_SIZE,
         "messages kept per channel (and per subtree) for clients that resume from a position",
@@ -99,6 +106,7 @@ def make_broker(settings: BrokerSettings) -> Broker:
             probe_timeout=settings.redis_timeout,
             probe_interval=settings.redis_probe_interval,
             check_interval=settings.redis_check_interval,
+            presence_ttl=settings.presence_ttl,
             history_size=settings.history_size,
             history_age=settings.history_age,
         )

@@ -85,6 +85,11 @@ def envelope_frame(position: str, payload: bytes, target: str | None = None) -> 
     base64 for a payload that is not UTF-8; with ``target``, also the channel
     or subtree it was published to (``"channel"``), for subtree subscribers.
     """
+    return encode_frame(envelope(position, payload, target), OPCODE_TEXT)
+
+
+def envelope(position: str, payload: bytes, target: str | None = None) -> bytes:
+    """The JSON of :func:`envelope_frame`, for a WebSocket frame or an event's data."""
     body: dict[str, str] = {"position": position}
     if target is not None:
         body["channel"] = target
@@ -92,7 +97,7 @@ def envelope_frame(position: str, payload: bytes, target: str | None = None) -> 
         body["data"] = payload.decode("utf-8")
     except UnicodeDecodeError:
         body["binary"] = base64.b64encode(payload).decode("ascii")
-    return encode_frame(json.dumps(body, ensure_ascii=False).encode("utf-8"), OPCODE_TEXT)
+    return json.dumps(body, ensure_ascii=False).encode("utf-8")
 
 
 def control_frame(**fields: object) -> bytes:
@@ -114,6 +119,15 @@ def sse_event(position: str, payload: bytes) -> bytes:
     lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
     data = "".join(f"data: {line}\n" for line in lines)
     return f"id: {position}\n{data}\n".encode()
+
+
+def sse_labelled_event(position: str, payload: bytes, target: str) -> bytes:
+    """A subtree's server-sent event: ``id:`` the position, the labelled envelope as data.
+
+    Many channels share the stream, so each event says which one (the JSON
+    of :func:`envelope_frame`, on one line: JSON escapes every line break).
+    """
+    return b"id: " + position.encode() + b"\ndata: " + envelope(position, payload, target) + b"\n\n"
 
 
 def sse_control(event: str, event_id: str | None = None, **fields: object) -> bytes:
@@ -141,6 +155,8 @@ class Encoding(enum.Enum):
     LABELLED = "labelled"
     #: Server-sent events, positions as event ids.
     SSE = "sse"
+    #: The same, each event's data the labelled JSON envelope (a subtree's subscribers).
+    SSE_LABELLED = "sse-labelled"
 
 
 def encode_for(encoding: Encoding, position: str, payload: bytes, target: str = "") -> bytes:
@@ -151,6 +167,8 @@ def encode_for(encoding: Encoding, position: str, payload: bytes, target: str = 
         return envelope_frame(position, payload)
     if encoding is Encoding.LABELLED:
         return envelope_frame(position, payload, target)
+    if encoding is Encoding.SSE_LABELLED:
+        return sse_labelled_event(position, payload, target)
     return sse_event(position, payload)
 
 
@@ -161,7 +179,7 @@ def outcome_for(encoding: Encoding, **fields: object) -> bytes:
     first event then carries one, so a plain EventSource that drops before
     any message resumes from there, losing nothing.
     """
-    if encoding is Encoding.SSE:
+    if encoding is Encoding.SSE or encoding is Encoding.SSE_LABELLED:
         position = fields.get("position")
         return sse_control("recovery", str(position) if position is not None else None, **fields)
     return control_frame(**fields)

@@ -18,6 +18,7 @@ from prometheus_client.core import (
     Metric,
 )
 
+from ..core.presence import MAX_SEGMENTS
 from ..node import Node
 
 NAMESPACE = "tornado_channels"
@@ -83,6 +84,7 @@ class NodeCollector:
             "Broker subscriptions the self-check found missing or unwanted, and repaired.",
             node.broker.repairs,
         )
+        yield _segments(node)
         failures = CounterMetricFamily(
             f"{NAMESPACE}_publish_failures",
             "Publishes the broker did not accept, by reason.",
@@ -102,6 +104,27 @@ class NodeCollector:
             sum_value=latency.total,
         )
         yield histogram
+
+
+def _segments(node: Node) -> GaugeMetricFamily:
+    """Subscriptions per top-level segment: the largest :data:`MAX_SEGMENTS`, the rest as "other".
+
+    Never one label per channel: a label set grows with every segment ever
+    seen, so it is capped, and the biggest keep their own series.
+    """
+    family = GaugeMetricFamily(
+        f"{NAMESPACE}_segment_subscriptions",
+        "Subscriptions on this process per top-level segment (the biggest; the rest: other).",
+        labels=["segment"],
+    )
+    segments = node.tally.segments
+    top = segments.most_common(MAX_SEGMENTS)
+    for segment, count in top:
+        family.add_metric([segment], count)
+    rest = sum(segments.values()) - sum(count for _, count in top)
+    if rest:
+        family.add_metric(["other"], rest)
+    return family
 
 
 def _bound(bound: float) -> str:

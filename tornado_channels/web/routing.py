@@ -23,6 +23,7 @@ from .hooks import ChannelHooks
 from .metrics import NodeMetrics
 from .ops import HealthHandler, MetricsHandler, StatsHandler
 from .pages import ChannelHandler
+from .presence import PresenceHandler
 from .publishing import InFlight, PublishEndpoint
 from .sse import ChannelEventsHandler
 from .tokens import Guard
@@ -84,6 +85,24 @@ class ChannelMatcher(Matcher):
         return None
 
 
+class PresenceMatcher(Matcher):
+    """Matches ``<prefix>_/presence/<path>``; the handler gets the path still percent-encoded."""
+
+    def __init__(self, prefix: str) -> None:
+        self.start = prefix + "_/presence/"
+
+    def match(self, request: HTTPServerRequest) -> dict[str, Any] | None:
+        """The handler's ``path`` argument, or None when this rule does not apply."""
+        if not request.path.startswith(self.start):
+            return None
+        rest = request.path[len(self.start) :]
+        return {"path_args": [], "path_kwargs": {"path": path_text(rest)}}
+
+    def reverse(self, *args: Any) -> str | None:
+        """Not reversible: any path below it matches."""
+        return None
+
+
 def channel_routes(
     node: Node,
     *,
@@ -128,6 +147,11 @@ def channel_routes(
         ),
         Rule(PathMatches(prefix + "_/metrics"), MetricsHandler, {"metrics": metrics}),
         Rule(PathMatches(prefix + "_/stats"), StatsHandler, {"node": node}),
+        Rule(
+            PresenceMatcher(prefix),
+            PresenceHandler,
+            {"node": node, "config": config, "guard": guard},
+        ),
         Rule(
             PathMatches(prefix + r"_/static/(.*)"),
             tornado.web.StaticFileHandler,

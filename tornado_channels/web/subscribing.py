@@ -59,9 +59,12 @@ async def admit(
         channel: Target = parse_target(path)
     except InvalidChannel as exc:
         raise invalid_channel(exc) from None
-    if isinstance(channel, Subtree) and encoding is Encoding.ENVELOPE:
+    if isinstance(channel, Subtree):
         # Many channels in one stream: each message says where it went.
-        encoding = Encoding.LABELLED
+        if encoding is Encoding.ENVELOPE:
+            encoding = Encoding.LABELLED
+        elif encoding is Encoding.SSE:
+            encoding = Encoding.SSE_LABELLED
     if not origins.allowed(request.headers, (*config.trusted_origins, *trusted)):
         origin = request.headers.get("Origin")
         raise ApiError(403, "forbidden_origin", f"connections from {origin} are not allowed")
@@ -89,7 +92,8 @@ async def admit(
             position = await node.head(channel)
         except BrokerUnavailable as exc:
             raise broker_unavailable(exc) from None
-    return Admission(Subscription(node, channel, encoding, position), claims)
+    user = claims.subject if claims is not None else None
+    return Admission(Subscription(node, channel, encoding, position, user=user), claims)
 
 
 async def start(admission: Admission, leeway: float) -> Subscription:

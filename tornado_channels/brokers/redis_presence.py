@@ -1,0 +1,212 @@
+"""Presence in Redis: each process's tally, published in batches, summed per partition.
+
+Each process writes only what changed, a while after it changed (debounced,
+so a burst of joins is one script call per partition, in chunks), and
+renews its deadline every third of the TTL.  A process that stops renewing
+(it died) stops counting at its deadline: the next call of presence.lua by
+any process subtracts it.  A process Redis does not know (a Redis that
+restarted empty, or a process that stalled past its deadline and was
+subtracted) sends its whole tally again.  Names live in their partition:
+a channel's and a subtree's in the partition of their first segment, the
+root's in partition 0, so a subtree other than the root is read from one
+partition; the root from all of them, merged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import defaultdict
+from collections.abc import Awaitable, Callable, Sequence
+from importlib import resources
+from typing import Any, TypeVar
+
+from redis.asyncio import Redis
+
+from ..core.channels import Subtree, Target
+from ..core.partitions import first_segment, partition_of_segment
+from ..core.presence import (
+    MAX_USERS,
+    ChannelPresence,
+    PresenceTally,
+    SubtreePresence,
+    decode_value,
+    merge_pages,
+    page,
+    prefix_of,
+    presence_name,
+    start_after,
+)
+from .base import BrokerUnavailable
+from .keys import KeyLayout
+from .presence import PresenceStore
+from .redis_history import LuaScript
+
+log = logging.getLogger("tornado_channels.presence")
+
+T = TypeVar("T")
+Run = Callable[[int, Callable[[Redis], Awaitable[Any]]], Awaitable[Any]]
+
+PRESENCE_SCRIPT = (resources.files(__package__) / "presence.lua").read_bytes()
+#: Seconds a process's presence counts without being renewed (the default).
+PRESENCE_TTL = 10.0
+#: Seconds between a change and its publication: a burst of joins is one write.
+DEBOUNCE = 0.25
+#: Names per script call: each call stays short, however many changed at once.
+CHUNK = 500
+
+
+class RedisPresence(PresenceStore):
+    """Presence of every process that shares a Redis (standalone, Sentinel or Cluster).
+
+    :param run: runs a coroutine on a partition's master (the broker's
+        ``_reading``: Redis errors become ``BrokerUnavailable``).
+    """
+
+    def __init__(
+        self,
+        tally: PresenceTally,
+        layout: KeyLayout,
+        node: bytes,
+        run: Run,
+        *,
+        ttl: float = PRESENCE_TTL,
+    ) -> None:
+        super().__init__(tally)
+        self.layout = layout
+        self.node = node
+        self.ttl = ttl
+        self._run = run
+        self._script = LuaScript(PRESENCE_SCRIPT)
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        # Every name must be sent again (Redis forgot this process, or never knew it).
+        self._resend = True
+
+    def _keys(self, partition: int) -> list[bytes]:
+        base = self.layout.base(partition)
+        return [base + b"pn", base + b"pc", base + b"pt", base + b"ps", base + b"pp:"]
+
+    def _partition(self, name: str) -> int:
+        # As keys.py places the name's target: by first segment, the root in 0.
+        if name == "/":
+            return 0
+        return partition_of_segment(first_segment(name), self.layout.partitions)
+
+    async def _call(self, partition: int, args: Sequence[Any]) -> Any:
+        keys = self._keys(partition)
+        return await self._run(partition, lambda client: self._script.run(client, keys, args, None))
+
+    # Publishing this process's tally
+
+    async def start(self) -> None:
+        """Publish in the background: once now, then on change and every third of the TTL."""
+        self._task = asyncio.ensure_future(self._beat_forever())
+
+    async def stop(self) -> None:
+        """Stop publishing and withdraw this process from every partition."""
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+        try:
+            await asyncio.gather(*(self._leave(p) for p in range(self.layout.partitions)))
+        except BrokerUnavailable as exc:
+            # Redis drops it at its deadline anyway.
+            log.debug("withdrawing presence failed: %s", exc)
+
+    async def _leave(self, partition: int) -> None:
+        # A thousand entries per call; bounded, should Redis keep refusing the last.
+        for _ in range(10_000):
+            if await self._call(partition, ["leave", self.node]):
+                return
+
+    def changed(self) -> None:
+        """Publish what changed after :data:`DEBOUNCE` seconds."""
+        self._wake.set()
+
+    async def _beat_forever(self) -> None:
+        while True:
+            try:
+                await self.beat()
+            except BrokerUnavailable as exc:
+                log.debug("publishing presence failed: %s", exc)
+            except Exception:
+                log.exception("publishing presence failed")
+            try:
+                await asyncio.wait_for(self._wake.wait(), self.ttl / 3)
+                await asyncio.sleep(DEBOUNCE)
+            except asyncio.TimeoutError:
+                pass
+            self._wake.clear()
+
+    async def beat(self) -> None:
+        """Send what changed (everything, if Redis does not know this process) and renew."""
+        tally = self.tally
+        names = tally.names() if self._resend else tally.take_changes()
+        if self._resend:
+            tally.take_changes()
+        by_partition: dict[int, list[str]] = defaultdict(list)
+        for name in names:
+            by_partition[self._partition(name)].append(name)
+        everything = self._resend
+        try:
+            results = await asyncio.gather(
+                *(
+                    self._beat_partition(p, by_partition.get(p, []))
+                    for p in range(self.layout.partitions)
+                )
+            )
+        except BaseException:
+            # Not (all) sent: send them again next time.
+            if everything:
+                self._resend = True
+            else:
+                tally.restore(names)
+            raise
+        self._resend = not everything and not all(results)
+        if self._resend:
+            log.info("Redis did not know this process's presence: sending all of it")
+            self._wake.set()
+
+    async def _beat_partition(self, partition: int, names: list[str]) -> bool:
+        """Send ``names`` in chunks; whether the partition knew this process before."""
+        known = True
+        ttl = int(self.ttl * 1000)
+        chunks = [names[i : i + CHUNK] for i in range(0, len(names), CHUNK)] or [[]]
+        for chunk in chunks:
+            args: list[Any] = ["beat", self.node, ttl]
+            for name in chunk:
+                args += [name, self.tally.value(name)]
+            known = bool(await self._call(partition, args)) and known
+        return known
+
+    # Queries
+
+    async def channel(self, target: Target) -> ChannelPresence:
+        """One name's total, and the users every live process lists for it."""
+        name = presence_name(target)
+        total, *values = await self._call(self._partition(name), ["channel", name])
+        users: set[str] = set()
+        for value in values:
+            users.update(decode_value(value.decode("utf-8"))[1])
+        return ChannelPresence(name, int(total), sorted(users)[:MAX_USERS])
+
+    async def below(self, subtree: Subtree, cursor: str | None, limit: int) -> SubtreePresence:
+        """A page of names at and below ``subtree`` (every partition's, merged, for the root)."""
+        prefix = prefix_of(subtree)
+        after = start_after(prefix, cursor) or ""
+        partitions: Sequence[int] = (
+            range(self.layout.partitions) if not prefix else (self.layout.home(subtree),)
+        )
+        args = ["below", prefix, after, limit + 1]
+        answers = await asyncio.gather(*(self._call(p, args) for p in partitions))
+        total = 0
+        pages = []
+        for answer in answers:
+            total += int(answer[0])
+            rest = answer[1:]
+            pages.append(
+                [(rest[i].decode("utf-8"), int(rest[i + 1])) for i in range(0, len(rest), 2)]
+            )
+        return page(str(subtree), total, merge_pages(pages), limit)

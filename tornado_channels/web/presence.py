@@ -1,0 +1,99 @@
+"""``GET /_/presence/<channel>`` and ``GET /_/presence/<prefix>/``: who is where, deployment-wide.
+
+A channel's answer counts its subscribers on every process sharing the
+broker and lists their users (tokens' ``sub``); a subtree's adds up
+everything at and below it and lists one page of it per channel (and per
+subtree with subscribers of its own), continued with ``?cursor=``.
+
+Who may ask: a backend with the publish key, or a client whose token grants
+subscribing to that channel or subtree (or anyone, for a ``--public`` one).
+Otherwise a mount point that has a publish key or tokens refuses: 401
+without credentials, 403 for a wrong key or a token that does not grant it;
+one that has neither answers anyone, as it lets anyone publish.
+"""
+
+from __future__ import annotations
+
+import hmac
+
+from ..brokers.base import BrokerUnavailable
+from ..core.channels import Channel, InvalidChannel, Target, parse_target
+from ..core.presence import DEFAULT_LIMIT, MAX_LIMIT
+from ..node import Node
+from .config import ChannelConfig
+from .errors import ApiError, JSONErrorsMixin, broker_unavailable, invalid_channel
+from .tokens import Guard, bearer_of, token_of
+
+#: The longest cursor taken: a channel name is never longer (see core/channels.py).
+MAX_CURSOR = 4096
+
+
+class PresenceHandler(JSONErrorsMixin):
+    """Answers presence queries for one mount point."""
+
+    def initialize(self, node: Node, config: ChannelConfig, guard: Guard) -> None:
+        """Take the node, the mount point's settings and its token guard from the route table."""
+        self.node = node
+        self.config = config
+        self.guard = guard
+
+    async def get(self, path: str) -> None:
+        """Answer the presence of the channel or subtree at ``path``."""
+        try:
+            target = parse_target(path)
+        except InvalidChannel as exc:
+            raise invalid_channel(exc) from None
+        self.check_access(target)
+        self.set_header("Cache-Control", "no-store")
+        presence = self.node.presence
+        try:
+            if isinstance(target, Channel):
+                answer = (await presence.channel(target)).as_json()
+            else:
+                limit, cursor = self.page_arguments()
+                answer = (await presence.below(target, cursor, limit)).as_json()
+        except BrokerUnavailable as exc:
+            raise broker_unavailable(exc) from None
+        self.finish(answer)
+
+    def page_arguments(self) -> tuple[int, str | None]:
+        """``?limit=`` (1 to :data:`MAX_LIMIT`) and ``?cursor=``, or the 400 that says why not."""
+        raw = self.get_query_argument("limit", None)
+        limit = DEFAULT_LIMIT
+        if raw is not None:
+            if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIMIT:
+                raise ApiError(
+                    400, "invalid_limit", f"limit must be a whole number from 1 to {MAX_LIMIT}"
+                )
+            limit = int(raw)
+        cursor = self.get_query_argument("cursor", None)
+        if cursor is not None and (not cursor or len(cursor) > MAX_CURSOR):
+            raise ApiError(400, "invalid_cursor", "cursor must be the 'cursor' of the page before")
+        return limit, cursor
+
+    def check_access(self, target: Target) -> None:
+        """Let in the publish key or a token granting ``target``; refuse others like publishing."""
+        key = self.config.publish_key
+        given = bearer_of(self.request)
+        # Constant-time: the comparison must not leak how much of the key matched.
+        if key is not None and given is not None:
+            if hmac.compare_digest(given.encode(), key.encode()):
+                return
+            if not self.guard.enabled:
+                raise ApiError(403, "forbidden", "wrong publish key")
+        if self.guard.enabled and token_of(self.request) is not None:
+            # Raises the 401 that says why a token is refused; a valid one must grant it.
+            self.guard.subscriber(self.request, target)
+            return
+        if self.guard.enabled and self.guard.is_public(target):
+            # Anyone may subscribe there, so anyone may see who did.
+            return
+        if key is None and not self.guard.enabled:
+            return
+        raise ApiError(
+            401,
+            "unauthorized",
+            f"presence of '{target}' needs the publish key or a token granting it "
+            "(Authorization: Bearer)",
+            {"WWW-Authenticate": 'Bearer realm="presence"'},
+        )
