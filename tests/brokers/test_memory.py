@@ -15,11 +15,21 @@ BURST = 2000
 AGE = 0.3
 
 
-def retained(node: Node) -> tuple[int, int, int, int]:
-    """Per-channel entries held: streams, idempotency keys, subscriptions, trie nodes."""
+def retained(node: Node) -> tuple[int, int, int, int, int]:
+    """Per-channel entries held: streams, idempotency keys, subscriptions, trie nodes, presence.
+
+    Presence counts its names and the changes not yet taken.
+    """
     broker = node.broker
     assert isinstance(broker, MemoryBroker)
-    return len(broker.history), broker.idempotency_keys(), len(node.hub), node.hub._trie.nodes()
+    presence = len(node.tally) + len(node.tally._dirty)
+    return (
+        len(broker.history),
+        broker.idempotency_keys(),
+        len(node.hub),
+        node.hub._trie.nodes(),
+        presence,
+    )
 
 
 def test_a_burst_of_distinct_channels_returns_to_baseline_without_further_publishes() -> None:
@@ -29,7 +39,7 @@ def test_a_burst_of_distinct_channels_returns_to_baseline_without_further_publis
         node = Node(MemoryBroker(history_age=AGE, idempotency_ttl=AGE))
         await node.start()
         baseline = retained(node)
-        assert baseline == (0, 0, 0, 0)
+        assert baseline == (0, 0, 0, 0, 0)
         inboxes = []
         for number in range(BURST):
             user = Channel(f"users/{number}/feed")
@@ -43,7 +53,7 @@ def test_a_burst_of_distinct_channels_returns_to_baseline_without_further_publis
         for target, inbox in inboxes:
             assert await inbox.next() == b"hi"
             node.unsubscribe(target, inbox)
-        assert retained(node)[2:] == (0, 0)
+        assert retained(node)[2:] == (0, 0, 0)
         # Nothing is published from here on: only the sweep can free them.
         await until(
             lambda: retained(node) == baseline,
