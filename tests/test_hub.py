@@ -8,6 +8,7 @@ import pytest
 
 from tornado_channels.core import frames
 from tornado_channels.core.channels import Channel, Subtree
+from tornado_channels.core.deflate import Deflate
 from tornado_channels.core.frames import Encoding
 from tornado_channels.core.partitions import partition_of_segment
 from tornado_channels.core.publication import Position, Publication
@@ -33,6 +34,7 @@ class FakeSubscriber:
         self.closes: list[tuple[int | None, str | None]] = []
 
     encoding = Encoding.RAW
+    deflate: Deflate | None = None
     recovering = False
 
     def send_frame(self, frame: bytes, seq: int = 0) -> None:

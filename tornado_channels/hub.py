@@ -7,7 +7,8 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Protocol
 
 from .core.channels import Channel, Subtree, Target
-from .core.frames import CLOSE_INTERNAL_ERROR, CLOSE_SLOW_CONSUMER, Encoding, encode_for
+from .core.deflate import Deflate
+from .core.frames import CLOSE_INTERNAL_ERROR, CLOSE_SLOW_CONSUMER, Encoding, MessageFrames
 from .core.partitions import partition_of_segment
 from .core.publication import Publication
 from .core.trie import SubscriberTrie
@@ -32,6 +33,8 @@ class Subscriber(Protocol):
 
     #: How it takes messages (see frames.encode_for).
     encoding: Encoding
+    #: How messages to it are compressed (None: uncompressed); see core/deflate.py.
+    deflate: Deflate | None
 
     @property
     def recovering(self) -> bool:
@@ -162,19 +165,21 @@ class Hub:
             targets = trie.subscribers(target.name) + trie.watchers(target.name, False)
         if not targets:
             return 0
-        groups: dict[Encoding, list[Subscriber]] = {}
+        groups: dict[tuple[Encoding, Deflate | None], list[Subscriber]] = {}
         for subscriber in targets:
-            groups.setdefault(subscriber.encoding, []).append(subscriber)
+            groups.setdefault((subscriber.encoding, subscriber.deflate), []).append(subscriber)
         sent = 0
-        # Encoded once per encoding, whatever the number of subscribers.
-        for encoding, members in groups.items():
-            parts = [
-                (
-                    p.position.seq if p.position is not None else 0,
-                    encode_for(encoding, str(p.position), p.payload, str(p.target)),
-                )
-                for p in run
-            ]
+        # Encoded (and compressed) once per encoding and compression
+        # parameter set, whatever the number of subscribers.
+        messages = [
+            (
+                p.position.seq if p.position is not None else 0,
+                MessageFrames(str(p.position), p.payload, str(p.target)),
+            )
+            for p in run
+        ]
+        for (encoding, deflate), members in groups.items():
+            parts = [(seq, frames.frame(encoding, deflate)) for seq, frames in messages]
             for chunk in _chunks(parts, _MAX_JOINED):
                 sent += self.broadcast(members, chunk)
         return sent

@@ -17,6 +17,7 @@ from typing import Protocol
 
 from .brokers.base import BrokerUnavailable
 from .core.channels import Target
+from .core.deflate import Deflate
 from .core.frames import CLOSE_SLOW_CONSUMER, Encoding
 from .core.publication import Position, Recovery
 from .core.resume import Overflow, Resume
@@ -54,6 +55,7 @@ class Subscription:
         "_pending",
         "_resume",
         "_transport",
+        "deflate",
         "encoding",
         "node",
         "target",
@@ -74,6 +76,8 @@ class Subscription:
         self.user = user
         self.target = target
         self.encoding = encoding
+        #: How messages to this client are compressed: set from its handshake, before it starts.
+        self.deflate: Deflate | None = None
         self._resume = Resume(since, node.hub.max_buffered_bytes) if since is not None else None
         self._transport: Transport | None = None
         # Frames written before the transport exists, and a close asked for then.

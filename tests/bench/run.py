@@ -21,7 +21,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from tests.bench import nchan, presence, redis_modes, soak
+from tests.bench import compression, nchan, presence, redis_modes, soak
 from tests.bench.client import proc_cpu, raise_nofile
 from tests.bench.report import comparison, table
 from tests.bench.scenarios import batch_publish, fanout, handshakes, idle, latency, publish_only
@@ -175,6 +175,10 @@ async def main_scenarios(options: argparse.Namespace) -> list[dict[str, Any]]:
     deadline = time.monotonic() + options.budget
     with ours() as target:
         results += await suite(target, options)
+        if options.compression:
+            results += await compression.suite(
+                target, options.subscribers, options.messages, options.idle
+            )
     results += await token_handshakes(options)
     if options.nchan:
         with nchan.nchan(workers=1) as target:
@@ -219,6 +223,12 @@ def main() -> int:
     parser.add_argument("--idle", type=int, default=2000, help="idle WebSockets")
     parser.add_argument("--handshakes", type=int, default=2000, help="handshakes, each way")
     parser.add_argument("--no-redis", action="store_true", help="skip the 2-process scenarios")
+    parser.add_argument(
+        "--compression",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="the permessage-deflate scenarios (2 KiB JSON fan-out with and without, idle RSS)",
+    )
     parser.add_argument(
         "--redis-modes",
         default="standalone,sentinel,cluster",

@@ -86,18 +86,6 @@ ALLOWANCES = (
         "text whenever they are valid UTF-8 (README: Subscribe), and b'' is; the sender's "
         "opcode is not carried",
     ),
-    Allowance(
-        "12.*",
-        "UNIMPLEMENTED",
-        "OK",
-        "no permessage-deflate, on purpose: frames are encoded once for every subscriber",
-    ),
-    Allowance(
-        "13.*",
-        "UNIMPLEMENTED",
-        "OK",
-        "no permessage-deflate, on purpose: frames are encoded once for every subscriber",
-    ),
 )
 
 _STRICT = Allowance("*", "OK", "OK", "")

@@ -45,11 +45,16 @@ class AgentResult:
         return len(self.regressions) + len(self.problems)
 
 
-def judge(agent: str, results: Mapping[str, Mapping[str, Any]]) -> AgentResult:
-    """Judge one agent's ``{case: {"behavior": ..., "behaviorClose": ...}}`` results."""
+def judge(
+    agent: str, results: Mapping[str, Mapping[str, Any]], expected: int | None = CASES
+) -> AgentResult:
+    """Judge one agent's ``{case: {"behavior": ..., "behaviorClose": ...}}`` results.
+
+    ``expected`` is how many cases there must be (None for a subset).
+    """
     outcome = AgentResult(agent, cases=len(results))
-    if len(results) != CASES:
-        outcome.problems.append(f"{len(results)} cases reported, {CASES} expected")
+    if expected is not None and len(results) != expected:
+        outcome.problems.append(f"{len(results)} cases reported, {expected} expected")
     for case in sorted(results, key=case_key):
         behavior = str(results[case].get("behavior"))
         close = str(results[case].get("behaviorClose"))
@@ -68,7 +73,9 @@ def judge(agent: str, results: Mapping[str, Mapping[str, Any]]) -> AgentResult:
     return outcome
 
 
-def judge_report(index: Mapping[str, Any], agents: Sequence[str] = ()) -> list[AgentResult]:
+def judge_report(
+    index: Mapping[str, Any], agents: Sequence[str] = (), expected: int | None = CASES
+) -> list[AgentResult]:
     """Judge every agent of an index.json (each of ``agents`` must be there)."""
     outcomes = []
     for agent in agents or sorted(index):
@@ -77,7 +84,7 @@ def judge_report(index: Mapping[str, Any], agents: Sequence[str] = ()) -> list[A
             missing.problems.append("no results for this agent")
             outcomes.append(missing)
         else:
-            outcomes.append(judge(agent, index[agent]))
+            outcomes.append(judge(agent, index[agent], expected))
     if not outcomes:
         missing = AgentResult("(none)")
         missing.problems.append("the report has no agents")

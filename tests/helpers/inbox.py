@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+from tornado_channels.core.deflate import Deflate
 from tornado_channels.core.frames import Encoding
 
 
@@ -16,6 +17,7 @@ class Inbox:
         self.arrived = asyncio.Event()
 
     encoding = Encoding.RAW
+    deflate: Deflate | None = None
     recovering = False
 
     def send_frame(self, frame: bytes, seq: int = 0) -> None:

@@ -29,11 +29,13 @@ def test_library_and_command_line_defaults_are_the_same() -> None:
 def test_every_declared_setting_has_a_flag_and_an_environment_variable() -> None:
     """Each field is settable as --name and TORNADO_CHANNELS_NAME, and both reach the settings."""
     for _title, cls in GROUPS:
-        for field, _about in declare.declared(cls):
+        for field, about in declare.declared(cls):
             sample = {"bool": "1", "int": "7", "float": "2.5", "str": "x", "optional": "k"}
             text = sample.get(declare.kind(field), "a,b")
             if field.name in ("event_loop", "log_level"):
                 text = "asyncio" if field.name == "event_loop" else "debug"
+            elif about.choices:
+                text = about.choices[-1]
             from_env = parse_settings([], environ={declare.env_name(field): text})
             group = {ServerSettings: "server", BrokerSettings: "broker", ChannelConfig: "channels"}
             value = getattr(getattr(from_env, group[cls]), field.name)

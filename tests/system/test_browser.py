@@ -737,3 +737,56 @@ def test_a_page_without_the_token_its_channel_needs_says_so(servers: Start) -> N
             assert browser.errors() == []
 
     run(scenario())
+
+
+CHANNELS = "[...document.querySelectorAll('#messages li.message .channel')].map(e => e.textContent)"
+
+
+@pytest.mark.parametrize("transport", ["websocket", "sse"])
+def test_a_subtree_page_shows_everything_below_labelled_by_channel(
+    servers: Start, transport: str
+) -> None:
+    """/users/ in a browser: each message below it once, with its channel; nothing beside it."""
+    server = servers()
+
+    async def scenario() -> None:
+        async with Browser() as browser:
+            await browser.goto(server.url + f"/users/?transport={transport}")
+            await browser.until(LIVE)
+            assert await browser.evaluate(TRANSPORT) == transport
+            assert await browser.evaluate("document.getElementById('send') === null")
+            for path, text in [
+                ("/users/1", "one"),
+                ("/userspace/1", "beside"),
+                ("/users/2/inbox", "<b>two</b>"),
+                ("/users/", "all"),
+            ]:
+                assert (await post(server.url + path, text)).code == 202
+            await browser.until(bodies_are(["one", "<b>two</b>", "all"]))
+            assert await browser.evaluate(CHANNELS) == ["users/1", "users/2/inbox", "users/"]
+            assert browser.errors() == []
+
+    run(scenario())
+
+
+def test_the_page_shows_the_live_subscriber_count(servers: Start) -> None:
+    """The channel page counts its subscribers, itself included, and follows them."""
+    server = servers()
+    count = "document.getElementById('presence').dataset.subscribers"
+
+    async def scenario() -> None:
+        async with Browser() as browser:
+            await browser.goto(server.url + "/room/1")
+            await browser.until(LIVE)
+            await browser.until(f"{count} === '1'", timeout=15)
+            others = [await connect(server.ws_url + "/room/1") for _ in range(2)]
+            await browser.until(f"{count} === '3'", timeout=15)
+            assert "3 subscribers" in await browser.evaluate(
+                "document.getElementById('presence').textContent"
+            )
+            for ws in others:
+                ws.close()
+            await browser.until(f"{count} === '1'", timeout=15)
+            assert browser.errors() == []
+
+    run(scenario())

@@ -313,11 +313,14 @@ class ChannelListTest(ChannelsTestCase):
             self.assertIn(kind, response.headers["Content-Type"])
 
     @gen_test
-    async def test_subtree_page_is_refused(self) -> None:
-        """GET /users/ is a subtree, not a page: 400 with JSON."""
-        response = await self.http_client.fetch(self.get_url("/users/"), raise_error=False)
-        self.assertEqual(response.code, 400)
-        self.assertIn("subtree", json.loads(response.body)["message"])
+    async def test_a_subtree_page_watches_everything_below_without_a_send_box(self) -> None:
+        """GET /users/ is the live page of the subtree: no send box, its presence URL."""
+        response = await self.http_client.fetch(self.get_url("/users/"))
+        page = response.body.decode()
+        self.assertEqual(response.code, 200)
+        self.assertIn('data-subtree="1"', page)
+        self.assertIn('data-presence-url="/_/presence/users/"', page)
+        self.assertNotIn('id="send"', page)
 
 
 class SubscriptionLifecycleTest(ChannelsTestCase):

@@ -11,7 +11,7 @@ from tornado.httpclient import HTTPRequest
 from tornado.httputil import HTTPServerRequest
 from tornado.testing import AsyncHTTPSTestCase, gen_test
 from tornado.web import Application
-from tornado.websocket import websocket_connect
+from tornado.websocket import WebSocketClientConnection, websocket_connect
 
 from tornado_channels import Channel, ChannelHooks, MemoryBroker, Node, make_app
 
@@ -125,3 +125,48 @@ class BurstTest(NodeAppTestCase):
         expected = [f"m{i}" for i in range(200)]
         self.assertEqual([await receive(listener) for _ in range(200)], expected)
         self.assertEqual([await receive(sender) for _ in range(200)], expected)
+
+
+class CompressionTest(NodeAppTestCase):
+    """permessage-deflate on a mounted application (Tornado's own HTTPServer)."""
+
+    BIG = json.dumps([{"id": i, "name": f"user{i}"} for i in range(100)])
+
+    async def deflating_client(self, path: str) -> WebSocketClientConnection:
+        conn = await websocket_connect(
+            f"ws://127.0.0.1:{self.get_http_port()}{path}", compression_options={}
+        )
+        self.clients.append(conn)
+        return conn
+
+    @gen_test(timeout=WAIT * 2)
+    async def test_tornado_client_gets_exact_messages_and_its_own_back(self) -> None:
+        """Tornado's deflating client negotiates, gets text exactly, and its messages echo."""
+        conn = await self.deflating_client("/deflate")
+        assert conn.headers["Sec-WebSocket-Extensions"].startswith(
+            "permessage-deflate; server_no_context_takeover"
+        )
+        await self.publish("/deflate", self.BIG)
+        assert await receive(conn) == self.BIG
+        await self.publish("/deflate", "small")
+        assert await receive(conn) == "small"
+        await conn.write_message(self.BIG)
+        assert await receive(conn) == self.BIG
+
+
+class CompressionOffTest(NodeAppTestCase):
+    """make_app(..., compression="off") never agrees to permessage-deflate."""
+
+    def make_app(self, node: Node) -> Application:
+        return make_app(node, compression="off")
+
+    @gen_test(timeout=WAIT * 2)
+    async def test_an_offer_is_ignored(self) -> None:
+        """The 101 carries no extension, and messages arrive as before."""
+        conn = await websocket_connect(
+            f"ws://127.0.0.1:{self.get_http_port()}/off", compression_options={}
+        )
+        self.clients.append(conn)
+        assert "Sec-WebSocket-Extensions" not in conn.headers
+        await self.publish("/off", CompressionTest.BIG)
+        assert await receive(conn) == CompressionTest.BIG

@@ -2,7 +2,10 @@
 
 Server-to-client frames are never masked (RFC 6455, section 5.1), so the same
 frame bytes can be written to every subscriber of a channel: a message is
-framed once per process, not once per connection.
+framed once per process, not once per connection.  Compressed too: a
+:class:`MessageFrames` makes each of a message's frames once, per encoding and
+per compression parameter set (see core/deflate.py), however many
+subscribers take it.
 """
 
 from __future__ import annotations
@@ -11,6 +14,8 @@ import base64
 import enum
 import json
 import struct
+
+from .deflate import Deflate
 
 OPCODE_TEXT = 0x1
 OPCODE_BINARY = 0x2
@@ -46,16 +51,23 @@ def is_text(payload: bytes) -> bool:
     return True
 
 
-def encode_frame(payload: bytes, opcode: int | None = None) -> bytes:
+#: The first header bit an extension may use: permessage-deflate's "compressed".
+RSV1 = 0x40
+
+
+def encode_frame(payload: bytes, opcode: int | None = None, compressed: bool = False) -> bytes:
     """One unmasked, unfragmented frame carrying ``payload``.
 
     Without an explicit ``opcode``, valid UTF-8 is sent as text and anything
     else as binary, so subscribers receive exactly the published bytes.
+    ``compressed`` sets RSV1: ``payload`` is then a deflated message.
     """
     if opcode is None:
         opcode = OPCODE_TEXT if is_text(payload) else OPCODE_BINARY
     length = len(payload)
     first = 0x80 | opcode  # FIN set: never fragmented.
+    if compressed:
+        first |= RSV1
     if length < 126:
         header = struct.pack("!BB", first, length)
     elif length <= 0xFFFF:
@@ -170,6 +182,50 @@ def encode_for(encoding: Encoding, position: str, payload: bytes, target: str = 
     if encoding is Encoding.SSE_LABELLED:
         return sse_labelled_event(position, payload, target)
     return sse_event(position, payload)
+
+
+class MessageFrames:
+    """One message's frames, each made once: per encoding, and per compression parameter set.
+
+    The hub asks it for the frame of every group of subscribers that take
+    the message alike; the first ask makes the frame, the others get the
+    same bytes.  A message below a parameter set's threshold (or that would
+    not shrink) is the uncompressed frame, made once for all.
+    """
+
+    __slots__ = ("_made", "payload", "position", "target")
+
+    def __init__(self, position: str, payload: bytes, target: str = "") -> None:
+        self.position = position
+        self.payload = payload
+        self.target = target
+        self._made: dict[tuple[Encoding, Deflate | None], bytes] = {}
+
+    def frame(self, encoding: Encoding, deflate: Deflate | None = None) -> bytes:
+        """The message for subscribers with ``encoding`` and ``deflate`` (None: uncompressed)."""
+        if encoding in (Encoding.SSE, Encoding.SSE_LABELLED):
+            deflate = None  # Not a WebSocket: nothing to negotiate.
+        key = (encoding, deflate)
+        frame = self._made.get(key)
+        if frame is None:
+            frame = self._made[key] = self._make(encoding, deflate)
+        return frame
+
+    def _make(self, encoding: Encoding, deflate: Deflate | None) -> bytes:
+        if deflate is None:
+            return encode_for(encoding, self.position, self.payload, self.target)
+        if encoding is Encoding.RAW:
+            body, opcode = self.payload, None
+        else:
+            target = self.target if encoding is Encoding.LABELLED else None
+            body, opcode = envelope(self.position, self.payload, target), OPCODE_TEXT
+        compressed = deflate.compress(body)
+        if compressed is None:
+            return self.frame(encoding, None)
+        if opcode is None:
+            # The opcode says what the published bytes are, not the deflated ones.
+            opcode = OPCODE_TEXT if is_text(body) else OPCODE_BINARY
+        return encode_frame(compressed, opcode, compressed=True)
 
 
 def outcome_for(encoding: Encoding, **fields: object) -> bytes:

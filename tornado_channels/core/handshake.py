@@ -56,9 +56,16 @@ def accept_key(key: str) -> bytes:
     return base64.b64encode(hashlib.sha1(key.encode() + _GUID).digest())
 
 
-def switching_protocols(key: str) -> bytes:
-    """The whole 101 answer to a handshake with ``key``."""
+def switching_protocols(key: str, extensions: str | None = None) -> bytes:
+    """The whole 101 answer to a handshake with ``key``, agreeing to ``extensions`` if given."""
+    agreed = (
+        b"Sec-WebSocket-Extensions: " + extensions.encode("ascii") + b"\r\n" if extensions else b""
+    )
     return (
         b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
-        b"Connection: Upgrade\r\nSec-WebSocket-Accept: " + accept_key(key) + b"\r\n\r\n"
+        b"Connection: Upgrade\r\nSec-WebSocket-Accept: "
+        + accept_key(key)
+        + b"\r\n"
+        + agreed
+        + b"\r\n"
     )

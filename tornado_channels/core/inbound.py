@@ -12,7 +12,12 @@ connection:
 - 1007: a text message (or close reason) that is not UTF-8, found as soon as a
   fragment proves it (Autobahn's "fail fast");
 - 1009: a message larger than the maximum, found from the frame header,
-  before its payload is buffered.
+  before its payload is buffered; or, for a compressed message, as soon as
+  inflating it would pass the maximum (before that memory is spent).
+
+With an :class:`~.deflate.Inflater` (permessage-deflate was agreed), a data
+message whose first frame has RSV1 set is compressed: it is inflated fragment
+by fragment, and checked as the inflated bytes arrive.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import codecs
 import struct
 from dataclasses import dataclass
 
+from .deflate import InflateError, Inflater
 from .frames import (
     CLOSE_INVALID_PAYLOAD,
     CLOSE_MESSAGE_TOO_BIG,
@@ -28,6 +34,7 @@ from .frames import (
     OPCODE_BINARY,
     OPCODE_CLOSE,
     OPCODE_TEXT,
+    RSV1,
 )
 
 OPCODE_CONTINUATION = 0x0
@@ -121,14 +128,29 @@ class _Failed(Exception):
 class FrameReader:
     """Parses a client's frames incrementally; holds nothing between messages but a partial frame.
 
-    ``max_message_size`` bounds a whole message (all its fragments).  After an
-    error the reader must not be fed again.
+    ``max_message_size`` bounds a whole message (all its fragments), inflated
+    or not.  ``inflater`` reads compressed messages (None: RSV1 is refused).
+    After an error the reader must not be fed again.
     """
 
-    __slots__ = ("_buffer", "_fragment_opcode", "_fragment_size", "_fragments", "_utf8", "limit")
+    __slots__ = (
+        "_buffer",
+        "_compressed",
+        "_fragment_opcode",
+        "_fragment_size",
+        "_fragments",
+        "_inflated",
+        "_utf8",
+        "inflater",
+        "limit",
+    )
 
-    def __init__(self, max_message_size: int) -> None:
+    def __init__(self, max_message_size: int, inflater: Inflater | None = None) -> None:
         self.limit = max_message_size
+        self.inflater = inflater
+        # Whether the message being reassembled is compressed, and its inflated size so far.
+        self._compressed = False
+        self._inflated = 0
         # A partial frame, kept until the rest arrives.
         self._buffer = bytearray()
         # The message being reassembled from fragments, when there is one.
@@ -187,7 +209,7 @@ class FrameReader:
             pos = start + length
             frames += 1
             try:
-                inbound = self._frame(first & 0x80, first & 0x0F, payload)
+                inbound = self._frame(first & 0x80, first & 0x0F, payload, first & RSV1)
             except ProtocolError as error:
                 raise _Failed(done, frames, error) from None
             if inbound is not None:
@@ -207,7 +229,11 @@ class FrameReader:
         """Refuse a frame from its header alone, before its payload is buffered."""
         opcode = first & 0x0F
         if first & 0x70:
-            raise ProtocolError(CLOSE_PROTOCOL_ERROR, "reserved bits set (no extension agreed)")
+            if first & 0x30 or self.inflater is None:
+                raise ProtocolError(CLOSE_PROTOCOL_ERROR, "reserved bits set (no extension agreed)")
+            if opcode not in _DATA:
+                # RSV1 marks a message compressed: its first frame only, never control frames.
+                raise ProtocolError(CLOSE_PROTOCOL_ERROR, "RSV1 set on a control or continuation")
         if not second & 0x80:
             raise ProtocolError(CLOSE_PROTOCOL_ERROR, "client frames must be masked")
         if opcode in _CONTROL:
@@ -219,12 +245,33 @@ class FrameReader:
             if length >> 63:
                 raise ProtocolError(CLOSE_PROTOCOL_ERROR, "payload length with its top bit set")
             before = self._fragment_size if opcode == OPCODE_CONTINUATION else 0
-            if before + length > self.limit:
+            if before + length > self._wire_limit(first, opcode):
                 raise ProtocolError(CLOSE_MESSAGE_TOO_BIG, "message too big")
         else:
             raise ProtocolError(CLOSE_PROTOCOL_ERROR, f"reserved opcode {opcode}")
 
-    def _frame(self, fin: int, opcode: int, payload: bytes) -> Inbound | None:
+    def _wire_limit(self, first: int, opcode: int) -> int:
+        """The most bytes a message may take on the wire.
+
+        A compressed message's inflated size is bounded as it inflates; on the
+        wire it may be a little larger than the maximum when it did not
+        shrink (deflate's stored blocks: 5 bytes in 64 KiB).
+        """
+        compressed = first & RSV1 if opcode != OPCODE_CONTINUATION else self._compressed
+        return self.limit + (self.limit >> 12) + 64 if compressed else self.limit
+
+    def _inflate(self, payload: bytes, fin: int) -> bytes:
+        """A compressed message's next fragment, inflated within the maximum."""
+        assert self.inflater is not None
+        try:
+            out = self.inflater.inflate(payload, self.limit - self._inflated, bool(fin))
+        except InflateError as error:
+            code = CLOSE_MESSAGE_TOO_BIG if error.too_big else CLOSE_INVALID_PAYLOAD
+            raise ProtocolError(code, error.reason) from None
+        self._inflated += len(out)
+        return out
+
+    def _frame(self, fin: int, opcode: int, payload: bytes, rsv1: int = 0) -> Inbound | None:
         """One whole frame: a completed message or control frame, or None mid-message."""
         if opcode in _CONTROL:
             if opcode != OPCODE_CLOSE:
@@ -239,8 +286,10 @@ class FrameReader:
         if opcode == OPCODE_CONTINUATION:
             if self._fragments is None:
                 raise ProtocolError(CLOSE_PROTOCOL_ERROR, "continuation frame with no message")
-            self._fragments.append(payload)
             self._fragment_size += len(payload)
+            if self._compressed:
+                payload = self._inflate(payload, fin)
+            self._fragments.append(payload)
             self._check_text(payload, final=bool(fin))
             if not fin:
                 return None
@@ -248,10 +297,17 @@ class FrameReader:
             self._fragments = None
             self._fragment_size = 0
             self._utf8 = None
+            self._compressed = False
+            self._inflated = 0
             return message
         if self._fragments is not None:
             raise ProtocolError(CLOSE_PROTOCOL_ERROR, "new message inside a fragmented one")
+        wire_size = len(payload)
+        if rsv1:
+            self._inflated = 0
+            payload = self._inflate(payload, fin)
         if fin:
+            self._inflated = 0
             if opcode == OPCODE_TEXT:
                 try:
                     payload.decode("utf-8")
@@ -260,7 +316,8 @@ class FrameReader:
             return Inbound(opcode, payload)
         self._fragments = [payload]
         self._fragment_opcode = opcode
-        self._fragment_size = len(payload)
+        self._fragment_size = wire_size
+        self._compressed = bool(rsv1)
         if opcode == OPCODE_TEXT:
             self._utf8 = codecs.getincrementaldecoder("utf-8")()
             self._check_text(payload, final=False)

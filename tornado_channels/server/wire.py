@@ -255,6 +255,8 @@ class HTTPWire(asyncio.Protocol):
 
     def __init__(self, server: WireServer) -> None:
         self.server = server
+        # Kept: get_running_loop() asks the OS for the pid on every call.
+        self._loop = asyncio.get_running_loop()
         self.transport: asyncio.Transport | None = None
         self.reader = RequestReader()
         self.exchange: Exchange | None = None
@@ -330,7 +332,7 @@ class HTTPWire(asyncio.Protocol):
 
     def write(self, data: bytes) -> asyncio.Future[None]:
         """Write ``data``; the future resolves once the transport can take more."""
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[None] = self._loop.create_future()
         transport = self.transport
         if transport is None or transport.is_closing():
             future.set_exception(StreamClosedError())
@@ -488,7 +490,7 @@ class HTTPWire(asyncio.Protocol):
         if not self._advancing:
             # Pipelined requests may be waiting; read them on the next pass,
             # not deeper in this stack.
-            asyncio.get_running_loop().call_soon(self._advance)
+            self._loop.call_soon(self._advance)
 
     # Refusing and closing
 
@@ -578,7 +580,7 @@ class HTTPWire(asyncio.Protocol):
     def _set_timer(self, delay: float, callback: Callable[[], None]) -> None:
         self._cancel_timer()
         if delay > 0:
-            self._timer = asyncio.get_running_loop().call_later(delay, callback)
+            self._timer = self._loop.call_later(delay, callback)
 
     def _cancel_timer(self) -> None:
         if self._timer is not None:

@@ -27,6 +27,17 @@ class ChannelConfig:
         "largest message in bytes: POST bodies over it get 413, WebSocket messages 1009",
         metavar="BYTES",
     )
+    compression: str = setting(
+        "on",
+        "permessage-deflate for WebSocket clients that offer it: each message compressed once "
+        "for every client that agreed alike, none kept per connection (off: never compress)",
+        choices=("on", "off"),
+    )
+    compression_threshold: int = setting(
+        256,
+        "messages smaller than this go to WebSocket clients uncompressed (they gain little)",
+        metavar="BYTES",
+    )
     ping_interval: float = setting(
         20.0,
         "seconds between WebSocket pings (0 disables them); below any proxy's read timeout",
@@ -113,6 +124,8 @@ class ChannelConfig:
             raise ValueError(f"prefix must start and end with '/': {self.prefix!r}")
         if self.max_message_size < 1:
             raise ValueError("max_message_size must be positive")
+        if self.compression_threshold < 0:
+            raise ValueError("compression_threshold must not be negative")
         if self.max_batch_messages < 1 or self.max_batch_bytes < 1:
             raise ValueError("max_batch_messages and max_batch_bytes must be positive")
 

@@ -26,6 +26,7 @@ from typing import Protocol, cast
 from tornado.ioloop import PeriodicCallback
 from tornado.iostream import IOStream, StreamClosedError
 
+from ..core.deflate import Inflater
 from ..core.frames import CLOSE_SLOW_CONSUMER, OPCODE_CLOSE, close_frame, encode_frame
 from ..core.inbound import NO_STATUS, OPCODE_PING, OPCODE_PONG, FrameReader
 from . import _tornado
@@ -69,6 +70,8 @@ class WebSocketConnection(asyncio.Protocol):
 
     ``handshake`` (the 101 response) is written first, then ``leftover``
     (bytes the client sent right after its request) is read as frames.
+    ``inflater`` reads its compressed messages, when it agreed to
+    permessage-deflate; what is sent to it comes compressed already.
     """
 
     __slots__ = (
@@ -96,11 +99,12 @@ class WebSocketConnection(asyncio.Protocol):
         leftover: bytes,
         max_message_size: int,
         heartbeat: Heartbeat | None,
+        inflater: Inflater | None = None,
     ) -> None:
         self.owner = owner
         self._handshake = handshake
         self._leftover = leftover
-        self.reader = FrameReader(max_message_size)
+        self.reader = FrameReader(max_message_size, inflater)
         self.heartbeat = heartbeat
         self.transport: asyncio.WriteTransport | None = None
         self.fd = -1

@@ -54,18 +54,11 @@ class ChannelHandler(JSONErrorsMixin):
     def get(self, path: str) -> None:
         """The channel's live page, or the home page for the root."""
         target = self.target
-        if isinstance(target, Subtree) and target.prefix:
-            raise ApiError(
-                400,
-                "invalid_channel",
-                f"'{target}' ends with '/' and names a subtree: subtrees can be "
-                "published to, not viewed",
-            )
         self.set_header("Content-Security-Policy", CONTENT_SECURITY_POLICY)
         self.set_header("X-Content-Type-Options", "nosniff")
         self.set_header("Referrer-Policy", "same-origin")
         namespace = {"static": self.config.static_prefix, "home": self.config.prefix}
-        if isinstance(target, Channel):
+        if isinstance(target, Channel) or target.prefix:
             # A token the page carries is checked as its connection will check it
             # (401, 403). Without one the page still loads (it shows nothing but
             # the name in its URL) and says the channel needs a token, unless it
@@ -75,7 +68,10 @@ class ChannelHandler(JSONErrorsMixin):
                 self.guard.subscriber(self.request, target)
                 needs_token = False
             page = self.templates.load("channel.html").generate(
-                channel=target.name,
+                # A subtree's page shows everything below it, labelled by channel.
+                channel=str(target),
+                subtree=isinstance(target, Subtree),
+                presence_url=f"{self.config.prefix}_/presence/{self.path_kwargs['path']}",
                 publish_url=self._url_without_query(),
                 needs_token=needs_token,
                 **namespace,

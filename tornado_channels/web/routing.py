@@ -140,6 +140,12 @@ def channel_routes(
         Heartbeat(config.ping_interval, config.ping_timeout) if config.ping_interval else None
     )
     return [
+        # First: a POST to a channel, the hottest request, is matched by the first rule tried
+        # (the kinds are exclusive, and no channel lies under _/, so order is free).
+        Rule(
+            ChannelMatcher(prefix, kind="publish"),
+            PublishEndpoint(node, hooks, config, in_flight, guard),
+        ),
         Rule(PathMatches(prefix + "_/health"), HealthHandler, {"node": node}),
         Rule(
             PathMatches(prefix + "_/publish"),
@@ -163,10 +169,6 @@ def channel_routes(
             {**shared, "heartbeat": heartbeat},
         ),
         Rule(ChannelMatcher(prefix, kind="events"), ChannelEventsHandler, shared),
-        Rule(
-            ChannelMatcher(prefix, kind="publish"),
-            PublishEndpoint(node, hooks, config, in_flight, guard),
-        ),
         Rule(
             ChannelMatcher(prefix, kind="http"),
             ChannelHandler,

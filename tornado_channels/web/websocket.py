@@ -9,6 +9,10 @@ goes to a :class:`~.connection.WebSocketConnection` on the event loop's own
 transport, reporting to a :class:`~.chat.Chat`; the hub holds the
 :class:`~tornado_channels.subscription.Subscription`.
 
+A client that offers permessage-deflate gets it (unless ``--compression off``),
+in the shared form of core/deflate.py: its subscription names the parameter
+set, and the hub hands it the frame compressed once for all alike.
+
 Plain clients get each payload as it was published.  With ``?positions=1``
 they get JSON envelopes with positions, and with ``?since=<position>`` they
 first get what they missed since then.
@@ -21,6 +25,7 @@ import logging
 
 from tornado.iostream import IOStream
 
+from ..core.deflate import Agreement, negotiate
 from ..core.frames import CLOSE_INTERNAL_ERROR, Encoding
 from ..core.handshake import HandshakeError, client_key, switching_protocols
 from ..node import Node
@@ -75,12 +80,16 @@ class ChannelSocketHandler(JSONErrorsMixin):
             guard=self.guard,
             trusted=self.settings.get("trusted_origins", ()),
         )
+        agreement = self._compression()
+        if agreement is not None:
+            admission.subscription.deflate = agreement.outbound
         subscription = await start(admission, self.config.token_leeway)
         chat = Chat(
             subscription, self.request, self.hooks, self.config, self.guard, admission.claims
         )
+        answer = switching_protocols(key, agreement.response if agreement is not None else None)
         try:
-            await self._take_over(switching_protocols(key), chat)
+            await self._take_over(answer, chat, agreement)
         except BaseException:
             subscription.end()
             raise
@@ -91,12 +100,25 @@ class ChannelSocketHandler(JSONErrorsMixin):
             log.exception("resuming a subscriber failed")
             subscription.close(CLOSE_INTERNAL_ERROR, "internal error")
 
-    async def _take_over(self, handshake: bytes, chat: Chat) -> None:
+    def _compression(self) -> Agreement | None:
+        """What the client's permessage-deflate offers come to (None: no compression)."""
+        if self.config.compression != "on":
+            return None
+        offers = self.request.headers.get("Sec-WebSocket-Extensions")
+        return negotiate(offers, self.config.compression_threshold)
+
+    async def _take_over(self, handshake: bytes, chat: Chat, agreement: Agreement | None) -> None:
         """Move the socket to a WebSocketConnection on the loop's transport; it answers 101."""
+        inflater = agreement.inflater() if agreement is not None else None
 
         def connect(leftover: bytes) -> WebSocketConnection:
             chat.connection = WebSocketConnection(
-                chat, handshake, leftover, self.config.max_message_size, self.heartbeat
+                chat,
+                handshake,
+                leftover,
+                self.config.max_message_size,
+                self.heartbeat,
+                inflater,
             )
             return chat.connection
 

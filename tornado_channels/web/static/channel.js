@@ -157,6 +157,13 @@ function showMessage(message) {
     text = message.bytes ? hexPreview(message.bytes) : "[binary, undecodable]";
   }
   const item = makeItem(binary ? "message binary" : "message", text);
+  if (typeof message.channel === "string") {
+    // On a subtree's page: which channel (or subtree) it was published to.
+    const label = document.createElement("span");
+    label.className = "channel";
+    label.textContent = message.channel;
+    item.insertBefore(label, item.lastElementChild);
+  }
   insertItem(item, null);
   if (recovering && firstReplayed === null) {
     firstReplayed = item;
@@ -291,7 +298,8 @@ async function publish(text) {
   showError("Could not publish (" + response.status + "): " + (message || response.statusText));
 }
 
-formEl.addEventListener("submit", (event) => {
+// A subtree's page has no form: a message has no single channel to go to.
+formEl?.addEventListener("submit", (event) => {
   event.preventDefault();
   const text = inputEl.value;
   if (!text) {
@@ -311,6 +319,62 @@ formEl.addEventListener("submit", (event) => {
   inputEl.value = "";
   inputEl.focus();
 });
+
+// Presence ----------------------------------------------------------------------
+
+// The live count of subscribers (on every process), refreshed every few
+// seconds while the page is visible; hidden where the server does not let
+// this page ask (a publish key or tokens without a grant: 401/403).
+const PRESENCE_EVERY_MS = 5000;
+const presenceEl = document.getElementById("presence");
+const presenceUrl = document.getElementById("main").dataset.presenceUrl;
+let presenceTimer = null;
+let presenceAsking = false;
+
+async function refreshPresence() {
+  presenceTimer = null;
+  if (!presenceEl || !presenceUrl || presenceAsking) {
+    return;
+  }
+  presenceAsking = true;
+  const url = new URL(presenceUrl, location.href);
+  if (token) {
+    url.searchParams.set("token", token);
+  }
+  if (url.pathname.endsWith("/")) {
+    url.searchParams.set("limit", "1"); // A subtree's total is all the page shows.
+  }
+  try {
+    const response = await fetch(url, { credentials: "same-origin", cache: "no-store" });
+    if (response.status === 401 || response.status === 403) {
+      presenceEl.hidden = true;
+      presenceAsking = false;
+      return; // Not ours to see: stop asking.
+    }
+    if (response.ok) {
+      const answer = await response.json();
+      const count = Number(answer.subscribers) || 0;
+      presenceEl.textContent = count + (count === 1 ? " subscriber" : " subscribers");
+      presenceEl.setAttribute("data-subscribers", String(count));
+      presenceEl.hidden = false;
+    }
+  } catch (err) {
+    // Offline or restarting: keep the last count and try again later.
+  }
+  presenceAsking = false;
+  if (!document.hidden) {
+    presenceTimer = setTimeout(refreshPresence, PRESENCE_EVERY_MS);
+  }
+}
+
+document.addEventListener("visibilitychange", () => {
+  if (!document.hidden && presenceTimer === null) {
+    refreshPresence();
+  }
+});
+if (client !== null) {
+  refreshPresence();
+}
 
 // Page lifecycle ----------------------------------------------------------------
 

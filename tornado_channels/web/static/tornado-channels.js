@@ -72,6 +72,8 @@ export function closeLabel(code) {
  * @property {string | null} position where the message sits in the channel
  *   (`<epoch>:<seq>`), or null when the server gave none
  * @property {string} data the text, exactly as published
+ * @property {string} [channel] where it was published (`users/2/inbox`, or a
+ *   subtree such as `users/`): set for subscriptions to a subtree (`/users/`)
  */
 
 /**
@@ -79,6 +81,7 @@ export function closeLabel(code) {
  * @property {string | null} position as for {@link TextMessage}
  * @property {Uint8Array | null} bytes the bytes as published, or null when
  *   the server's base64 could not be decoded
+ * @property {string} [channel] as for {@link TextMessage}
  */
 
 /** @typedef {TextMessage | BinaryMessage} Message */
@@ -492,13 +495,9 @@ function readWebSocketFrame(data) {
     return { message: { position: null, bytes: new Uint8Array(data) } };
   }
   const parsed = parseJson(data);
-  if (isObject(parsed) && typeof parsed.position === "string") {
-    if (typeof parsed.data === "string") {
-      return { message: { position: parsed.position, data: parsed.data } };
-    }
-    if (typeof parsed.binary === "string") {
-      return { message: binaryMessage(parsed.position, parsed.binary) };
-    }
+  const message = readEnvelope(parsed);
+  if (message !== null) {
+    return { message };
   }
   if (isObject(parsed) && typeof parsed.recovered === "boolean") {
     return { outcome: readOutcome(parsed) };
@@ -506,8 +505,34 @@ function readWebSocketFrame(data) {
   return { message: { position: null, data: String(data) } };
 }
 
+// A message envelope ({position, data | binary, channel?}), or null.
+function readEnvelope(parsed) {
+  if (!isObject(parsed) || typeof parsed.position !== "string") {
+    return null;
+  }
+  let message = null;
+  if (typeof parsed.data === "string") {
+    message = { position: parsed.position, data: parsed.data };
+  } else if (typeof parsed.binary === "string") {
+    message = binaryMessage(parsed.position, parsed.binary);
+  } else {
+    return null;
+  }
+  if (typeof parsed.channel === "string") {
+    message.channel = parsed.channel;
+  }
+  return message;
+}
+
+// Whether a URL subscribes to a subtree (its path ends with "/"): its
+// events then carry the labelled envelope as data.
+function isSubtree(url) {
+  return new URL(url).pathname.endsWith("/");
+}
+
 function openEventSource(url, sink) {
   const source = new EventSource(url);
+  const labelled = isSubtree(url);
   let wasOpen = false;
   let done = false;
 
@@ -531,7 +556,10 @@ function openEventSource(url, sink) {
     wasOpen = true;
     sink.open();
   });
-  on("message", (event) => sink.message({ position: event.lastEventId, data: event.data }));
+  on("message", (event) => {
+    const message = labelled ? readEnvelope(parseJson(event.data)) : null;
+    sink.message(message !== null ? message : { position: event.lastEventId, data: event.data });
+  });
   on("binary", (event) => sink.message(binaryMessage(event.lastEventId, event.data)));
   on("recovery", (event) => {
     const parsed = parseJson(event.data);
