@@ -29,6 +29,7 @@ COLUMNS: list[tuple[str, str, Callable[[Any], str]]] = [
     ("in_script_us_per_publish", "in-script µs/publish", lambda v: f"{v:.1f}"),
     ("redis_cpu_us_per_publish_by_master", "per master µs", lambda v: "/".join(map(str, v))),
     ("keys_by_master", "keys by master", lambda v: "/".join(map(str, v))),
+    ("max_growth_pct", "soak growth %", lambda v: f"{v:+.1f}"),
     ("presence_publish_s", "presence publish s", lambda v: f"{v:.2f}"),
     ("presence_redis_bytes_per_channel", "Redis B/channel", lambda v: f"{v:.0f}"),
     ("root_page_ms", "/ page ms", lambda v: f"{v:.1f}"),

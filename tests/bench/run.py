@@ -24,7 +24,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from tests.bench import clients, compression, nchan, presence, redis_modes
+from tests.bench import clients, compression, nchan, presence, redis_modes, soak
 from tests.bench.client import proc_cpu, raise_nofile
 from tests.bench.report import comparison, table
 from tests.bench.scenarios import batch_publish, fanout, handshakes, idle, latency, publish_only
@@ -164,6 +164,17 @@ async def two_process(
 
 async def main_async(options: argparse.Namespace) -> list[dict[str, Any]]:
     results: list[dict[str, Any]] = []
+    if options.soak_only:
+        return [await soak.soak(options, start_server)]
+    results += await main_scenarios(options)
+    if options.soak and not options.no_redis:
+        results.append(await soak.soak(options, start_server))
+    return results
+
+
+async def main_scenarios(options: argparse.Namespace) -> list[dict[str, Any]]:
+    """Everything but the soak."""
+    results: list[dict[str, Any]] = []
     deadline = time.monotonic() + options.budget
     with ours() as target:
         results += await suite(target, options)
@@ -230,6 +241,21 @@ def main() -> int:
         default="standalone,sentinel,cluster",
         help="Redis modes to run the publish and fan-out scenarios on ('' for none)",
     )
+    parser.add_argument(
+        "--soak", type=float, default=180.0, help="soak seconds, 2 processes on Redis (0: none)"
+    )
+    parser.add_argument(
+        "--soak-channels", type=int, default=120_000, help="distinct users' channels in the soak"
+    )
+    parser.add_argument("--soak-samples", type=int, default=24, help="points on the soak's curve")
+    parser.add_argument("--soak-age", type=float, default=10.0, help="the soak's --history-age")
+    parser.add_argument(
+        "--soak-broker",
+        choices=["redis", "memory"],
+        default="redis",
+        help="the soak on 2 processes and Redis, or on 1 process on its embedded broker",
+    )
+    parser.add_argument("--soak-only", action="store_true", help="run the soak and nothing else")
     parser.add_argument("--budget", type=float, default=150.0, help="skip 2-process past this (s)")
     options = parser.parse_args()
     if options.nchan and not nchan.installed():
@@ -248,6 +274,10 @@ def main() -> int:
     print(f"uvloop: {'used' if USING_UVLOOP else 'not installed, asyncio default loop'}; ", end="")
     print(f"CPUs: {os.cpu_count()}; runtime {runtime:.1f} s")
     print(table(results))
+    for r in results:
+        if r["scenario"] == "soak":
+            print()
+            print(soak.curve(r))
     for r in results:
         if r.get("client_cpu_s", 0) > 0.85 * r.get("wall_s", float("inf")):
             share = r["client_cpu_s"] / r["wall_s"]
@@ -273,10 +303,12 @@ def main() -> int:
         or r.get("out_of_order")
         or r.get("invalid")
         or r.get("error")
+        or r.get("flat") is False
     ]
     if bad:
         print(
-            f"FAIL: lost, duplicated, out-of-order or invalid messages, or errors, in {bad}",
+            "FAIL: lost, duplicated, out-of-order or invalid messages, errors, "
+            f"or memory not flat, in {bad}",
             file=sys.stderr,
         )
         return 1

@@ -197,3 +197,28 @@ def test_whatever_the_interleaving_redis_ends_up_holding_exactly_what_is_wanted(
     assert all(ledger.confirmed(key) for key in wanted)
     assert ledger.settled
     assert ledger.count == ledger.held() == len(wanted)
+
+
+@given(OPS)
+def test_once_every_subscription_is_released_the_ledger_holds_nothing(ops) -> None:  # type: ignore[no-untyped-def]
+    """Any interleaving, then every key released, planned and answered: no per-key state left."""
+    ledger, redis = SubscriptionLedger(), FakeConnection()
+    held: dict[bytes, int] = {}
+    for op, key in ops:
+        if op == "acquire":
+            ledger.acquire([key])
+            held[key] = held.get(key, 0) + 1
+        elif op == "release" and held.get(key):
+            ledger.release([key])
+            held[key] -= 1
+        elif op == "plan":
+            send_plan(ledger, redis)
+        elif op == "deliver":
+            redis.deliver(ledger, 1)
+    for key, count in held.items():
+        ledger.release([key] * count)
+    send_plan(ledger, redis)
+    redis.deliver(ledger)
+    assert (ledger.keys(), ledger.held(), redis.held) == ([], 0, set())
+    assert (ledger._interest, ledger._asked, ledger._dirty, ledger._pending) == ({}, set(), {}, {})
+    assert not ledger._expected

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from tornado_channels.core.channels import Channel, Subtree
 from tornado_channels.core.history import (
+    STREAM_GRACE,
     TOO_OLD,
     TRIMMED,
     Entry,
@@ -126,3 +127,15 @@ def test_idle_streams_are_dropped_and_resuming_before_them_fails() -> None:
     _, gap = history.recover([b"c:old"], Position("e", 0), now=20.0)
     assert gap
     assert not history.recover([b"c:old"], Position("e", 1), now=20.0)[1]
+
+
+def test_a_sweep_drops_every_idle_stream_without_a_publish() -> None:
+    """sweep() frees all streams idle past the age plus grace, keeps live ones, and counts them."""
+    history = MemoryHistory("e", max_age=10)
+    for n in range(100):
+        store(history, f"c:old{n}".encode(), now=0.0)
+    store(history, b"c:live", now=5.0)
+    assert history.sweep(now=10.0 + STREAM_GRACE) == 0
+    assert history.sweep(now=10.0 + STREAM_GRACE + 0.5) == 100
+    assert (len(history), history.keys_below(Subtree(""))) == (1, [b"c:live"])
+    assert history.marks() == 2  # seconds 0 and 5: both within the age

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from collections import Counter
 
 import pytest
@@ -162,3 +163,17 @@ def test_a_pruned_parent_can_be_subscribed_again():
     trie.discard("a/b", "y")
     trie.discard("a", "w")
     assert (trie._root.children, trie._index) == ({}, {})
+
+
+def test_any_mix_of_channels_and_watchers_leaves_nothing_once_all_leave():
+    """Subscribers and watchers of 2,000 random names, gone in random order, leave no node."""
+    rng = random.Random(18)
+    names = ["/".join(rng.choice("abc") for _ in range(rng.randint(1, 4))) for _ in range(2000)]
+    pairs = [(name, f"s{n}", bool(n % 3)) for n, name in enumerate(names)]
+    trie: SubscriberTrie[str] = SubscriberTrie()
+    for name, subscriber, channel in pairs:
+        (trie.add if channel else trie.watch)(name, subscriber)
+    rng.shuffle(pairs)
+    for name, subscriber, channel in pairs:
+        assert (trie.discard if channel else trie.unwatch)(name, subscriber)
+    assert (trie.nodes(), len(trie), trie._index) == (0, 0, {})

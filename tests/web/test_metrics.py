@@ -15,6 +15,7 @@ from tornado_channels import MemoryBroker, Node, make_app
 from tornado_channels.brokers.base import PublishOutcomeUnknown
 from tornado_channels.core.channels import parse_target
 from tornado_channels.core.idempotency import Idempotency
+from tornado_channels.core.presence import MAX_SEGMENTS
 from tornado_channels.core.publication import Publication, Receipt
 from tornado_channels.web.metrics import NodeMetrics
 
@@ -108,6 +109,21 @@ class MetricsEndpointTest(MetricsTestCase):
         self.assertEqual(value(samples, "tornado_channels_connections"), 2)
         self.assertEqual(value(samples, "tornado_channels_subscriptions"), 2)
         self.assertEqual(value(samples, "tornado_channels_channels"), 1)
+
+    @gen_test
+    async def test_no_series_per_channel(self) -> None:
+        """More channels add no series; more top-level segments, at most MAX_SEGMENTS + 1."""
+        await self.ws("/users/one")
+        self.assertEqual((await self.post("/users/one", b"x")).code, 202)
+        before = set(await self.metrics())
+        for n in range(30):
+            await self.ws(f"/users/{n}")
+            self.assertEqual((await self.post(f"/users/{n}/feed", b"x")).code, 202)
+        self.assertEqual(set(await self.metrics()), before)
+        for n in range(MAX_SEGMENTS + 10):
+            await self.ws(f"/s{n}/feed")
+        segments = [key for key in await self.metrics() if key[0].endswith("segment_subscriptions")]
+        self.assertEqual(len(segments), MAX_SEGMENTS + 1)  # the biggest, and "other"
 
     @gen_test
     async def test_connections_drop_when_a_client_leaves(self) -> None:

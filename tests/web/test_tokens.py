@@ -22,7 +22,7 @@ from tornado.websocket import websocket_connect
 
 from tornado_channels import ChannelHooks, Node, make_app
 from tornado_channels.core.frames import CLOSE_POLICY_VIOLATION, CLOSE_TOKEN_EXPIRED
-from tornado_channels.web.tokens import claims_of
+from tornado_channels.web.tokens import VERIFIED_CACHE, TokenVerifier, claims_of
 
 from ..helpers import EventStream, NodeAppTestCase, closed, receive, silent
 
@@ -410,3 +410,11 @@ def test_a_short_secret_is_refused_at_once() -> None:
     """An HMAC secret under 32 bytes cannot be configured (RFC 7518 3.2)."""
     with pytest.raises(ValueError, match="at least 32 bytes"):
         make_app(Node(), token_secret="short")
+
+
+def test_verified_tokens_are_remembered_within_a_bound() -> None:
+    """However many distinct tokens arrive, at most VERIFIED_CACHE are remembered."""
+    verifier = TokenVerifier(["s" * 32])
+    for user in range(VERIFIED_CACHE + 200):
+        verifier.verify(verifier.mint(f"u{user}", [f"users/{user}"]))
+    assert len(verifier._verified) == VERIFIED_CACHE

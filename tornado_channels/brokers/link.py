@@ -145,6 +145,13 @@ class Link:
     def release(self, keys: Sequence[bytes]) -> None:
         """Release ``keys``; the sender UNSUBSCRIBEs those no longer needed."""
         self._ledger.release(keys)
+        for key in keys:
+            # A confirmation nobody waits for any more (its wait timed out):
+            # its SUBSCRIBE is cancelled, so no reply would ever free it.
+            if not self._ledger.wanted(key):
+                waiter = self._waiters.pop(key, None)
+                if waiter is not None and not waiter.done():
+                    waiter.set_result(False)
         self._kick()
 
     async def confirm(self, keys: Sequence[bytes]) -> bool | None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import secrets
 import time
 from collections import OrderedDict
@@ -11,6 +13,7 @@ from ..core.channels import Channel, Target
 from ..core.history import (
     HISTORY_AGE,
     HISTORY_SIZE,
+    SWEEP_INTERVAL,
     MemoryHistory,
     above_keys,
     channel_keys,
@@ -44,6 +47,7 @@ class MemoryBroker(Broker):
         # Key -> (expiry, fingerprint, positions), in order of expiry: one TTL
         # for all, so the oldest key is always first and pruning is O(1).
         self._keys: OrderedDict[str, tuple[float, str, list[Position]]] = OrderedDict()
+        self._sweeper: asyncio.Task[None] | None = None
 
     def describe(self) -> str:
         """The embedded broker serves one process."""
@@ -52,10 +56,17 @@ class MemoryBroker(Broker):
     async def start(self, events: BrokerEvents) -> None:
         """Connected at once: there is nothing to connect to."""
         self._events = events
+        if self._sweeper is None:
+            self._sweeper = asyncio.ensure_future(self._sweep_forever())
         events.broker_state_changed(True)
 
     async def stop(self) -> None:
         """Stop delivering; publishes fail from now on."""
+        sweeper, self._sweeper = self._sweeper, None
+        if sweeper is not None:
+            sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sweeper
         events, self._events = self._events, None
         if events is not None:
             events.broker_state_changed(False)
@@ -94,6 +105,17 @@ class MemoryBroker(Broker):
             expires = now + self._idempotency_ttl
             self._keys[idempotency.key] = (expires, idempotency.fingerprint, positions)
         return Receipt(positions)
+
+    async def _sweep_forever(self) -> None:
+        """Free what expired even when nothing is published any more (see MemoryHistory.sweep)."""
+        while True:
+            await asyncio.sleep(SWEEP_INTERVAL)
+            self.sweep(time.monotonic())
+
+    def sweep(self, now: float) -> None:
+        """Drop idle streams, old marks and expired idempotency keys, all of them."""
+        self.history.sweep(now)
+        self._forget(now)
 
     def _forget(self, now: float) -> None:
         """Drop the keys whose time is up (a few per publish: they expire in order)."""

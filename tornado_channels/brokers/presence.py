@@ -58,7 +58,12 @@ class LocalPresence(PresenceStore):
         """Nothing to withdraw."""
 
     def changed(self) -> None:
-        """Nothing to do: queries read the tally as it is now."""
+        """Nothing to publish: queries read the tally as it is now.
+
+        The changes are taken all the same: nobody else takes them, and a
+        name left in them would be kept for every channel ever subscribed to.
+        """
+        self.tally.take_changes()
 
     async def channel(self, target: Target) -> ChannelPresence:
         """Read from the tally."""

@@ -23,6 +23,11 @@ for i = 3, #ARGV do
   end
   redis.call('ZADD', watch, 'GT', now + ttl, name)
 end
+-- Both keys outlive every watch they hold (the latest ends at now + ttl),
+-- and no more: once nobody watches any subtree of this partition, they are
+-- gone, whether or not another watch ever comes to prune them.
+redis.call('PEXPIRE', watch, 2 * ttl)
+redis.call('PEXPIRE', starts, 2 * ttl)
 -- Watches nobody renewed (their processes are gone): a few at a time.
 for _, name in ipairs(redis.call('ZRANGEBYSCORE', watch, '-inf', now, 'LIMIT', 0, 16)) do
   redis.call('ZREM', watch, name)

@@ -35,6 +35,8 @@ HISTORY_AGE = 300.0
 STREAM_GRACE = 1.0
 #: Idle streams dropped per append, at most: pruning stays O(1) per publish.
 _PRUNE_PER_APPEND = 4
+#: Seconds between sweeps of idle streams nobody publishes after (see MemoryHistory.sweep).
+SWEEP_INTERVAL = 1.0
 
 #: The reason given when a position is from another epoch.
 LOST = "the history was lost (a new epoch began)"
@@ -159,7 +161,8 @@ class MemoryHistory:
 
     It follows the same rules as the Redis history, so both answer a
     recovery alike: streams keep ``max_size`` entries and are dropped once
-    idle for the age; the marks behind the watermark cover the age.
+    idle for the age (a few on each publish, the rest by :meth:`sweep`);
+    the marks behind the watermark cover the age.
     """
 
     epoch: str
@@ -215,6 +218,30 @@ class MemoryHistory:
             if now - stream.entries[-1].stored_at <= self.max_age + STREAM_GRACE:
                 return
             del self._streams[key]
+
+    def sweep(self, now: float) -> int:
+        """Drop every stream idle past the age (plus grace), and the marks older than it.
+
+        :meth:`prune` frees a few per publish, so a burst of channels that
+        are never published to again would stay until as many publishes
+        came after it; a periodic sweep frees them without one.  The
+        idlest streams are first, so the cost is one step per stream dropped.
+        Returns how many were dropped.
+        """
+        self.prune(now, 0)
+        streams = self._streams
+        dropped = 0
+        while streams:
+            key, stream = next(iter(streams.items()))
+            if now - stream.entries[-1].stored_at <= self.max_age + STREAM_GRACE:
+                break
+            del streams[key]
+            dropped += 1
+        return dropped
+
+    def marks(self) -> int:
+        """Marks held (one per second with publishes, within the age; for tests)."""
+        return len(self._marks)
 
     def __len__(self) -> int:
         """Streams held (for tests of the memory bound)."""

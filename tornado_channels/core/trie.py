@@ -45,6 +45,15 @@ class SubscriberTrie(Generic[S]):
         """Number of (channel or prefix, subscriber) pairs."""
         return self._size
 
+    def nodes(self) -> int:
+        """Nodes below the root, live or not (for tests of the memory bound)."""
+        count, stack = 0, list(self._root.children.values())
+        while stack:
+            node = stack.pop()
+            count += 1
+            stack.extend(node.children.values())
+        return count
+
     def _make(self, name: str) -> _Node[S]:
         node = self._root
         if not name:
