@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterable, Iterator, Mapping
-from types import TracebackType
 from typing import Any
 
 import httpx
 
 from . import api
 from .api import Data, Message, Request
+from .closing import AsyncClosing
 from .errors import ChannelsError, ConnectionFailed
 from .publisher import POOL_SIZE, TIMEOUT, _Base, _listed
 from .retry import Retry, retryable
@@ -36,7 +36,7 @@ def _read(response: httpx.Response) -> dict[str, Any]:
     return api.answer(response.status_code, response.content, response.headers.get("Retry-After"))
 
 
-class AsyncPublisher(_Base):
+class AsyncPublisher(_Base, AsyncClosing):
     """``Publisher``'s API for asyncio code: every call awaits, none blocks the loop.
 
     Use it within one event loop (httpx's pool belongs to the loop that opened it).
@@ -96,14 +96,3 @@ class AsyncPublisher(_Base):
     async def aclose(self) -> None:
         """Close every pooled connection."""
         await self._http.aclose()
-
-    async def __aenter__(self) -> AsyncPublisher:
-        return self
-
-    async def __aexit__(
-        self,
-        kind: type[BaseException] | None,
-        value: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        await self.aclose()

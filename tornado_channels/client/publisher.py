@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Iterator, Mapping
-from types import TracebackType
 from typing import Any
 
 from . import api
 from .api import Data, Message, Request
+from .closing import Closing
 from .errors import ChannelsError
 from .pool import ConnectionPool
 from .retry import Retry, retryable
@@ -74,7 +74,7 @@ def _listed(messages: Iterable[Message] | Mapping[str, Data]) -> list[Message] |
     return messages if isinstance(messages, Mapping) else list(messages)
 
 
-class Publisher(_Base):
+class Publisher(_Base, Closing):
     """Publish to a tornado_channels server from synchronous code (Django, Flask, Celery, scripts).
 
     No event loop is involved; one publisher is safe to share between threads.
@@ -135,14 +135,3 @@ class Publisher(_Base):
     def close(self) -> None:
         """Close every pooled connection."""
         self._pool.close()
-
-    def __enter__(self) -> Publisher:
-        return self
-
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        value: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()

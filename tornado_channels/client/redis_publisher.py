@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Coroutine, Iterable, Iterator, Mapping
-from types import TracebackType
 from typing import Any, TypeVar
 
 from ..brokers import base
@@ -27,6 +26,7 @@ from ..core.idempotency import InvalidIdempotencyKey, idempotency_for
 from ..core.publication import Publication, Receipt
 from . import api
 from .api import Data, Message
+from .closing import AsyncClosing, Closing
 from .errors import (
     BadRequest,
     BrokerUnavailable,
@@ -40,7 +40,7 @@ from .retry import Retry, retryable
 T = TypeVar("T")
 
 
-class RedisPublisher:
+class RedisPublisher(AsyncClosing):
     """Publish into the servers' Redis directly, from asyncio code.
 
     :param redis_url: as the servers' ``--redis-url`` (with ``redis_cluster=True``,
@@ -124,17 +124,6 @@ class RedisPublisher:
         """Close every connection to Redis."""
         await self.broker.stop()
 
-    async def __aenter__(self) -> RedisPublisher:
-        return self
-
-    async def __aexit__(
-        self,
-        kind: type[BaseException] | None,
-        value: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        await self.aclose()
-
 
 def _target(text: str) -> Target:
     """The channel or subtree ``text`` names, as a POST's path would; raise ChannelError."""
@@ -153,7 +142,7 @@ def _mirrored(exc: BaseException) -> ChannelsError:
     return BrokerUnavailable(503, "broker_unavailable", str(exc))
 
 
-class SyncRedisPublisher:
+class SyncRedisPublisher(Closing):
     """:class:`RedisPublisher` for synchronous code (Django, Flask, Celery): calls block.
 
     The publisher runs on an event loop of its own, in a daemon thread this
@@ -197,17 +186,6 @@ class SyncRedisPublisher:
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join(self._timeout)
             self._loop.close()
-
-    def __enter__(self) -> SyncRedisPublisher:
-        return self
-
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        value: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def _call(self, work: Coroutine[Any, Any, T]) -> T:
         return asyncio.run_coroutine_threadsafe(work, self._loop).result(self._timeout)

@@ -21,7 +21,6 @@ import json
 import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from types import TracebackType
 from typing import Any
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
@@ -29,6 +28,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import InvalidStatus, WebSocketException
 
 from ..core.publication import Position
+from .closing import AsyncClosing
 from .errors import ChannelsError, RecoveryFailed, refusal
 
 #: What ``token`` may be: a value, or a function (sync or async) asked before every connect.
@@ -68,7 +68,7 @@ class Recovery:
     reason: str | None = None
 
 
-class Subscription:
+class Subscription(AsyncClosing):
     """An async iterator over one channel's (or subtree's) messages; see :func:`subscribe`."""
 
     def __init__(
@@ -132,17 +132,6 @@ class Subscription:
         while not self._queue.empty():
             self._queue.get_nowait()
         self._queue.put_nowait(None)
-
-    async def __aenter__(self) -> Subscription:
-        return self
-
-    async def __aexit__(
-        self,
-        kind: type[BaseException] | None,
-        value: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     async def _run(self) -> None:
         """Run the connection loop; whatever ends it is handed to the consumer, then the end."""
