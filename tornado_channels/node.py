@@ -65,6 +65,8 @@ class Node:
         # Publications received in this pass of the event loop, delivered
         # together at the start of the next (see received()).
         self._pending: list[Publication] = []
+        # The loop it runs on, once started (asking for it costs a system call).
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     @property
     def connected(self) -> bool:
@@ -73,6 +75,7 @@ class Node:
 
     async def start(self) -> None:
         """Connect the broker (in the background if it cannot connect yet)."""
+        self._loop = asyncio.get_running_loop()
         await self.broker.start(self)
         await self.presence.start()
 
@@ -258,7 +261,7 @@ class Node:
         pending = self._pending
         pending.append(publication)
         if len(pending) == 1:
-            asyncio.get_running_loop().call_soon(self.flush)
+            (self._loop or asyncio.get_running_loop()).call_soon(self.flush)
 
     def subscription_lost(self, target: Target) -> None:
         """The broker lost ``target``'s subscription: its subscribers may have missed messages."""

@@ -123,6 +123,11 @@ class Exchange(httputil.HTTPConnection):
         self._close_callback: Callable[[], None] | None = None
         self._continue_sent = False
 
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        """The connection's event loop (asked once per connection, not per request)."""
+        return self.wire._loop
+
     # httputil.HTTPConnection
 
     def write_headers(

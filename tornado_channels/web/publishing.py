@@ -191,7 +191,10 @@ class PublishRequest(httputil.HTTPMessageDelegate):
         if self.deferred is not None:
             self.refuse(self.deferred)
             return
-        task = asyncio.ensure_future(self.publish())
+        # The standalone wire hands over its loop: asking for the running loop
+        # costs a getpid() system call per request (CPython checks for a fork).
+        loop = getattr(self.connection, "loop", None) or asyncio.get_running_loop()
+        task = loop.create_task(self.publish())
         tasks = self.endpoint.tasks
         tasks.add(task)
         task.add_done_callback(tasks.discard)
