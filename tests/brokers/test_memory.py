@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+from functools import partial
 
-from tornado_channels import Channel, MemoryBroker, Node, Subtree
+import pytest
+
+from tornado_channels import Channel, MemoryBroker, Node, RedisBroker, Subtree
 from tornado_channels.core.history import STREAM_GRACE, SWEEP_INTERVAL
 from tornado_channels.core.publication import Position
 
@@ -100,3 +103,15 @@ def test_stopping_ends_the_sweep() -> None:
         await asyncio.sleep(0)
 
     run(scenario())
+
+
+@pytest.mark.parametrize("options", [{"history_size": 0}, {"history_age": 0}])
+@pytest.mark.parametrize("broker", ["memory", "redis"])
+def test_a_history_that_could_keep_nothing_is_refused_by_every_broker(
+    broker: str, options: dict[str, float]
+) -> None:
+    """--history-size 0 or --history-age 0 is a ValueError naming the flag, in both brokers."""
+    flag = "--" + next(iter(options)).replace("_", "-")
+    make = MemoryBroker if broker == "memory" else partial(RedisBroker, "redis://127.0.0.1:1")
+    with pytest.raises(ValueError, match=flag):
+        make(**options)  # type: ignore[arg-type]

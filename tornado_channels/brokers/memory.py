@@ -17,6 +17,7 @@ from ..core.history import (
     MemoryHistory,
     above_keys,
     channel_keys,
+    check_history,
     stream_key,
 )
 from ..core.idempotency import IDEMPOTENCY_TTL, Idempotency
@@ -42,6 +43,7 @@ class MemoryBroker(Broker):
     ) -> None:
         self._events: BrokerEvents | None = None
         # A new epoch per process: its history dies with it.
+        check_history(history_size, history_age)
         self.history = MemoryHistory(secrets.token_hex(4), history_size, history_age)
         self._idempotency_ttl = idempotency_ttl
         # Key -> (expiry, fingerprint, positions), in order of expiry: one TTL

@@ -30,7 +30,7 @@ from redis.exceptions import RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ..core.channels import Subtree, Target
-from ..core.history import HISTORY_AGE, HISTORY_SIZE
+from ..core.history import HISTORY_AGE, HISTORY_SIZE, check_history
 from ..core.idempotency import IDEMPOTENCY_TTL, Idempotency
 from ..core.presence import PresenceTally
 from ..core.publication import (
@@ -127,6 +127,7 @@ class RedisBroker(Broker):
     ) -> None:
         if cluster and sentinels:
             raise ValueError("a Redis Cluster is not reached through Sentinel")
+        check_history(history_size, history_age)
         self.url = url
         count = (partitions or CLUSTER_PARTITIONS) if cluster else 1
         self.partitions = count

@@ -30,6 +30,16 @@ from .publication import Position
 HISTORY_SIZE = 100
 #: Seconds a message stays recoverable by default.
 HISTORY_AGE = 300.0
+
+
+def check_history(size: int, age: float) -> None:
+    """Raise ValueError for a history that could keep nothing (every broker checks it)."""
+    if size < 1:
+        raise ValueError(f"--history-size must be at least 1 message, not {size}")
+    if not age > 0:
+        raise ValueError(f"--history-age must be more than 0 seconds, not {age}")
+
+
 #: Seconds an idle stream outlives its age: clocks tick in whole milliseconds
 #: and a failover may move a partition to a master whose clock differs slightly.
 STREAM_GRACE = 1.0
