@@ -2,14 +2,26 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import random
 import signal
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 
-from ..helpers import RedisMode, RedisServer, ServerProcess, connect, free_port, get, run, until
+from ..helpers import (
+    RedisMode,
+    RedisServer,
+    ServerProcess,
+    connect,
+    free_port,
+    get,
+    raw_websocket,
+    run,
+    until,
+)
 
 Start = Callable[..., ServerProcess]
 
@@ -26,7 +38,7 @@ async def settles(server: ServerProcess, path: str, key: str, expected: Any) -> 
     """Wait (bounded) until ``server`` answers ``expected`` for ``key`` of ``path``'s presence."""
 
     async def reached() -> bool:
-        return (await presence(server, path))[key] == expected
+        return bool((await presence(server, path))[key] == expected)
 
     await until(reached, timeout=15, what=f"{path} {key} == {expected}")
 
@@ -137,3 +149,46 @@ def test_counts_come_back_after_redis_forgets_them(servers: Start) -> None:
         run(scenario(), timeout=60)
     finally:
         redis.stop()
+
+
+@pytest.mark.parametrize("redis_mode", ["standalone"], indirect=True)
+def test_counts_are_exact_after_500_overlapping_joins_leaves_and_resets(
+    servers: Start, redis_mode: RedisMode
+) -> None:
+    """500 subscribers come and go on two processes, overlapping, some reset: the count is exact."""
+    a = servers(*redis_mode.args())
+    b = servers(*redis_mode.args())
+
+    async def scenario() -> None:
+        rng = random.Random(14)
+        kept: list[Any] = []
+        pending: list[Any] = []
+        for number in range(500):
+            server = a if number % 2 else b
+            channel = f"/churn/{rng.randrange(5)}"
+            if rng.random() < 0.3:
+                # A reset mid-life: a raw handshake whose socket is aborted.
+                _, writer = await raw_websocket(server.port, channel)
+                pending.append(writer)
+            else:
+                pending.append(await connect(server.ws_url + channel))
+            if len(pending) > 8:
+                victim = pending.pop(rng.randrange(len(pending)))
+                if rng.random() < 0.1:
+                    kept.append(victim)
+                elif isinstance(victim, asyncio.StreamWriter):
+                    victim.transport.abort()
+                else:
+                    victim.close()
+        kept += pending
+        for server in (a, b):
+            await settles(server, "/churn/", "subscribers", len(kept))
+        for client in kept:
+            if isinstance(client, asyncio.StreamWriter):
+                client.transport.abort()
+            else:
+                client.close()
+        await settles(a, "/churn/", "subscribers", 0)
+        await settles(b, "/churn/", "channels", {})
+
+    run(scenario(), timeout=120)
