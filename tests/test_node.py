@@ -8,7 +8,12 @@ import pytest
 
 from tornado_channels import Channel, MemoryBroker, Node
 from tornado_channels.brokers.base import BrokerUnavailable
-from tornado_channels.core.frames import CLOSE_GOING_AWAY, CLOSE_TRY_AGAIN_LATER
+from tornado_channels.core.frames import (
+    CLOSE_GOING_AWAY,
+    CLOSE_SLOW_CONSUMER,
+    CLOSE_TRY_AGAIN_LATER,
+    Encoding,
+)
 
 from .helpers import Inbox, run
 
@@ -165,5 +170,48 @@ def test_recovering_delivers_what_the_node_holds_first() -> None:
         assert [p.payload for p in recovery.publications] == [b"pending"]
         assert inbox.frames
         assert inbox.frames[-1].endswith(b"pending")
+
+    run(scenario())
+
+
+class StuckInbox(Inbox):
+    """A watcher that stopped reading: everything it is sent stays unread; closing ends it."""
+
+    encoding = Encoding.ENVELOPE
+
+    def __init__(self, node: Node) -> None:
+        super().__init__()
+        self.node = node
+        self.unread = 0
+
+    def close(self, code: int | None = None, reason: str | None = None) -> None:
+        super().close(code, reason)
+        self.node.unsubscribe(Channel("room"), self)  # type: ignore[arg-type]
+
+    def send_frame(self, frame: bytes, seq: int = 0) -> None:
+        self.unread += len(frame)
+
+    def buffered_bytes(self) -> int:
+        return self.unread
+
+
+def test_a_flood_of_joins_and_leaves_closes_a_watcher_that_stopped_reading() -> None:
+    """5,000 joins and leaves to a watcher that reads nothing: closed with 4008, not buffered."""
+
+    async def scenario() -> None:
+        node = Node(max_buffered_bytes=64 * 1024)
+        await node.start()
+        stuck = StuckInbox(node)
+        await node.subscribe(Channel("room"), stuck, presence_events=True)  # type: ignore[arg-type]
+        reader = Inbox()
+        await node.subscribe(Channel("room"), reader)  # type: ignore[arg-type]
+        for number in range(5000):
+            user = Inbox()
+            await node.subscribe(Channel("room"), user, user=f"u{number}")  # type: ignore[arg-type]
+            node.unsubscribe(Channel("room"), user)  # type: ignore[arg-type]
+        assert [code for code, _ in stuck.closes] == [CLOSE_SLOW_CONSUMER]
+        assert stuck.unread < 64 * 1024 + 1024, "closed as soon as it passed the bound"
+        assert reader.closes == [], "the others are unaffected"
+        await node.stop()
 
     run(scenario())

@@ -17,10 +17,10 @@ from typing import TypeVar
 from .brokers.base import Broker, BrokerUnavailable, PublishOutcomeUnknown
 from .brokers.memory import MemoryBroker
 from .core.channels import Target
-from .core.frames import CLOSE_GOING_AWAY, CLOSE_TRY_AGAIN_LATER
+from .core.frames import CLOSE_GOING_AWAY, CLOSE_TRY_AGAIN_LATER, Encoding, presence_event_for
 from .core.idempotency import idempotency_for
 from .core.latency import LatencyHistogram
-from .core.presence import PresenceTally, presence_name
+from .core.presence import JOIN, LEAVE, PresenceTally, presence_name
 from .core.publication import Position, Publication, Receipt, Recovery
 from .hub import MAX_BUFFERED_BYTES, Hub, Subscriber
 
@@ -51,6 +51,9 @@ class Node:
         self.presence = self.broker.presence(self.tally)
         # Subscriber -> the user it was counted under (tokens' ``sub``).
         self._users: dict[Subscriber, str | None] = {}
+        # Name -> the subscribers told of its joins and leaves (``?presence=1``).
+        self._presence_watchers: dict[str, set[Subscriber]] = {}
+        self.presence.listener = self.presence_moved
         #: Publications accepted by the broker from this process.
         self.published = 0
         #: Publishes the broker refused, by reason (the ``reason`` metric label).
@@ -173,11 +176,17 @@ class Node:
         return recovered
 
     async def subscribe(
-        self, target: Target, subscriber: Subscriber, *, user: str | None = None
+        self,
+        target: Target,
+        subscriber: Subscriber,
+        *,
+        user: str | None = None,
+        presence_events: bool = False,
     ) -> None:
         """Add ``subscriber`` to ``target``; return once the broker delivers to it.
 
-        It counts in presence from now on, as ``user`` when given.  Raises
+        It counts in presence from now on, as ``user`` when given; with
+        ``presence_events`` it is told of joins and leaves on ``target``.  Raises
         :class:`~tornado_channels.brokers.base.BrokerUnavailable` (and
         leaves nothing subscribed) when the broker cannot take the subscription.
         """
@@ -186,13 +195,23 @@ class Node:
         if user is not None:
             # Only named subscribers take an entry: anonymous ones cost nothing here.
             self._users[subscriber] = user
-        self.tally.add(presence_name(target), user)
+        name = presence_name(target)
+        if presence_events:
+            watchers = self._presence_watchers.setdefault(name, set())
+            if not watchers:
+                self.presence.watch(name)
+            watchers.add(subscriber)
+        if self.tally.add(name, user):
+            assert user is not None
+            self.presence.moved(name, JOIN, user)
         self.presence.changed()
         # Taken at once and released exactly once (by unsubscribe), whether
         # the wait below succeeds, fails, or is cancelled by a closing client.
         self.broker.subscribe(target)
         try:
             await self.broker.confirm(target)
+            if presence_events:
+                await self.presence.confirm_watch(name)
         except BaseException:
             self.unsubscribe(target, subscriber)
             raise
@@ -201,7 +220,17 @@ class Node:
         """Remove ``subscriber`` from ``target``; safe to call more than once."""
         if self.hub.discard(target, subscriber):
             self.broker.unsubscribe(target)
-            self.tally.discard(presence_name(target), self._users.pop(subscriber, None))
+            name = presence_name(target)
+            user = self._users.pop(subscriber, None)
+            watchers = self._presence_watchers.get(name)
+            if watchers is not None and subscriber in watchers:
+                watchers.discard(subscriber)
+                if not watchers:
+                    del self._presence_watchers[name]
+                    self.presence.unwatch(name)
+            if self.tally.discard(name, user):
+                assert user is not None
+                self.presence.moved(name, LEAVE, user)
             self.presence.changed()
             if not len(self.hub):
                 self._emptied.set()
@@ -233,6 +262,21 @@ class Node:
                 subscriber.close(code, reason)
             except Exception:
                 log.debug("closing a subscriber failed", exc_info=True)
+
+    def presence_moved(self, name: str, kind: str, user: str) -> None:
+        """A join or leave on ``name``, deployment-wide: tell who asked (``?presence=1``).
+
+        Encoded once per encoding, never awaited; a watcher that falls too far
+        behind is closed like any slow consumer (4008).
+        """
+        watchers = self._presence_watchers.get(name)
+        if not watchers:
+            return
+        groups: dict[Encoding, list[Subscriber]] = {}
+        for subscriber in watchers:
+            groups.setdefault(subscriber.encoding, []).append(subscriber)
+        for encoding, members in groups.items():
+            self.hub.broadcast(members, [(0, presence_event_for(encoding, kind, user, name))])
 
     def flush(self) -> None:
         """Deliver the publications received so far, in order; safe to call at any time.

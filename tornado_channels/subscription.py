@@ -58,6 +58,7 @@ class Subscription:
         "deflate",
         "encoding",
         "node",
+        "presence_events",
         "target",
         "user",
     )
@@ -70,10 +71,13 @@ class Subscription:
         since: Position | None = None,
         *,
         user: str | None = None,
+        presence_events: bool = False,
     ) -> None:
         self.node = node
         #: Who subscribes (a token's ``sub``), as presence lists it; None when unknown.
         self.user = user
+        #: Whether it is told of joins and leaves on its target (``?presence=1``).
+        self.presence_events = presence_events
         self.target = target
         self.encoding = encoding
         #: How messages to this client are compressed: set from its handshake, before it starts.
@@ -87,7 +91,9 @@ class Subscription:
 
     async def start(self) -> None:
         """Subscribe; return once the broker delivers to it (raise BrokerUnavailable if not)."""
-        await self.node.subscribe(self.target, self, user=self.user)
+        await self.node.subscribe(
+            self.target, self, user=self.user, presence_events=self.presence_events
+        )
 
     def attach(self, transport: Transport) -> None:
         """The connection exists: write what arrived meanwhile (or the close asked for)."""

@@ -790,3 +790,40 @@ def test_the_page_shows_the_live_subscriber_count(servers: Start) -> None:
             assert browser.errors() == []
 
     run(scenario())
+
+
+@pytest.mark.parametrize("transport", ["websocket", "sse"])
+def test_client_module_reports_joins_and_leaves_apart_from_messages(
+    servers: Start, transport: str
+) -> None:
+    """With onPresence the client asks for joins and leaves and never mistakes them for messages."""
+    from ..web.test_tokens import SECRET, mint
+
+    server = servers("--token-secret", SECRET, "--public", "/")
+
+    async def scenario() -> None:
+        async with Browser() as browser:
+            await browser.goto(server.url + "/_/health")
+            await browser.evaluate(
+                start_client(
+                    "/room",
+                    f"transport: {json.dumps(transport)},"
+                    "onPresence: e => (window.__presence = window.__presence || []).push(e),",
+                )
+            )
+            await browser.until(CLIENT_LIVE + " && window.__outcomes.length === 1")
+            user = await connect(server.ws_url + f"/room?token={mint(['/'], sub='u7')}")
+            await publish_all(server.url + "/room", ["hello"])
+            user.close()
+            await browser.until("(window.__presence || []).length === 2")
+            assert await browser.evaluate("JSON.stringify(window.__presence)") == json.dumps(
+                [
+                    {"presence": "join", "user": "u7", "channel": "room"},
+                    {"presence": "leave", "user": "u7", "channel": "room"},
+                ],
+                separators=(",", ":"),
+            )
+            assert json.loads(await browser.evaluate(GOT)) == ["hello"]
+            assert browser.errors() == []
+
+    run(scenario())

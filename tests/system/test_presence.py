@@ -18,8 +18,10 @@ from ..helpers import (
     connect,
     free_port,
     get,
+    next_json,
     raw_websocket,
     run,
+    silent,
     until,
 )
 
@@ -192,3 +194,39 @@ def test_counts_are_exact_after_500_overlapping_joins_leaves_and_resets(
         await settles(b, "/churn/", "channels", {})
 
     run(scenario(), timeout=120)
+
+
+def test_joins_and_leaves_are_deployment_wide(servers: Start, redis_mode: RedisMode) -> None:
+    """A watcher on A hears a user's first process join and last one leave; kill -9 is a leave."""
+    from ..web.test_tokens import SECRET, mint
+
+    tokens = ("--token-secret", SECRET, "--public", "/", "--presence-ttl", "2")
+    a = servers(*redis_mode.args(), *tokens)
+    b = servers(*redis_mode.args(), *tokens)
+    c = servers(*redis_mode.args(), *tokens)
+
+    async def event(ws: Any) -> dict[str, Any]:
+        return await next_json(ws, timeout=15)
+
+    async def scenario() -> None:
+        watcher = await connect(a.ws_url + "/room/7?positions=1&presence=1")
+        assert (await next_json(watcher))["recovered"] is True
+        token = mint(["/"], sub="u7", ttl=600)
+        on_b = await connect(b.ws_url + f"/room/7?token={token}")
+        assert await event(watcher) == {"presence": "join", "user": "u7", "channel": "room/7"}
+        # The same user on another process: not a join.
+        on_a = await connect(a.ws_url + f"/room/7?token={token}")
+        await silent(watcher, 1.5)
+        on_b.close()
+        await silent(watcher, 1.5)
+        on_a.close()
+        assert await event(watcher) == {"presence": "leave", "user": "u7", "channel": "room/7"}
+        # A process killed: its users leave within the TTL.
+        doomed = await connect(c.ws_url + f"/room/7?token={mint(['/'], sub='u9', ttl=600)}")
+        assert await event(watcher) == {"presence": "join", "user": "u9", "channel": "room/7"}
+        c.terminate(signal.SIGKILL)
+        assert await event(watcher) == {"presence": "leave", "user": "u9", "channel": "room/7"}
+        doomed.close()
+        watcher.close()
+
+    run(scenario(), timeout=90)

@@ -10,7 +10,7 @@ from tornado.web import Application
 
 from tornado_channels import Node, make_app
 
-from ..helpers import NodeAppTestCase, until
+from ..helpers import NodeAppTestCase, receive, silent, until
 from .test_tokens import KEY, SECRET, mint
 
 
@@ -120,3 +120,52 @@ class KeyOnlyPresenceTest(PresenceTestCase):
         assert (await self.presence("/a"))[0] == 401
         assert (await self.presence("/a", Authorization="Bearer wrong"))[0] == 403
         assert (await self.presence("/a", Authorization=f"Bearer {KEY}"))[0] == 200
+
+
+class PresenceEventsTest(PresenceTestCase):
+    """Joins and leaves on one process (``?presence=1``)."""
+
+    def make_app(self, node: Node) -> Application:
+        return make_app(node, token_secret=SECRET, public=("/",))
+
+    @gen_test
+    async def test_a_watcher_hears_first_joins_and_last_leaves_only(self) -> None:
+        """u7's first connection is a join, its second nothing, its last one gone a leave."""
+        watcher = await self.ws("/room/1?positions=1&presence=1")
+        assert json.loads(await receive(watcher))["recovered"] is True
+        token = mint(["/"], sub="u7")
+        first = await self.ws(f"/room/1?token={token}")
+        assert json.loads(await receive(watcher)) == {
+            "presence": "join",
+            "user": "u7",
+            "channel": "room/1",
+        }
+        second = await self.ws(f"/room/1?token={token}")
+        first.close()
+        await silent(watcher)
+        second.close()
+        assert json.loads(await receive(watcher)) == {
+            "presence": "leave",
+            "user": "u7",
+            "channel": "room/1",
+        }
+
+    @gen_test
+    async def test_only_watchers_hear_presence_and_raw_streams_cannot_ask(self) -> None:
+        """Without ?presence=1 nothing but messages arrives; a raw stream asking is a 400."""
+        plain = await self.ws("/room/2?positions=1")
+        assert json.loads(await receive(plain))["recovered"] is True
+        await self.ws(f"/room/2?token={mint(['/'], sub='u8')}")
+        await silent(plain)
+        response = await self.http_client.fetch(
+            self.get_url("/room/2?presence=1"),
+            headers={
+                "Upgrade": "websocket",
+                "Connection": "Upgrade",
+                "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+                "Sec-WebSocket-Version": "13",
+            },
+            raise_error=False,
+        )
+        assert response.code == 400
+        assert json.loads(response.body)["error"] == "invalid_presence"

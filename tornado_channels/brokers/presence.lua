@@ -6,9 +6,14 @@
 -- process whose deadline passed (it died) is subtracted by whichever calls
 -- come next, at most 1000 entries per call.
 -- KEYS: nodes (zset node -> deadline ms), names (zset, lexical), totals (hash
--- name -> count), prefixes (hash prefix -> count), and the common start of
--- the processes' hashes (the node id follows).
--- ARGV[1] is the mode:
+-- name -> count), prefixes (hash prefix -> count), the common start of the
+-- processes' hashes (the node id follows), users (hash "name<TAB>user" ->
+-- processes that list the user there), and the common start of the pub/sub
+-- channels of joins and leaves (the name follows).
+-- A user's first process on a name is a join, their last one gone a leave:
+-- each is published, as {"presence", "user", "channel"}, with ARGV[2] (the
+-- publish command: PUBLISH, or SPUBLISH on a cluster).
+-- ARGV[1] is the mode, ARGV[2] the publish command, then per mode:
 --   beat, node, ttl ms, then name, value pairs (value "" once a name is gone):
 --     apply, renew; returns 1 if the node was known, 0 if it must send all.
 --   leave, node: withdraw (up to 1000 of) the node's entries; 1 once all are.
@@ -16,6 +21,7 @@
 --   below, prefix ("" for all), after ("" for the start), count: returns
 --     {total below prefix, name, count, name, count...} from after on.
 local nodes, names, totals, prefixes, hashes = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local users, events, publish = KEYS[6], KEYS[7], ARGV[2]
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 
@@ -23,6 +29,40 @@ local function count_of(value)
   if not value or value == '' then return 0 end
   local tab = string.find(value, '\t', 1, true)
   return tonumber(tab and string.sub(value, 1, tab - 1) or value)
+end
+
+-- The users an entry lists (after its count), as a set.
+local function users_of(value)
+  local set = {}
+  if not value or value == '' then return set end
+  local first = true
+  for part in string.gmatch(value, '[^\t]+') do
+    if first then first = false else set[part] = true end
+  end
+  return set
+end
+
+local function moved(name, user, delta)
+  local field = name .. '\t' .. user
+  local total = redis.call('HINCRBY', users, field, delta)
+  if total <= 0 then
+    redis.call('HDEL', users, field)
+  end
+  if (delta > 0 and total == 1) or (delta < 0 and total <= 0) then
+    local kind = delta > 0 and 'join' or 'leave'
+    redis.call(publish, events .. name, cjson.encode({presence = kind, user = user, channel = name}))
+  end
+end
+
+-- A process's entry for name went from old to new: who joined, who left.
+local function shift_users(name, old, new)
+  local before, after = users_of(old), users_of(new)
+  for user in pairs(after) do
+    if not before[user] then moved(name, user, 1) end
+  end
+  for user in pairs(before) do
+    if not after[user] then moved(name, user, -1) end
+  end
 end
 
 local function bump(prefix, delta)
@@ -60,6 +100,7 @@ local function drop(node, budget)
   local fields = redis.call('HRANDFIELD', hash, budget, 'WITHVALUES')
   for i = 1, #fields, 2 do
     shift(fields[i], -count_of(fields[i + 1]))
+    shift_users(fields[i], fields[i + 1], nil)
     redis.call('HDEL', hash, fields[i])
   end
   if redis.call('EXISTS', hash) == 0 then
@@ -77,25 +118,27 @@ end
 
 local mode = ARGV[1]
 if mode == 'beat' then
-  local node, hash = ARGV[2], hashes .. ARGV[2]
+  local node, hash = ARGV[3], hashes .. ARGV[3]
   local known = redis.call('ZSCORE', nodes, node)
-  for i = 4, #ARGV, 2 do
+  for i = 5, #ARGV, 2 do
     local name, value = ARGV[i], ARGV[i + 1]
-    shift(name, count_of(value) - count_of(redis.call('HGET', hash, name)))
+    local old = redis.call('HGET', hash, name)
+    shift(name, count_of(value) - count_of(old))
+    shift_users(name, old, value)
     if value == '' then
       redis.call('HDEL', hash, name)
     else
       redis.call('HSET', hash, name, value)
     end
   end
-  redis.call('ZADD', nodes, now + tonumber(ARGV[3]), node)
+  redis.call('ZADD', nodes, now + tonumber(ARGV[4]), node)
   return known and 1 or 0
 elseif mode == 'leave' then
   -- 1 once the node is gone; 0 while entries remain (call again).
-  drop(ARGV[2], 1000)
-  return redis.call('EXISTS', hashes .. ARGV[2]) == 0 and 1 or 0
+  drop(ARGV[3], 1000)
+  return redis.call('EXISTS', hashes .. ARGV[3]) == 0 and 1 or 0
 elseif mode == 'channel' then
-  local name = ARGV[2]
+  local name = ARGV[3]
   local result = {tonumber(redis.call('HGET', totals, name) or '0')}
   for _, node in ipairs(redis.call('ZRANGEBYSCORE', nodes, now, '+inf')) do
     local value = redis.call('HGET', hashes .. node, name)
@@ -103,7 +146,7 @@ elseif mode == 'channel' then
   end
   return result
 elseif mode == 'below' then
-  local prefix, after, count = ARGV[2], ARGV[3], tonumber(ARGV[4])
+  local prefix, after, count = ARGV[3], ARGV[4], tonumber(ARGV[5])
   local low, high = '-', '+'
   if prefix ~= '' then
     -- Every name that starts with prefix (it ends in '/', and '0' follows '/').

@@ -10,6 +10,7 @@ redis_presence.py).
 from __future__ import annotations
 
 import abc
+from collections.abc import Callable
 
 from ..core.channels import Subtree, Target
 from ..core.presence import (
@@ -20,12 +21,43 @@ from ..core.presence import (
     presence_name,
 )
 
+#: Told of a join or leave: the name, "join" or "leave", the user.
+Listener = Callable[[str, str, str], None]
+
 
 class PresenceStore(abc.ABC):
-    """Presence for every process that shares a broker."""
+    """Presence for every process that shares a broker.
+
+    Joins and leaves (a user's first subscription to a name on the whole
+    deployment, or their last one gone) go to :attr:`listener` for the names
+    :meth:`watch`-ed: the node's, which hands them to the subscribers that
+    asked for them.
+    """
 
     def __init__(self, tally: PresenceTally) -> None:
         self.tally = tally
+        self.listener: Listener | None = None
+
+    def notify(self, name: str, kind: str, user: str) -> None:
+        """Hand a join or leave to the listener."""
+        if self.listener is not None:
+            self.listener(name, kind, user)
+
+    @abc.abstractmethod
+    def watch(self, name: str) -> None:
+        """Receive joins and leaves on ``name`` (counted per call)."""
+
+    @abc.abstractmethod
+    async def confirm_watch(self, name: str) -> None:
+        """Return once joins and leaves on ``name`` arrive; raise BrokerUnavailable if not now."""
+
+    @abc.abstractmethod
+    def unwatch(self, name: str) -> None:
+        """Undo one :meth:`watch`."""
+
+    @abc.abstractmethod
+    def moved(self, name: str, kind: str, user: str) -> None:
+        """``user`` joined or left ``name`` in this process's tally (its own view only)."""
 
     @abc.abstractmethod
     async def start(self) -> None:
@@ -57,6 +89,19 @@ class LocalPresence(PresenceStore):
     async def stop(self) -> None:
         """Nothing to withdraw."""
 
+    def watch(self, name: str) -> None:
+        """Nothing to subscribe to: every join and leave happens here."""
+
+    async def confirm_watch(self, name: str) -> None:
+        """In effect at once."""
+
+    def unwatch(self, name: str) -> None:
+        """Nothing to undo."""
+
+    def moved(self, name: str, kind: str, user: str) -> None:
+        """One process is the whole deployment: its view is the answer."""
+        self.notify(name, kind, user)
+
     def changed(self) -> None:
         """Nothing to publish: queries read the tally as it is now.
 
@@ -74,4 +119,4 @@ class LocalPresence(PresenceStore):
         return self.tally.below(prefix_of(subtree), cursor, limit)
 
 
-__all__ = ["LocalPresence", "PresenceStore"]
+__all__ = ["Listener", "LocalPresence", "PresenceStore"]

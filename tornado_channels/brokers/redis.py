@@ -184,12 +184,26 @@ class RedisBroker(Broker):
         # Partition -> watched subtree prefix -> local subscribers of it.
         self._watched: dict[int, dict[str, int]] = {}
         self._renewer: asyncio.Task[None] | None = None
+        # Where joins and leaves arriving on a link go (see presence()).
+        self._presence: RedisPresence | None = None
 
     # Broker interface
 
     def presence(self, tally: PresenceTally) -> PresenceStore:
         """Every process's presence, summed in Redis (see redis_presence.py)."""
-        return RedisPresence(tally, self.layout, self.node_id, self._reading, ttl=self.presence_ttl)
+        store = RedisPresence(
+            tally,
+            self.layout,
+            self.node_id,
+            self._reading,
+            ttl=self.presence_ttl,
+            sharded=self.topology.sharded,
+            acquire=lambda partition, keys: self._link(partition).acquire(keys),
+            release=lambda partition, keys: self._link(partition).release(keys),
+            confirm=lambda partition, keys: self._link(partition).confirm(keys),
+        )
+        self._presence = store
+        return store
 
     def describe(self) -> str:
         """The mode and where its master (or masters) are."""
@@ -471,6 +485,9 @@ class RedisBroker(Broker):
         return self._links[partition if len(self._links) > 1 else 0]
 
     def _received(self, partition: int, key: bytes, data: bytes) -> None:
+        if self._presence is not None and key.startswith(self.layout.base(partition) + b"pe:"):
+            self._presence.received(data)
+            return
         try:
             publication = decode(data, partition)
         except MalformedEnvelope as exc:

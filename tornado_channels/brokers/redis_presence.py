@@ -15,6 +15,7 @@ partition; the root from all of them, merged.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Sequence
@@ -46,6 +47,10 @@ log = logging.getLogger("tornado_channels.presence")
 
 T = TypeVar("T")
 Run = Callable[[int, Callable[[Redis], Awaitable[Any]]], Awaitable[Any]]
+#: Takes (or releases) pub/sub keys on a partition's link.
+Keys = Callable[[int, Sequence[bytes]], None]
+#: Waits for a partition's link to confirm keys: True, or False/None (lost, or too slow).
+Confirm = Callable[[int, Sequence[bytes]], Awaitable[bool | None]]
 
 PRESENCE_SCRIPT = (resources.files(__package__) / "presence.lua").read_bytes()
 #: Seconds a process's presence counts without being renewed (the default).
@@ -71,12 +76,21 @@ class RedisPresence(PresenceStore):
         run: Run,
         *,
         ttl: float = PRESENCE_TTL,
+        sharded: bool = False,
+        acquire: Keys | None = None,
+        release: Keys | None = None,
+        confirm: Confirm | None = None,
     ) -> None:
         super().__init__(tally)
         self.layout = layout
         self.node = node
         self.ttl = ttl
         self._run = run
+        self._command = "SPUBLISH" if sharded else "PUBLISH"
+        # Subscribing to a name's joins and leaves: the broker's links.
+        self._acquire = acquire
+        self._release = release
+        self._confirm = confirm
         self._script = LuaScript(PRESENCE_SCRIPT)
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -85,7 +99,15 @@ class RedisPresence(PresenceStore):
 
     def _keys(self, partition: int) -> list[bytes]:
         base = self.layout.base(partition)
-        return [base + b"pn", base + b"pc", base + b"pt", base + b"ps", base + b"pp:"]
+        return [
+            base + b"pn",
+            base + b"pc",
+            base + b"pt",
+            base + b"ps",
+            base + b"pp:",
+            base + b"pu",
+            base + b"pe:",
+        ]
 
     def _partition(self, name: str) -> int:
         # As keys.py places the name's target: by first segment, the root in 0.
@@ -95,7 +117,50 @@ class RedisPresence(PresenceStore):
 
     async def _call(self, partition: int, args: Sequence[Any]) -> Any:
         keys = self._keys(partition)
-        return await self._run(partition, lambda client: self._script.run(client, keys, args, None))
+        full = [args[0], self._command, *args[1:]]
+        return await self._run(partition, lambda client: self._script.run(client, keys, full, None))
+
+    # Joins and leaves
+
+    def events_key(self, name: str) -> tuple[int, bytes]:
+        """The partition and pub/sub channel of ``name``'s joins and leaves."""
+        partition = self._partition(name)
+        return partition, self.layout.base(partition) + b"pe:" + name.encode("utf-8")
+
+    def watch(self, name: str) -> None:
+        """Subscribe to the joins and leaves presence.lua publishes for ``name``."""
+        if self._acquire is not None:
+            self._acquire(*self._one(name))
+
+    async def confirm_watch(self, name: str) -> None:
+        """Wait for Redis to acknowledge that subscription, as for a channel's."""
+        if self._confirm is None:
+            return
+        partition, keys = self._one(name)
+        if not await self._confirm(partition, keys):
+            raise BrokerUnavailable("Redis did not confirm the subscription to joins and leaves")
+
+    def unwatch(self, name: str) -> None:
+        """Unsubscribe from them."""
+        if self._release is not None:
+            self._release(*self._one(name))
+
+    def _one(self, name: str) -> tuple[int, list[bytes]]:
+        partition, key = self.events_key(name)
+        return partition, [key]
+
+    def moved(self, name: str, kind: str, user: str) -> None:
+        """Nothing: Redis knows when a user's first or last process comes or goes."""
+
+    def received(self, data: bytes) -> None:
+        """A join or leave from Redis: hand it to the listener (malformed ones are logged)."""
+        try:
+            event = json.loads(data)
+            name, kind, user = event["channel"], event["presence"], event["user"]
+        except (ValueError, KeyError, TypeError):
+            log.warning("ignoring a malformed presence event: %r", data[:200])
+            return
+        self.notify(str(name), str(kind), str(user))
 
     # Publishing this process's tally
 

@@ -228,6 +228,14 @@ class MessageFrames:
         return encode_frame(compressed, opcode, compressed=True)
 
 
+def presence_event_for(encoding: Encoding, kind: str, user: str, channel: str) -> bytes:
+    """A join or leave (``?presence=1``): a JSON text frame, or an ``event: presence``."""
+    fields = {"presence": kind, "user": user, "channel": channel}
+    if encoding is Encoding.SSE or encoding is Encoding.SSE_LABELLED:
+        return sse_control("presence", None, **fields)
+    return control_frame(**fields)
+
+
 def outcome_for(encoding: Encoding, **fields: object) -> bytes:
     """A control message (e.g. the recovery outcome) for a subscriber's encoding.
 

@@ -56,14 +56,23 @@ def start_after(prefix: str, cursor: str | None) -> str | None:
 
 
 def encode_value(count: int, users: Iterable[str]) -> str:
-    """One process's entry for a name: its count, then its distinct users, tab-separated."""
-    return "\t".join([str(count), *users])
+    """One process's entry for a name: its count, then its distinct users, tab-separated.
+
+    A user id that is empty or holds a tab cannot be told apart in that form:
+    it counts, but is not listed.
+    """
+    return "\t".join([str(count), *(user for user in users if user and "\t" not in user)])
 
 
 def decode_value(value: str) -> tuple[int, list[str]]:
     """The count and users of an entry made by :func:`encode_value`."""
     count, *users = value.split("\t")
     return int(count), users
+
+
+#: What a presence event says happened: a user's first subscription, or their last one gone.
+JOIN = "join"
+LEAVE = "leave"
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,27 +141,38 @@ class PresenceTally:
     def __len__(self) -> int:
         return len(self._entries)
 
-    def add(self, name: str, user: str | None = None) -> None:
-        """Count one more subscription to ``name`` (by ``user``, when known)."""
+    def add(self, name: str, user: str | None = None) -> bool:
+        """Count one more subscription to ``name`` (by ``user``, when known).
+
+        Returns whether ``user`` is new on ``name`` in this process (a join here).
+        """
         entry = self._entries.get(name)
         if entry is None:
             entry = self._entries[name] = _Entry()
         entry.count += 1
+        joined = False
         if user is not None:
             entry.users[user] += 1
+            joined = entry.users[user] == 1
         self.segments[first_segment_of(name)] += 1
         self._dirty.add(name)
+        return joined
 
-    def discard(self, name: str, user: str | None = None) -> None:
-        """Count one subscription to ``name`` fewer; the name is forgotten at zero."""
+    def discard(self, name: str, user: str | None = None) -> bool:
+        """Count one subscription to ``name`` fewer; the name is forgotten at zero.
+
+        Returns whether that was ``user``'s last one on ``name`` here (a leave here).
+        """
         entry = self._entries.get(name)
         if entry is None:
-            return
+            return False
         entry.count -= 1
+        left = False
         if user is not None:
             entry.users[user] -= 1
             if entry.users[user] <= 0:
                 del entry.users[user]
+                left = True
         segment = first_segment_of(name)
         self.segments[segment] -= 1
         if self.segments[segment] <= 0:
@@ -160,6 +180,7 @@ class PresenceTally:
         if entry.count <= 0:
             del self._entries[name]
         self._dirty.add(name)
+        return left
 
     def count(self, name: str) -> int:
         """Subscriptions to ``name`` in this process."""

@@ -92,8 +92,17 @@ async def admit(
             position = await node.head(channel)
         except BrokerUnavailable as exc:
             raise broker_unavailable(exc) from None
+    presence = request.query_arguments.get("presence", [b""])[-1]
+    if presence not in (b"", b"0", b"1"):
+        raise ApiError(400, "invalid_presence", "presence must be 1 (joins and leaves) or 0")
+    if presence == b"1" and encoding is Encoding.RAW:
+        # A raw stream has no room for anything but the published payloads.
+        raise ApiError(400, "invalid_presence", "?presence=1 needs ?positions=1")
     user = claims.subject if claims is not None else None
-    return Admission(Subscription(node, channel, encoding, position, user=user), claims)
+    subscription = Subscription(
+        node, channel, encoding, position, user=user, presence_events=presence == b"1"
+    )
+    return Admission(subscription, claims)
 
 
 async def start(admission: Admission, leeway: float) -> Subscription:

@@ -73,6 +73,15 @@ export type TokenValue = string | null | undefined;
 /** A token, or a provider called before every (re)connect (e.g. to renew an expiring one). */
 export type TokenOption = TokenValue | (() => TokenValue | Promise<TokenValue>);
 
+/** A user's first subscription to a channel on the deployment, or their last one gone. */
+export interface PresenceEvent {
+  presence: "join" | "leave";
+  /** A token's `sub`. */
+  user: string;
+  /** A channel, or a subtree such as `users/`. */
+  channel: string;
+}
+
 export interface ConnectOptions {
   /** A position to resume from. */
   since?: Position;
@@ -82,6 +91,8 @@ export interface ConnectOptions {
   token?: TokenOption;
   /** Once per message, never twice for the same position. */
   onMessage?: (message: Message) => void;
+  /** Joins and leaves: with it the client asks for them (`?presence=1`). */
+  onPresence?: (event: PresenceEvent) => void;
   /** Each time a connection reports its recovery outcome. */
   onRecovery?: (outcome: RecoveryOutcome) => void;
   /** On every change of state. */

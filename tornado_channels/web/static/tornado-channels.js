@@ -123,6 +123,13 @@ export function closeLabel(code) {
  * @property {"websocket" | "sse"} transport the transport of that connection
  */
 
+/**
+ * @typedef {object} PresenceEvent
+ * @property {"join" | "leave"} presence what happened
+ * @property {string} user who (a token's `sub`)
+ * @property {string} channel where (a channel, or a subtree such as `users/`)
+ */
+
 /** @typedef {string | null | undefined} TokenValue */
 
 /** @typedef {TokenValue | (() => TokenValue | Promise<TokenValue>)} TokenOption */
@@ -136,6 +143,10 @@ export function closeLabel(code) {
  *   function is called before every (re)connect. null, undefined or "" send none
  * @property {(message: Message) => void} [onMessage] once per message,
  *   never twice for the same position
+ * @property {(event: PresenceEvent) => void} [onPresence] joins and leaves:
+ *   with it, the client asks for them (`?presence=1`), and is told each time a
+ *   user's first subscription to the channel appears on the whole deployment
+ *   or their last one goes (users are tokens' `sub`)
  * @property {(outcome: RecoveryOutcome) => void} [onRecovery] each time a
  *   connection reports its recovery outcome: first thing on a fresh
  *   connection, right after the replay on a resumed one
@@ -177,7 +188,8 @@ export function connect(url, options = {}) {
   const positions = createPositionTracker(readSince(options.since));
   const backoff = createBackoff();
   const choice = readTransportChoice(options.transport);
-  const { token, onMessage, onRecovery, onStatus, onClose } = options;
+  const { token, onMessage, onPresence, onRecovery, onStatus, onClose } = options;
+  const presenceQuery = typeof onPresence === "function" ? { presence: "1" } : {};
 
   let transport = initialTransport(choice);
   let state = /** @type {State} */ ("connecting");
@@ -218,8 +230,8 @@ export function connect(url, options = {}) {
     const id = ++attempt;
     const since = positions.last;
     attemptUrl = transport === "websocket"
-      ? withQuery(urls.ws, since ? { since } : { positions: "1" })
-      : withQuery(urls.http, since ? { lastEventId: since } : {});
+      ? withQuery(urls.ws, { ...(since ? { since } : { positions: "1" }), ...presenceQuery })
+      : withQuery(urls.http, { ...(since ? { lastEventId: since } : {}), ...presenceQuery });
     setState("connecting", attemptUrl);
     connectTimer = setTimeout(() => timedOut(id), CONNECT_TIMEOUT_MS);
     readToken(token).then(
@@ -246,6 +258,7 @@ export function connect(url, options = {}) {
     return {
       open: () => current() && opened(),
       message: (message) => current() && deliver(message),
+      presence: (event) => current() && notify(onPresence, event),
       recovery: (outcome) => current() && recovery(outcome),
       end: (info, wasOpen) => {
         if (current()) {
@@ -439,6 +452,8 @@ function openWebSocket(url, sink) {
     const frame = readWebSocketFrame(event.data);
     if (frame.outcome) {
       sink.recovery(frame.outcome);
+    } else if (frame.presence) {
+      sink.presence(frame.presence);
     } else {
       sink.message(frame.message);
     }
@@ -499,10 +514,27 @@ function readWebSocketFrame(data) {
   if (message !== null) {
     return { message };
   }
+  const presence = readPresence(parsed);
+  if (presence !== null) {
+    return { presence };
+  }
   if (isObject(parsed) && typeof parsed.recovered === "boolean") {
     return { outcome: readOutcome(parsed) };
   }
   return { message: { position: null, data: String(data) } };
+}
+
+// A join or leave ({presence, user, channel}), or null.
+function readPresence(parsed) {
+  if (
+    isObject(parsed) &&
+    (parsed.presence === "join" || parsed.presence === "leave") &&
+    typeof parsed.user === "string" &&
+    typeof parsed.channel === "string"
+  ) {
+    return { presence: parsed.presence, user: parsed.user, channel: parsed.channel };
+  }
+  return null;
 }
 
 // A message envelope ({position, data | binary, channel?}), or null.
@@ -561,6 +593,12 @@ function openEventSource(url, sink) {
     sink.message(message !== null ? message : { position: event.lastEventId, data: event.data });
   });
   on("binary", (event) => sink.message(binaryMessage(event.lastEventId, event.data)));
+  on("presence", (event) => {
+    const presence = readPresence(parseJson(event.data));
+    if (presence !== null) {
+      sink.presence(presence);
+    }
+  });
   on("recovery", (event) => {
     const parsed = parseJson(event.data);
     sink.recovery(
