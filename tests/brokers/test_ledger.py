@@ -174,9 +174,10 @@ OPS = st.lists(
 )
 
 
-@given(OPS)
-def test_whatever_the_interleaving_redis_ends_up_holding_exactly_what_is_wanted(ops) -> None:  # type: ignore[no-untyped-def]
-    """Any order of changes, plans and replies: after a last plan and all replies, Redis matches."""
+def replay(
+    ops: list[tuple[str, bytes]],
+) -> tuple[SubscriptionLedger, FakeConnection, dict[bytes, int]]:
+    """Run ``ops`` against a fresh ledger and Redis; also return the keys held, by count."""
     ledger, redis = SubscriptionLedger(), FakeConnection()
     held: dict[bytes, int] = {}
     for op, key in ops:
@@ -190,6 +191,13 @@ def test_whatever_the_interleaving_redis_ends_up_holding_exactly_what_is_wanted(
             send_plan(ledger, redis)
         elif op == "deliver":
             redis.deliver(ledger, 1)
+    return ledger, redis, held
+
+
+@given(OPS)
+def test_whatever_the_interleaving_redis_ends_up_holding_exactly_what_is_wanted(ops) -> None:  # type: ignore[no-untyped-def]
+    """Any order of changes, plans and replies: after a last plan and all replies, Redis matches."""
+    ledger, redis, held = replay(ops)
     send_plan(ledger, redis)
     redis.deliver(ledger)
     wanted = {key for key, count in held.items() if count}
@@ -202,19 +210,7 @@ def test_whatever_the_interleaving_redis_ends_up_holding_exactly_what_is_wanted(
 @given(OPS)
 def test_once_every_subscription_is_released_the_ledger_holds_nothing(ops) -> None:  # type: ignore[no-untyped-def]
     """Any interleaving, then every key released, planned and answered: no per-key state left."""
-    ledger, redis = SubscriptionLedger(), FakeConnection()
-    held: dict[bytes, int] = {}
-    for op, key in ops:
-        if op == "acquire":
-            ledger.acquire([key])
-            held[key] = held.get(key, 0) + 1
-        elif op == "release" and held.get(key):
-            ledger.release([key])
-            held[key] -= 1
-        elif op == "plan":
-            send_plan(ledger, redis)
-        elif op == "deliver":
-            redis.deliver(ledger, 1)
+    ledger, redis, held = replay(ops)
     for key, count in held.items():
         ledger.release([key] * count)
     send_plan(ledger, redis)
