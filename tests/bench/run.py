@@ -18,13 +18,14 @@ import asyncio
 import contextlib
 import json
 import os
+import shutil
 import sys
 import tempfile
 import time
 from collections.abc import Iterator
 from typing import Any
 
-from tests.bench import clients, compression, nchan, presence, redis_modes, soak
+from tests.bench import clients, compression, nchan, nginx_publish, presence, redis_modes, soak
 from tests.bench.client import proc_cpu, raise_nofile
 from tests.bench.report import comparison, table
 from tests.bench.scenarios import batch_publish, fanout, handshakes, idle, latency, publish_only
@@ -38,6 +39,9 @@ try:
 except ImportError:
     uvloop = None
     USING_UVLOOP = False
+
+#: The deployed shape (nginx in front of workers) is measured only where nginx is.
+NGINX_INSTALLED = bool(shutil.which("nginx")) or os.path.exists("/usr/sbin/nginx")
 
 SERVER_ARGS = ("--ping-interval", "0", "--max-connections", "0", "--log-level", "warning")
 #: The secret of the server that requires tokens (handshakes-token).
@@ -192,6 +196,10 @@ async def main_scenarios(options: argparse.Namespace) -> list[dict[str, Any]]:
     with ours_redis() as target:
         results.append(await two_process(target, options, results[0]))
     results.append(await presence.presence_query(start_server))
+    if NGINX_INSTALLED:
+        results += await nginx_publish.nginx_publish()
+    else:
+        print("skipping POSTs through nginx: nginx is not installed", flush=True)
     results += await clients.client_paths(start_server, options.client_messages)
     if options.redis_modes:
         results += await redis_modes.script_cost()

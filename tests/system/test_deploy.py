@@ -410,3 +410,34 @@ def test_a_retry_after_a_worker_died_mid_publish_delivers_once(deployment: Deplo
         resumed.close()
 
     run(scenario(), timeout=90)
+
+
+def test_keyed_publishes_ride_pooled_connections_through_a_killed_worker(
+    deployment: Deploy,
+) -> None:
+    """Keyed POSTs go over nginx's pool; a worker killed under it costs none of them."""
+    deployed = deployment()
+    victim = deployed.pid(deployed.worker_name(0))
+
+    async def scenario() -> None:
+        listener = await connect(deployed.worker_url(1, "ws") + "/orders?positions=1")
+        await next_json(listener)
+        # Fill the pool with connections to both workers.
+        for number in range(20):
+            headers = {"Idempotency-Key": f"warm-{number}"}
+            response = await post(deployed.url + "/orders", f"w{number}", headers=headers)
+            assert response.code == 202, response.body
+        os.kill(victim, signal.SIGKILL)
+        await asyncio.to_thread(wait_dead, victim)
+        # The pool held connections to the dead worker: nginx must drop them
+        # (or resend what it sent on one: these are keyed) and lose nothing.
+        for number in range(40):
+            headers = {"Idempotency-Key": f"order-{number}"}
+            response = await post(deployed.url + "/orders", f"o{number}", headers=headers)
+            assert response.code == 202, (number, response.code, response.body)
+        got = [(await next_json(listener))["data"] for _ in range(60)]
+        assert got == [f"w{n}" for n in range(20)] + [f"o{n}" for n in range(40)]
+        await silent(listener)
+        listener.close()
+
+    run(scenario(), timeout=90)
