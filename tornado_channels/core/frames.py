@@ -170,6 +170,11 @@ class Encoding(enum.Enum):
     #: The same, each event's data the labelled JSON envelope (a subtree's subscribers).
     SSE_LABELLED = "sse-labelled"
 
+    @property
+    def is_sse(self) -> bool:
+        """Whether it is an event stream's (control messages are named events there)."""
+        return self is Encoding.SSE or self is Encoding.SSE_LABELLED
+
 
 def encode_for(encoding: Encoding, position: str, payload: bytes, target: str = "") -> bytes:
     """A message as a subscriber with ``encoding`` takes it (``target``: where it was published)."""
@@ -203,7 +208,7 @@ class MessageFrames:
 
     def frame(self, encoding: Encoding, deflate: Deflate | None = None) -> bytes:
         """The message for subscribers with ``encoding`` and ``deflate`` (None: uncompressed)."""
-        if encoding in (Encoding.SSE, Encoding.SSE_LABELLED):
+        if encoding.is_sse:
             deflate = None  # Not a WebSocket: nothing to negotiate.
         key = (encoding, deflate)
         frame = self._made.get(key)
@@ -231,7 +236,7 @@ class MessageFrames:
 def presence_event_for(encoding: Encoding, kind: str, user: str, channel: str) -> bytes:
     """A join or leave (``?presence=1``): a JSON text frame, or an ``event: presence``."""
     fields = {"presence": kind, "user": user, "channel": channel}
-    if encoding is Encoding.SSE or encoding is Encoding.SSE_LABELLED:
+    if encoding.is_sse:
         return sse_control("presence", None, **fields)
     return control_frame(**fields)
 
@@ -243,7 +248,7 @@ def outcome_for(encoding: Encoding, **fields: object) -> bytes:
     first event then carries one, so a plain EventSource that drops before
     any message resumes from there, losing nothing.
     """
-    if encoding is Encoding.SSE or encoding is Encoding.SSE_LABELLED:
+    if encoding.is_sse:
         position = fields.get("position")
         return sse_control("recovery", str(position) if position is not None else None, **fields)
     return control_frame(**fields)

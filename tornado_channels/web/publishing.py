@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hmac
 import json
 import logging
 import time
@@ -42,7 +41,7 @@ from . import origins
 from .config import ChannelConfig
 from .errors import JSON_TYPE, ApiError, authorize, broker_unavailable, invalid_channel, reason
 from .hooks import ChannelHooks
-from .tokens import Guard, bearer_of, redact, token_of
+from .tokens import Guard, bearer_of, carries_key, redact, token_of
 
 log = logging.getLogger("tornado_channels.publishing")
 
@@ -281,20 +280,14 @@ class PublishRequest(httputil.HTTPMessageDelegate):
         """
         endpoint = self.endpoint
         key = endpoint.config.publish_key
-        given = bearer_of(request)
-        # Constant-time: the comparison must not leak how much of the key matched.
-        if (
-            key is not None
-            and given is not None
-            and hmac.compare_digest(given.encode(), key.encode())
-        ):
+        if carries_key(request, key):
             return
         if endpoint.guard.enabled and token_of(request) is not None:
             self.claims = endpoint.guard.authenticate(request)
             return
         if key is None:
             return
-        if given is None:
+        if bearer_of(request) is None:
             raise ApiError(
                 401,
                 "unauthorized",

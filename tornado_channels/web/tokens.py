@@ -18,6 +18,7 @@ refused before they are parsed.
 
 from __future__ import annotations
 
+import hmac
 import time
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -281,6 +282,15 @@ def bearer_of(request: HTTPServerRequest) -> str | None:
     if scheme.lower() != "bearer" or not credential.strip():
         return None
     return credential.strip()
+
+
+def carries_key(request: HTTPServerRequest, key: str | None) -> bool:
+    """Whether ``request`` carries ``key`` as ``Authorization: Bearer <key>`` (never, if None)."""
+    given = bearer_of(request)
+    # Constant-time: the comparison must not leak how much of the key matched.
+    return (
+        key is not None and given is not None and hmac.compare_digest(given.encode(), key.encode())
+    )
 
 
 def claims_of(request: HTTPServerRequest) -> Claims | None:
