@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from tornado_channels.brokers.keys import SLOTS, KeyLayout, _crc16, key_slot, partition_tag
-from tornado_channels.core.channels import Channel, Subtree
+from tornado_channels.core.channels import Channel, Subtree, parse_target
 
 
 def test_slots_are_redis_clusters() -> None:
@@ -56,3 +56,13 @@ def test_one_partition_keeps_every_key_in_one_slot() -> None:
     assert layout.meta(0) == b"tornado_channels:{0}meta"
     assert layout.channel(0, Channel("a")) == b"tornado_channels:{0}c:a"
     assert layout.partitions_of(Subtree("")) == range(1)
+
+
+def test_presence_keys_live_in_the_partition_of_their_name() -> None:
+    """Every presence key of a partition is in its slot; a name counts where its target lives."""
+    layout = KeyLayout(b"tc:", 16)
+    for partition in range(16):
+        assert {key_slot(key) for key in layout.presence(partition)} == {layout.slot(partition)}
+        assert layout.presence_events(partition).startswith(layout.base(partition))
+    for name in ["users/1", "users/", "users/2/inbox", "/", "rooms/9/"]:
+        assert layout.presence_partition(name) == layout.home(parse_target(name.lstrip("/")))

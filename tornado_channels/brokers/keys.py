@@ -30,7 +30,12 @@ from functools import cache
 
 from ..core.channels import Channel, Target
 from ..core.history import above_keys, channel_keys, stream_key
-from ..core.partitions import channel_partition, partition_of
+from ..core.partitions import (
+    channel_partition,
+    first_segment,
+    partition_of,
+    partition_of_segment,
+)
 
 #: Slots in a Redis Cluster.
 SLOTS = 16384
@@ -88,6 +93,11 @@ class KeyLayout:
         self._bases = [
             prefix + b"{" + partition_tag(p, partitions) + b"}" for p in range(partitions)
         ]
+        # Made once: the events prefix is checked on every message a link receives.
+        self._presence = [
+            [base + suffix for suffix in (b"pn", b"pc", b"pt", b"ps", b"pp:", b"pu", b"pe:")]
+            for base in self._bases
+        ]
 
     def base(self, partition: int) -> bytes:
         """What every key of ``partition`` starts with (its prefix and hash tag)."""
@@ -137,6 +147,23 @@ class KeyLayout:
     def watch_start(self, partition: int) -> bytes:
         """Since when each watched subtree's b-stream holds everything below it."""
         return self._bases[partition] + b"wstart"
+
+    def presence(self, partition: int) -> list[bytes]:
+        """presence.lua's keys in ``partition`` (see that script for what each holds)."""
+        return self._presence[partition]
+
+    def presence_events(self, partition: int) -> bytes:
+        """What the pub/sub channels of joins and leaves in ``partition`` start with."""
+        return self._presence[partition][-1]
+
+    def presence_partition(self, name: str) -> int:
+        """The partition a presence name (``users/1``, ``users/``, ``/``) is counted in.
+
+        Its target's, as :meth:`home` places it: by first segment, the root in 0.
+        """
+        if name == "/":
+            return 0
+        return partition_of_segment(first_segment(name), self.partitions)
 
     def home(self, target: Target) -> int:
         """The partition whose sequence a target's subscribers follow (0 for the root)."""

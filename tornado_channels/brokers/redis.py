@@ -485,7 +485,7 @@ class RedisBroker(Broker):
         return self._links[partition if len(self._links) > 1 else 0]
 
     def _received(self, partition: int, key: bytes, data: bytes) -> None:
-        if self._presence is not None and key.startswith(self.layout.base(partition) + b"pe:"):
+        if self._presence is not None and key.startswith(self.layout.presence_events(partition)):
             self._presence.received(data)
             return
         try:

@@ -25,7 +25,6 @@ from typing import Any, TypeVar
 from redis.asyncio import Redis
 
 from ..core.channels import Subtree, Target
-from ..core.partitions import first_segment, partition_of_segment
 from ..core.presence import (
     MAX_USERS,
     ChannelPresence,
@@ -97,26 +96,8 @@ class RedisPresence(PresenceStore):
         # Every name must be sent again (Redis forgot this process, or never knew it).
         self._resend = True
 
-    def _keys(self, partition: int) -> list[bytes]:
-        base = self.layout.base(partition)
-        return [
-            base + b"pn",
-            base + b"pc",
-            base + b"pt",
-            base + b"ps",
-            base + b"pp:",
-            base + b"pu",
-            base + b"pe:",
-        ]
-
-    def _partition(self, name: str) -> int:
-        # As keys.py places the name's target: by first segment, the root in 0.
-        if name == "/":
-            return 0
-        return partition_of_segment(first_segment(name), self.layout.partitions)
-
     async def _call(self, partition: int, args: Sequence[Any]) -> Any:
-        keys = self._keys(partition)
+        keys = self.layout.presence(partition)
         full = [args[0], self._command, *args[1:]]
         return await self._run(partition, lambda client: self._script.run(client, keys, full, None))
 
@@ -124,8 +105,8 @@ class RedisPresence(PresenceStore):
 
     def events_key(self, name: str) -> tuple[int, bytes]:
         """The partition and pub/sub channel of ``name``'s joins and leaves."""
-        partition = self._partition(name)
-        return partition, self.layout.base(partition) + b"pe:" + name.encode("utf-8")
+        partition = self.layout.presence_partition(name)
+        return partition, self.layout.presence_events(partition) + name.encode("utf-8")
 
     def watch(self, name: str) -> None:
         """Subscribe to the joins and leaves presence.lua publishes for ``name``."""
@@ -213,7 +194,7 @@ class RedisPresence(PresenceStore):
             tally.take_changes()
         by_partition: dict[int, list[str]] = defaultdict(list)
         for name in names:
-            by_partition[self._partition(name)].append(name)
+            by_partition[self.layout.presence_partition(name)].append(name)
         everything = self._resend
         try:
             results = await asyncio.gather(
@@ -251,7 +232,7 @@ class RedisPresence(PresenceStore):
     async def channel(self, target: Target) -> ChannelPresence:
         """One name's total, and the users every live process lists for it."""
         name = presence_name(target)
-        total, *values = await self._call(self._partition(name), ["channel", name])
+        total, *values = await self._call(self.layout.presence_partition(name), ["channel", name])
         users: set[str] = set()
         for value in values:
             users.update(decode_value(value.decode("utf-8"))[1])

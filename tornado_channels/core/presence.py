@@ -14,6 +14,7 @@ come and go meanwhile.
 from __future__ import annotations
 
 import heapq
+import itertools
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -111,7 +112,7 @@ class SubtreePresence:
 
 def page(subtree: str, total: int, names: Iterable[tuple[str, int]], limit: int) -> SubtreePresence:
     """A page from names in order (``limit + 1`` of them tell whether there is more)."""
-    taken = list(names)[: limit + 1]
+    taken = list(itertools.islice(names, limit + 1))
     more = len(taken) > limit
     taken = taken[:limit]
     cursor = taken[-1][0] if more and taken else None
