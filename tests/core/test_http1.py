@@ -103,6 +103,48 @@ def test_empty_lines_before_a_request_and_bare_lf_endings_are_accepted() -> None
     assert normalized(out) == [("GET", "/a"), END]
 
 
+def test_a_head_ending_in_lf_crlf_ends_there_and_the_crlf_after_it_is_ignored() -> None:
+    """A mixed ending (LF, then CRLF) ends the head before a later CRLFCRLF could."""
+    data = b"POST /a HTTP/1.1\r\nHost: h\r\nContent-Length: 2\n\r\nab\r\n\r\n"
+    assert normalized(events(data)) == [("POST", "/a"), b"ab", END]
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"POST /a?b=1 HTTP/1.1\r\nHost: h:80\r\nX-A:  1 \t\r\nx-a: 2\r\nContent-Length: 1\r\n\r\n",
+        b"GET /a HTTP/1.0\r\nConnection: Keep-Alive\r\nExpect: 100-continue\r\n\r\n",
+        b"PUT /\xc3\xa9 HTTP/1.1\r\nHost: [::1]:8\r\nUpgrade: websocket\r\n"
+        b"Connection: keep-alive, Upgrade\r\nTransfer-Encoding: chunked\r\n\r\n",
+    ],
+)
+def test_a_head_reads_the_same_with_crlf_or_bare_lf_line_ends(data: bytes) -> None:
+    """The one-pass reading of a CRLF head and the line-by-line one agree on every field."""
+    [crlf] = [e for e in events(data) if isinstance(e, RequestHead)]
+    [lf] = [e for e in events(data.replace(b"\r\n", b"\n")) if isinstance(e, RequestHead)]
+    assert crlf == lf
+    assert crlf.field("x-a") in (None, "1,2")
+
+
+def test_by_name_reads_like_tornados_headers() -> None:
+    """by_name holds what HTTPHeaders.get answers, under lower-case names: repeats comma-joined."""
+    from tornado.httputil import HTTPHeaders
+
+    data = (
+        b"GET /a HTTP/1.1\r\nHost: h\r\n"
+        b"X-Forwarded-For: 1.1.1.1\r\nx-forwarded-for: 2.2.2.2\r\n\r\n"
+    )
+    [head, _] = events(data)
+    assert isinstance(head, RequestHead)
+    tornado_headers = HTTPHeaders()
+    for name, value in head.fields:
+        tornado_headers.add(name, value)
+    for name in ("host", "x-forwarded-for", "origin"):
+        assert head.by_name.get(name) == tornado_headers.get(name)
+    assert sorted(head.by_name) == ["host", "x-forwarded-for"]
+    assert head.field("X-FORWARDED-FOR") == "1.1.1.1,2.2.2.2"
+
+
 def test_raw_bytes_above_ascii_in_the_target_are_kept_as_latin1() -> None:
     """The target's bytes survive (as Latin-1 characters) to be read later as UTF-8."""
     [head, _] = events("GET /café HTTP/1.1\r\nHost: h\r\n\r\n".encode())
@@ -187,6 +229,10 @@ def test_any_split_of_the_bytes_gives_the_same_requests(pieces: list[int]) -> No
         (b"GET /a HTTP/1.1 extra\r\nHost: x\r\n\r\n", 400),
         (b"G\xc3T /a HTTP/1.1\r\nHost: x\r\n\r\n", 400),
         (b"GET /a HTTP/1.1\r\nHost: x\r\n: empty name\r\n\r\n", 400),
+        (b"GET /a HTTP/1.1\r\nHost: a b\r\n\r\n", 400),
+        (b"GET /a HTTP/1.1\r\nHost: a,b\r\n\r\n", 400),
+        (b"GET /a HTTP/1.1\r\nHost: a/b\r\n\r\n", 400),
+        (b"GET /a HTTP/1.0\r\nHost: a@b\r\n\r\n", 400),
     ],
     ids=[
         "CL and TE",
@@ -206,6 +252,10 @@ def test_any_split_of_the_bytes_gives_the_same_requests(pieces: list[int]) -> No
         "junk after version",
         "non-token method",
         "empty field name",
+        "space in Host",
+        "comma in Host",
+        "slash in Host",
+        "at sign in Host (1.0)",
     ],
 )
 def test_ambiguous_or_malformed_heads_are_refused(data: bytes, status: int) -> None:

@@ -105,6 +105,8 @@ def _decode_segment(raw: str) -> str:
     # Characters as UTF-8, percent-escapes as the bytes they name; bytes that
     # came off the wire undecodable are surrogate escapes (see path_text) and
     # turn back into those bytes, so they fail below like their %XX form.
+    if raw.isascii() and "%" not in raw:
+        return raw  # Nothing to decode (most names).
     try:
         data = unquote_to_bytes(raw.encode("utf-8", "surrogateescape"))
     except UnicodeEncodeError:

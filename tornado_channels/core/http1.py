@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Collection
 from dataclasses import dataclass
 from email.utils import formatdate
 
@@ -45,6 +46,18 @@ _NAME = re.compile(_TOKEN)
 # (Character classes only: every pattern here runs in linear time.)
 _VALUE = re.compile(rb"[\t\x20-\x7e\x80-\xff]*")
 _CHUNK_SIZE = re.compile(rb"([0-9A-Fa-f]{1,16})(?:[ \t]*;[\x09\x20-\x7e\x80-\xff]*)?")
+# The common case, checked whole in one pass: a head with CRLF line ends and
+# nothing to refuse (matched on its Latin-1 text, which maps bytes 1:1).  Any
+# head it does not match is read line by line, which says what is wrong.
+_TOKEN_TEXT = _TOKEN.decode()
+_WELL_FORMED = re.compile(
+    f"({_TOKEN_TEXT}) ([\x21-\x7e\x80-\xff]+) (HTTP/[0-9]\\.[0-9])\r\n"
+    f"((?:{_TOKEN_TEXT}:[\t\x20-\x7e\x80-\xff]*\r\n)*)\r\n"
+)
+_WELL_FORMED_FIELD = re.compile(f"({_TOKEN_TEXT}):([\t\x20-\x7e\x80-\xff]*)\r\n")
+# RFC 9110 7.2's Host as Tornado reads it (uri-host, then an optional port),
+# less the comma: a value Tornado's request would refuse is refused here, 400.
+_HOST = re.compile(r"(?:[A-Za-z0-9\-._~!$&'()*+;=\[\]:]|%[0-9A-Fa-f]{2})*")
 
 _HEAD, _FIXED, _CHUNK_LINE, _CHUNK_DATA, _CHUNK_END, _TRAILERS, _IDLE = range(7)
 
@@ -94,6 +107,9 @@ class RequestHead:
     expect_continue: bool
     #: Whether it asks to switch protocols (``Upgrade`` with ``Connection: upgrade``).
     upgrade: bool
+    #: Field values by lower-case name; repeated fields joined by commas, as
+    #: Tornado's ``HTTPHeaders`` reads them.
+    by_name: dict[str, str]
 
     @property
     def has_body(self) -> bool:
@@ -101,12 +117,8 @@ class RequestHead:
         return self.chunked or bool(self.length)
 
     def field(self, name: str) -> str | None:
-        """The value of the first field called ``name`` (any case), or None."""
-        name = name.lower()
-        for key, value in self.fields:
-            if key.lower() == name:
-                return value
-        return None
+        """The value of the field called ``name`` (any case; repeats comma-joined), or None."""
+        return self.by_name.get(name.lower())
 
 
 class RequestReader:
@@ -170,6 +182,8 @@ class RequestReader:
 
     def _head(self) -> RequestHead | None:
         buffer = self._buffer
+        if not buffer:
+            return None  # Asked again after each request, mostly with nothing yet.
         # RFC 9112 2.2: empty lines before a request line are ignored.
         start = 0
         while buffer.startswith(b"\r\n", start) or buffer.startswith(b"\n", start):
@@ -279,6 +293,14 @@ class RequestReader:
 def _head_end(buffer: bytearray, start: int) -> int:
     """Offset just past the empty line that ends a head (searched from ``start``), or -1."""
     crlf = buffer.find(b"\r\n\r\n", start)
+    # The common case: no bare LF ends the head earlier (bounds: an earlier
+    # end must start before the CRLFCRLF does).
+    if (
+        crlf >= 0
+        and buffer.find(b"\n\n", start, crlf + 2) < 0
+        and buffer.find(b"\n\r\n", start, crlf + 3) < 0
+    ):
+        return crlf + 4
     lf = buffer.find(b"\n\n", start)
     mixed = buffer.find(b"\n\r\n", start)
     ends = [offset + size for offset, size in ((crlf, 4), (lf, 2), (mixed, 3)) if offset >= 0]
@@ -319,6 +341,21 @@ def _parse_field(line: bytes) -> tuple[str, str]:
 
 
 def _parse_head(raw: bytes) -> RequestHead:
+    text = raw.decode("latin-1")
+    match = _WELL_FORMED.fullmatch(text)
+    if match is not None and match.end(3) <= MAX_REQUEST_LINE:
+        method, target, version = match.group(1, 2, 3)
+        fields = [
+            (name, value.strip(" \t"))
+            for name, value in _WELL_FORMED_FIELD.findall(text, match.start(4), match.end(4))
+        ]
+    else:
+        method, target, version, fields = _read_lines(raw)
+    return _interpret(method, target, version, fields)
+
+
+def _read_lines(raw: bytes) -> tuple[str, str, str, list[tuple[str, str]]]:
+    """The request line and fields of a head, line by line: bare LFs allowed, faults named."""
     lines = raw.split(b"\n")
     # The head ends with an empty line: drop it (and the one split leaves).
     while lines and lines[-1] in (b"", b"\r"):
@@ -337,70 +374,84 @@ def _parse_head(raw: bytes) -> RequestHead:
     if match is None:
         raise BadRequest(400, "bad_request", "malformed request line")
     method, target, version = (part.decode("latin-1") for part in match.groups())
-    if version not in ("HTTP/1.1", "HTTP/1.0"):
-        raise BadRequest(505, "http_version_not_supported", f"{version} is not supported")
     if len(field_lines) > MAX_FIELDS:
         raise BadRequest(431, "request_header_too_large", f"more than {MAX_FIELDS} header fields")
-    fields: list[tuple[str, str]] = []
-    hosts = 0
-    lengths: list[str] = []
-    codings: list[str] = []
-    connection: list[str] = []
-    expect = ""
-    upgrade = False
-    for line in field_lines:
-        name, value = _parse_field(line)
-        fields.append((name, value))
+    return method, target, version, [_parse_field(line) for line in field_lines]
+
+
+def _interpret(
+    method: str, target: str, version: str, fields: list[tuple[str, str]]
+) -> RequestHead:
+    """The head that well-formed lines make, refused where framing or Host is ambiguous."""
+    if version not in ("HTTP/1.1", "HTTP/1.0"):
+        raise BadRequest(505, "http_version_not_supported", f"{version} is not supported")
+    if len(fields) > MAX_FIELDS:
+        raise BadRequest(431, "request_header_too_large", f"more than {MAX_FIELDS} header fields")
+    by_name: dict[str, str] = {}
+    repeated: Collection[str] = ()  # A set only when some name repeats (rarely).
+    for name, value in fields:
         lower = name.lower()
-        if lower == "host":
-            hosts += 1
-        elif lower == "content-length":
-            lengths.append(value)
-        elif lower == "transfer-encoding":
-            codings.append(value)
-        elif lower == "connection":
-            connection += [token.strip().lower() for token in value.split(",")]
-        elif lower == "expect":
-            expect = value.strip().lower()
-        elif lower == "upgrade":
-            upgrade = True
-    if hosts > 1 or (hosts == 0 and version == "HTTP/1.1"):
+        if lower in by_name:
+            by_name[lower] += "," + value
+            repeated = {*repeated, lower}
+        else:
+            by_name[lower] = value
+    expect = by_name.get("expect")
+    if expect is not None and "expect" in repeated:
+        expect = [value for name, value in fields if name.lower() == "expect"][-1]  # The last.
+    host = by_name.get("host")
+    if "host" in repeated or (host is None and version == "HTTP/1.1"):
         raise BadRequest(400, "bad_request", "an HTTP/1.1 request needs exactly one Host")
+    if host is not None and host not in _valid_hosts:
+        if _HOST.fullmatch(host) is None:
+            raise BadRequest(400, "bad_request", "the Host header is not a valid host")
+        if len(_valid_hosts) < 256:  # Clients name the same few hosts: checked once each.
+            _valid_hosts.add(host)
     length: int | None = None
     chunked = False
-    if codings:
+    coding = by_name.get("transfer-encoding")
+    declared = by_name.get("content-length")
+    if coding is not None:
         if version == "HTTP/1.0":
             raise BadRequest(400, "bad_request", "Transfer-Encoding in an HTTP/1.0 request")
-        if lengths:
+        if declared is not None:
             raise BadRequest(
                 400, "bad_request", "both Content-Length and Transfer-Encoding are present"
             )
-        if len(codings) > 1 or codings[0].strip().lower() != "chunked":
+        if "transfer-encoding" in repeated or coding.strip().lower() != "chunked":
             raise BadRequest(
                 501, "not_implemented", "only the chunked transfer coding is supported"
             )
         chunked = True
-    elif lengths:
-        if len(lengths) > 1:
+    elif declared is not None:
+        if "content-length" in repeated:
             raise BadRequest(400, "bad_request", "more than one Content-Length")
-        if not lengths[0].isdigit() or len(lengths[0]) > 18 or not lengths[0].isascii():
+        if not declared.isdigit() or len(declared) > 18 or not declared.isascii():
             raise BadRequest(400, "bad_request", "Content-Length is not a number")
-        length = int(lengths[0])
+        length = int(declared)
+    options = by_name.get("connection")
+    connection = (
+        [token.strip().lower() for token in options.split(",")] if options is not None else ()
+    )
     if version == "HTTP/1.1":
         keep_alive = "close" not in connection
     else:
         keep_alive = "keep-alive" in connection and "close" not in connection
     return RequestHead(
-        method=method,
-        target=target,
-        version=version,
-        fields=fields,
-        length=length,
-        chunked=chunked,
-        keep_alive=keep_alive,
-        expect_continue=expect == "100-continue" and version == "HTTP/1.1",
-        upgrade=upgrade and "upgrade" in connection,
+        method,
+        target,
+        version,
+        fields,
+        length,
+        chunked,
+        keep_alive,
+        expect is not None and expect.strip().lower() == "100-continue" and version == "HTTP/1.1",
+        "upgrade" in by_name and "upgrade" in connection,
+        by_name,
     )
+
+
+_valid_hosts: set[str] = set()
 
 
 _date_cache: tuple[int, str] = (0, "")

@@ -41,6 +41,7 @@ async def serve(settings: Settings) -> int:
         idle_timeout=server_settings.idle_timeout,
         body_timeout=server_settings.body_timeout,
         max_body_size=max(channels.max_message_size, channels.max_batch_bytes),
+        shortcut=app.publish_shortcut,
     )
     acceptor = Acceptor(wire.protocol)
     address, port = server_settings.address, server_settings.port

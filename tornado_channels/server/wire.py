@@ -50,6 +50,9 @@ LINGER_BYTES = 64 << 20
 MAX_BUFFERED = 1 << 20
 
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+
+#: Serves a request straight from its head (see WireServer), or declines with None.
+Shortcut = Callable[["Exchange", RequestHead], "httputil.HTTPMessageDelegate | None"]
 _NONE, _FIXED, _CHUNKED, _UNTIL_CLOSE = range(4)
 
 
@@ -152,15 +155,9 @@ class Exchange(httputil.HTTPConnection):
         else:
             self._framing = _UNTIL_CLOSE
             self.keep_alive = False
-        if self.reading and not self._small_rest():
-            # Answered before its body was read, with much of it still to come.
-            self.keep_alive = False
-        if self.wire.closing:
-            self.keep_alive = False
-        if not self.keep_alive:
-            headers["Connection"] = "close"
-        elif self.head.version == "HTTP/1.0":
-            headers["Connection"] = "keep-alive"
+        connection = self._connection_field()
+        if connection:
+            headers["Connection"] = connection
         lines = [f"HTTP/1.1 {code} {start_line.reason}"]
         lines += [f"{name}: {value}" for name, value in headers.get_all()]
         for line in lines:
@@ -170,6 +167,34 @@ class Exchange(httputil.HTTPConnection):
         if chunk:
             data += self._frame(chunk)
         return self.wire.write(data)
+
+    def write_answer(self, code: int, reason: str, fields: str, body: bytes | None) -> None:
+        """Write a whole answer and finish: ``fields`` are CRLF-ended lines with Content-Length.
+
+        What :meth:`write_headers`, :meth:`write` and :meth:`finish` do for
+        an answer known whole, without Tornado's objects (the publishing
+        shortcut); ``body`` is None for a HEAD.  Nothing in ``fields`` may
+        come from the client unchecked: they are written as they are.
+        """
+        self.started = True
+        self._framing = _NONE
+        connection = self._connection_field()
+        if connection:
+            fields += f"Connection: {connection}\r\n"
+        head = f"HTTP/1.1 {code} {reason}\r\n{fields}\r\n".encode("latin-1")
+        self.wire.write(head + body if body else head)
+        self.finish()
+
+    def _connection_field(self) -> str:
+        """The answer's ``Connection`` value ("" for none); decides whether the connection lives."""
+        if self.reading and not self._small_rest():
+            # Answered before its body was read, with much of it still to come.
+            self.keep_alive = False
+        if self.wire.closing:
+            self.keep_alive = False
+        if not self.keep_alive:
+            return "close"
+        return "keep-alive" if self.head.version == "HTTP/1.0" else ""
 
     def write(self, chunk: bytes) -> asyncio.Future[None]:
         """Write a piece of the answer's body."""
@@ -270,6 +295,8 @@ class HTTPWire(asyncio.Protocol):
         self.closing = False
         self._advancing = False
         self._timer: asyncio.TimerHandle | None = None
+        self._deadline = 0.0
+        self._on_time: Callable[[], None] | None = None
         self._paused_reading = False
         self._paused_writing = False
         self._drained: list[asyncio.Future[None]] = []
@@ -406,7 +433,19 @@ class HTTPWire(asyncio.Protocol):
         if head.has_body:
             self._set_timer(self.server.body_timeout, self._body_timeout)
         else:
-            self._cancel_timer()
+            self._disarm()
+        shortcut = self.server.shortcut
+        if shortcut is not None and head.method == "POST":
+            try:
+                delegate = shortcut(exchange, head)
+            except Exception:
+                log.exception("serving a request failed")
+                self._fail(exchange)
+                return
+            if delegate is not None:
+                exchange.delegate = delegate
+                exchange.maybe_continue()
+                return
         headers = httputil.HTTPHeaders()
         for name, value in head.fields:
             headers.add(name, value)
@@ -426,6 +465,11 @@ class HTTPWire(asyncio.Protocol):
         """
         try:
             pending = callback(*args)
+        except httputil.HTTPInputError as exc:
+            # Tornado's own refusal of what the client sent (a query string
+            # with too many fields, say): the client's fault, answered 400.
+            self._refuse(400, "bad_request", str(exc))
+            return False
         except Exception:
             log.exception("serving a request failed")
             self._fail(exchange)
@@ -468,7 +512,7 @@ class HTTPWire(asyncio.Protocol):
 
     def _body_done(self, exchange: Exchange) -> None:
         exchange.reading = False
-        self._cancel_timer()
+        self._disarm()
         if exchange.finished:
             self._next(exchange)
             return
@@ -582,25 +626,53 @@ class HTTPWire(asyncio.Protocol):
 
     # Timers
 
+    # One deadline at a time (idle, body, linger), kept lazily: moving it
+    # later, as every request on a kept-alive connection does twice, only
+    # writes it down; the timer already set fires first and sets itself again
+    # for the rest.  A timer made and cancelled per request was measurable.
+
     def _set_timer(self, delay: float, callback: Callable[[], None]) -> None:
-        self._cancel_timer()
-        if delay > 0:
-            self._timer = self._loop.call_later(delay, callback)
+        if delay <= 0:
+            self._cancel_timer()
+            return
+        deadline = self._loop.time() + delay
+        self._deadline = deadline
+        self._on_time = callback
+        timer = self._timer
+        if timer is not None:
+            if timer.when() <= deadline:
+                return
+            timer.cancel()
+        self._timer = self._loop.call_at(deadline, self._ring)
+
+    def _disarm(self) -> None:
+        """No deadline for now (the timer, if set, will find nothing to do)."""
+        self._on_time = None
 
     def _cancel_timer(self) -> None:
+        self._on_time = None
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
 
-    def _idle_timeout(self) -> None:
+    def _ring(self) -> None:
         self._timer = None
+        callback = self._on_time
+        if callback is None:
+            return
+        if self._deadline > self._loop.time():
+            self._timer = self._loop.call_at(self._deadline, self._ring)
+            return
+        self._on_time = None
+        callback()
+
+    def _idle_timeout(self) -> None:
         if self.reader.between_requests:
             self.close()  # An idle keep-alive connection: nothing to say.
         else:
             self._refuse(408, "request_timeout", "the request head did not arrive in time")
 
     def _body_timeout(self) -> None:
-        self._timer = None
         exchange = self.exchange
         if exchange is not None and exchange.delegate is not None and not exchange.finished:
             _call(exchange.delegate.on_connection_close)
@@ -616,6 +688,9 @@ class WireServer:
     :param max_body_size: the largest body any request may have (413 beyond);
         handlers refuse smaller ones themselves.
     :param xheaders: trust ``X-Real-IP``/``X-Forwarded-For``/``X-Forwarded-Proto``.
+    :param shortcut: asked first for every POST: the delegate that serves it
+        without Tornado's request objects and routing, or None to route it
+        as usual (web/publishing.py's ``PublishShortcut``).
     """
 
     def __init__(
@@ -626,8 +701,10 @@ class WireServer:
         body_timeout: float = 10.0,
         max_body_size: int = 8 << 20,
         xheaders: bool = False,
+        shortcut: Shortcut | None = None,
     ) -> None:
         self.delegate = delegate
+        self.shortcut = shortcut
         self.idle_timeout = idle_timeout
         self.body_timeout = body_timeout
         self.max_body_size = max_body_size

@@ -11,10 +11,19 @@ from ..node import Node
 from .config import ChannelConfig
 from .hooks import ChannelHooks
 from .pages import NotFoundHandler
-from .publishing import InFlight
-from .routing import channel_routes
+from .publishing import InFlight, PublishShortcut
+from .routing import mount
 
 CONFIG_FIELDS = {field.name for field in dataclasses.fields(ChannelConfig)} - {"prefix"}
+
+
+class ChannelApplication(tornado.web.Application):
+    """The standalone application, with the shortcut its server serves publishes by."""
+
+    def __init__(self, rules: Any, shortcut: PublishShortcut, **settings: Any) -> None:
+        super().__init__(rules, **settings)
+        #: POSTs to publish, matched on the request's head alone (see publishing.py).
+        self.publish_shortcut = shortcut
 
 
 def make_app(
@@ -25,7 +34,7 @@ def make_app(
     in_flight: InFlight | None = None,
     config: ChannelConfig | None = None,
     **settings: Any,
-) -> tornado.web.Application:
+) -> ChannelApplication:
     """An :class:`~tornado.web.Application` serving ``node``'s channels.
 
     Keyword arguments named like :class:`~tornado_channels.web.config.ChannelConfig`
@@ -38,7 +47,5 @@ def make_app(
     options = {name: settings.pop(name) for name in CONFIG_FIELDS & settings.keys()}
     settings.setdefault("default_handler_class", NotFoundHandler)
     settings.setdefault("cross_origin_protection", True)
-    rules = channel_routes(
-        node, prefix=prefix, hooks=hooks, in_flight=in_flight, config=config, **options
-    )
-    return tornado.web.Application(rules, **settings)
+    routes = mount(node, prefix=prefix, hooks=hooks, in_flight=in_flight, config=config, **options)
+    return ChannelApplication(routes.rules, routes.publish_shortcut, **settings)

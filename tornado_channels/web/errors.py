@@ -58,10 +58,11 @@ def status_error(status: int) -> str:
 
 def reason(status: int) -> str:
     """The standard reason phrase of ``status``."""
-    try:
-        return HTTPStatus(status).phrase
-    except ValueError:
-        return "Unknown"
+    return _REASONS.get(status, "Unknown")
+
+
+# Looked up per answer: HTTPStatus(status) is an Enum call, slow for what it does.
+_REASONS = {status.value: status.phrase for status in HTTPStatus}
 
 
 def invalid_channel(exc: InvalidChannel) -> ApiError:

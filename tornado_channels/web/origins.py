@@ -10,28 +10,28 @@ read a channel through a visitor's browser nor make it publish.
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from urllib.parse import urlsplit
 
-from tornado.httputil import HTTPHeaders
 
-
-def same_origin(origin: str, headers: HTTPHeaders) -> bool:
+def same_origin(origin: str, headers: Mapping[str, str]) -> bool:
     """Whether ``origin`` names the host the request was sent to (as Tornado compares them)."""
-    return urlsplit(origin).netloc.lower() == headers.get("Host", "").lower()
+    return urlsplit(origin).netloc.lower() == headers.get("host", "").lower()
 
 
-def allowed(headers: HTTPHeaders, trusted: Collection[str]) -> bool:
-    """Whether a request with ``headers`` may proceed, given the ``trusted`` origins.
+def allowed(headers: Mapping[str, str], trusted: Collection[str]) -> bool:
+    """Whether a request with ``headers`` (read by lower-case name) may proceed.
+
+    ``trusted`` are the origins the configuration trusts.
 
     The algorithm of Tornado's ``cross_origin_protection``: ``Sec-Fetch-Site``
     first (``same-origin``, or ``none`` for a user's own navigation), then
     ``Origin`` against the host and the trusted list.
     """
-    site = headers.get("Sec-Fetch-Site")
+    site = headers.get("sec-fetch-site")
     if site in ("same-origin", "none"):
         return True
-    origin = headers.get("Origin")
+    origin = headers.get("origin")
     if origin is None:
         # No Origin: not a browser, unless it says it is (a cross-site fetch
         # always carries an Origin, so this one is not to be trusted).

@@ -72,9 +72,10 @@ class PresenceHandler(JSONErrorsMixin):
     def check_access(self, target: Target) -> None:
         """Let in the publish key or a token granting ``target``; refuse others like publishing."""
         key = self.config.publish_key
-        if carries_key(self.request, key):
+        if carries_key(self.request.headers, key):
             return
-        if key is not None and bearer_of(self.request) is not None and not self.guard.enabled:
+        bearer = bearer_of(self.request.headers)
+        if key is not None and bearer is not None and not self.guard.enabled:
             raise ApiError(403, "forbidden", "wrong publish key")
         if self.guard.enabled and token_of(self.request) is not None:
             # Raises the 401 that says why a token is refused; a valid one must grant it.

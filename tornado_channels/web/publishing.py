@@ -5,51 +5,30 @@ costs more than twice what the HTTP connection itself does: a handler
 object, its UI namespaces, a default header set, a coroutine and a Task,
 and an access-log line formatted even when nothing logs it (the README's
 "Performance" has the profile).  So publishing is served by a plain
-:class:`~tornado.httputil.HTTPMessageDelegate`, routed like any handler.
-Parsing HTTP, keep-alive, chunked bodies and the timeouts stay Tornado's
-(``HTTP1Connection``); what a publish needs is here, and stays thin:
+:class:`~tornado.httputil.HTTPMessageDelegate` (publish_request.py):
 
-- before the body: the channel name, the publish key, cross-site origins,
-  the declared size (so nothing unauthorized or oversized is buffered);
-- after it: the ``authorize_publish`` hook, then the node publishes;
-- every answer is JSON (``{"error", "message"}`` on refusals), as elsewhere.
+- routed like any handler (:class:`PublishEndpoint`) where Tornado serves
+  the HTTP (an application mounting the channels);
+- on the standalone server, taken straight from the wire
+  (:class:`PublishShortcut`): no ``HTTPHeaders``, no ``HTTPServerRequest``,
+  no walk of the rule table; the same checks, hooks and answers.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import json
-import logging
-import time
-from collections.abc import Iterator
 from typing import Any
 
 from tornado import httputil
-from tornado.log import access_log
 from tornado.routing import Router
 
-from ..brokers.base import BrokerUnavailable, IdempotencyConflict, PublishOutcomeUnknown
-from ..core.batch import InvalidBatch, parse_batch
-from ..core.channels import Channel, InvalidChannel, Target, parse_target
-from ..core.grants import Claims
-from ..core.http1 import http_date
-from ..core.idempotency import InvalidIdempotencyKey, parse_key
-from ..core.publication import Receipt
+from ..core.channels import path_text
+from ..core.http1 import RequestHead
 from ..node import Node
-from . import origins
 from .config import ChannelConfig
-from .errors import JSON_TYPE, ApiError, authorize, broker_unavailable, invalid_channel, reason
 from .hooks import ChannelHooks
-from .tokens import Guard, bearer_of, carries_key, redact, token_of
-
-log = logging.getLogger("tornado_channels.publishing")
-
-#: On a server that closes a connection answered before its body was read
-#: (Tornado's own), a refusal waits for a body up to this size, reading and
-#: dropping it, so a client that sends its whole body before reading gets
-#: the answer instead of a reset (and keeps its connection).
-DISCARD_LIMIT = 16 << 20
+from .publish_request import PublishRequest
+from .tokens import Guard
 
 
 class InFlight:
@@ -117,344 +96,61 @@ class PublishEndpoint(Router):
     ) -> httputil.HTTPMessageDelegate:
         """A delegate for ``request``; the matcher's ``path`` is the channel's (see routing.py)."""
         path = kwargs.get("path_kwargs", {}).get("path", "")
-        return PublishRequest(self, request, path)
-
-
-class PublishRequest(httputil.HTTPMessageDelegate):
-    """One publishing request, from its headers to its answer."""
-
-    def __init__(
-        self, endpoint: PublishEndpoint, request: httputil.HTTPServerRequest, path: str
-    ) -> None:
         assert request.connection is not None
-        self.endpoint = endpoint
-        self.request = request
-        self.connection = request.connection
-        self.path = path
-        self.target: Target | None = None
-        self.limit = (
-            endpoint.config.max_batch_bytes if endpoint.batch else endpoint.config.max_message_size
-        )
-        self.body = bytearray()
-        self.too_large = False
-        # A refusal decided from the headers, answered once the body is read.
-        self.deferred: ApiError | None = None
-        # The claims of the token the request carried, when it publishes with one.
-        self.claims: Claims | None = None
-        # The request's Idempotency-Key, when it has one.
-        self.idempotency_key: str | None = None
-        self.discarded = 0
-        self.finished_reading = False
-        self.answered = False
-        self.in_flight = False
-        self.started = time.monotonic()
+        method, uri = request.method or "", request.uri or ""
+        return PublishRequest(self, request.connection, method, uri, request.headers, path, request)
 
-    # HTTPMessageDelegate
 
-    def headers_received(
-        self,
-        start_line: httputil.RequestStartLine | httputil.ResponseStartLine,
-        headers: httputil.HTTPHeaders,
-    ) -> None:
-        """Refuse what can be refused before the body: name, method, key, origin, size."""
-        try:
-            self.check_headers(self.request)
-        except ApiError as exc:
-            if self.must_answer_now():
-                self.refuse(exc)
-            else:
-                self.deferred = exc
+class PublishShortcut:
+    """The publishing routes of one mount point, matched on a request's head alone.
 
-    def data_received(self, chunk: bytes) -> None:
-        """Collect the body, keeping nothing once it passes the limit (or after a refusal)."""
-        # A chunked body has no Content-Length to refuse up front: count, and
-        # stop keeping bytes once past the limit.
-        if self.deferred is not None:
-            self.discarded += len(chunk)
-            if self.discarded > DISCARD_LIMIT:
-                self.refuse(self.deferred)  # A chunked body past the bound: no more waiting.
-            return
-        if self.answered or self.too_large:
-            return
-        if len(self.body) + len(chunk) > self.limit:
-            self.too_large = True
-            self.body = bytearray()
+    The standalone server's wire asks it first for every POST: it answers
+    with the request's :class:`PublishRequest` (already past its header
+    checks) when the routes would have sent the request to a
+    :class:`PublishEndpoint`, and None for everything else, which Tornado
+    routes as usual.  ``channels`` serves ``POST <prefix><channel>``,
+    ``batch`` ``POST <prefix>_/publish``.
+    """
+
+    def __init__(self, prefix: str, channels: PublishEndpoint, batch: PublishEndpoint) -> None:
+        self.prefix = prefix
+        self.channels = channels
+        self.batch = batch
+        self._bare = prefix.rstrip("/")
+
+    def __call__(
+        self, connection: httputil.HTTPConnection, head: RequestHead
+    ) -> PublishRequest | None:
+        """The publishing request ``head`` starts on ``connection``, or None if not one."""
+        if head.method != "POST" or not head.target.startswith("/"):
+            return None
+        if head.by_name.get("upgrade", "").lower() == "websocket":
+            return None  # A WebSocket route's, as routing.request_kind says.
+        path = head.target.partition("?")[0]
+        if path.startswith(self.prefix):
+            rest = path[len(self.prefix) :]
+        elif path == self._bare and self._bare:
+            rest = ""
         else:
-            self.body += chunk
-
-    def finish(self) -> None:
-        """The body is complete: publish it (in a task: hooks and brokers may await)."""
-        self.finished_reading = True
-        if self.answered:
-            return
-        if self.deferred is not None:
-            self.refuse(self.deferred)
-            return
-        # The standalone wire hands over its loop: asking for the running loop
-        # costs a getpid() system call per request (CPython checks for a fork).
-        loop = getattr(self.connection, "loop", None) or asyncio.get_running_loop()
-        task = loop.create_task(self.publish())
-        tasks = self.endpoint.tasks
-        tasks.add(task)
-        task.add_done_callback(tasks.discard)
-        # The task answers every outcome itself; this only keeps a bug from
-        # passing silently (and the exception from going unretrieved).
-        task.add_done_callback(_log_failure)
-
-    def on_connection_close(self) -> None:
-        """The client went away before its answer: this publish is no longer in flight."""
-        self.end_flight()
-
-    # The request
-
-    def lingers(self) -> bool:
-        """Whether the connection keeps an answer given mid-body from being lost.
-
-        The standalone server's wire does (it reads and drops the rest of the
-        body, then closes gracefully); Tornado's own server closes at once.
-        """
-        return bool(getattr(self.connection, "lingers", False))
-
-    def has_body(self) -> bool:
-        """Whether the request declares a body."""
-        headers = self.request.headers
-        return headers.get("Content-Length", "0") != "0" or "Transfer-Encoding" in headers
-
-    def must_answer_now(self) -> bool:
-        """Whether a refusal is answered at once, or only after the body (see DISCARD_LIMIT).
-
-        Tornado's server ends a connection answered before its request was
-        read (even one with no body), so there the answer waits for the end
-        of the request unless the client is waiting for it to send its body.
-        """
-        headers = self.request.headers
-        if self.lingers():
-            return True
-        if not self.has_body():
-            return False  # The request ends at once: answered from finish().
-        if headers.get("Expect", "").lower() == "100-continue":
-            return True  # The client waits for a word before it sends the body.
-        if "Transfer-Encoding" in headers:
-            return False  # Counted as it arrives: refused at once past the limit.
-        length = headers.get("Content-Length", "0")
-        return not length.isdigit() or int(length) > DISCARD_LIMIT
-
-    def check_headers(self, request: httputil.HTTPServerRequest) -> None:
-        """Raise the ApiError that refuses ``request`` before its body, if any."""
-        endpoint = self.endpoint
-        if request.method != "POST":
-            raise ApiError(
-                405,
-                "method_not_allowed",
-                f"{request.method} not allowed: only POST publishes",
-                {"Allow": "POST"},
-            )
-        if not endpoint.batch:
-            try:
-                self.target = parse_target(self.path)
-            except InvalidChannel as exc:
-                raise invalid_channel(exc) from None
-        self.check_credentials(request)
-        self.check_origin(request)
-        key = request.headers.get("Idempotency-Key")
-        if key is not None:
-            try:
-                self.idempotency_key = parse_key(key)
-            except InvalidIdempotencyKey as exc:
-                raise ApiError(400, "invalid_idempotency_key", str(exc)) from None
-        # Counted from here, so a shutdown waits for bodies still arriving.
-        self.in_flight = True
-        endpoint.in_flight.started()
-        length = request.headers.get("Content-Length")
-        if length is not None and length.isdigit() and int(length) > self.limit:
-            raise self.too_large_error()
-
-    def check_credentials(self, request: httputil.HTTPServerRequest) -> None:
-        """Who publishes: a backend with the publish key, or a client with a token.
-
-        ``Authorization: Bearer <publish key>`` publishes anywhere.  A request
-        that carries a token (``?token=``, or a Bearer credential that is not
-        the key) publishes where the token grants it (checked per target, in
-        :meth:`authorize`).  Without either, a configured publish key refuses
-        it (401), as does a wrong key (403).
-        """
-        endpoint = self.endpoint
-        key = endpoint.config.publish_key
-        if carries_key(request, key):
-            return
-        if endpoint.guard.enabled and token_of(request) is not None:
-            self.claims = endpoint.guard.authenticate(request)
-            return
-        if key is None:
-            return
-        if bearer_of(request) is None:
-            raise ApiError(
-                401,
-                "unauthorized",
-                "publishing needs the header 'Authorization: Bearer <key>'",
-                {"WWW-Authenticate": 'Bearer realm="publish"'},
-            )
-        raise ApiError(403, "forbidden", "wrong publish key")
-
-    def check_origin(self, request: httputil.HTTPServerRequest) -> None:
-        """Refuse cross-site POSTs from browsers unless their origin is trusted.
-
-        The policy every edge applies (origins.py), which this edge, not
-        being a RequestHandler, applies whatever the application's
-        ``cross_origin_protection`` setting.
-        """
-        if not origins.allowed(request.headers, self.endpoint.config.trusted_origins):
-            origin = request.headers.get("Origin")
-            raise ApiError(
-                403, "forbidden", f"cross-site publishing from {origin!r} is not allowed"
-            )
-
-    async def publish(self) -> None:
-        """Authorize, publish, answer: 202 with the position(s), or the refusal."""
-        try:
-            if self.too_large:
-                raise self.too_large_error()
-            if self.endpoint.batch:
-                answer, replayed = await self.publish_batch(bytes(self.body))
-            else:
-                answer, replayed = await self.publish_one(bytes(self.body))
-        except ApiError as exc:
-            self.refuse(exc)
-        except Exception:
-            log.exception("publishing failed")
-            self.refuse(ApiError(500, "internal_error", "the server failed to publish"))
+            return None
+        if rest == "_/publish":
+            endpoint = self.batch
+        elif rest == "_" or rest.startswith("_/"):
+            return None
         else:
-            # A replay answers exactly what the first attempt was answered.
-            headers = {"Idempotent-Replayed": "true"} if replayed else None
-            self.answer(202, json.dumps(answer).encode(), headers)
+            endpoint = self.channels
 
-    async def submit(self, messages: list[tuple[Target, bytes]], batch: bool) -> Receipt:
-        """Publish through the node with the request's idempotency key; refusals as answers."""
-        with broker_refusals():
-            return await self.endpoint.node.submit(
-                messages, idempotency_key=self.idempotency_key, batch=batch
+        def request() -> httputil.HTTPServerRequest:
+            headers = httputil.HTTPHeaders()
+            for name, value in head.fields:
+                headers.add(name, value)
+            start_line = httputil.RequestStartLine(head.method, head.target, head.version)
+            return httputil.HTTPServerRequest(
+                start_line=start_line, headers=headers, connection=connection
             )
 
-    async def publish_one(self, payload: bytes) -> tuple[dict[str, Any], bool]:
-        """``POST /<channel>``: the body is the message."""
-        target = self.target
-        assert target is not None
-        await self.authorize(target)
-        receipt = await self.submit([(target, payload)], False)
-        key = "channel" if isinstance(target, Channel) else "subtree"
-        answer = {
-            "published": True,
-            key: str(target),
-            "bytes": len(payload),
-            "position": str(receipt.positions[0]),
-        }
-        return answer, receipt.replayed
-
-    async def publish_batch(self, body: bytes) -> tuple[dict[str, Any], bool]:
-        """``POST /_/publish``: checked whole, then published as one broker operation."""
-        config = self.endpoint.config
-        try:
-            messages = parse_batch(
-                body,
-                max_messages=config.max_batch_messages,
-                max_message_size=config.max_message_size,
-            )
-        except InvalidBatch as exc:
-            details = {} if exc.index is None else {"index": exc.index}
-            status = 413 if exc.too_large else 400
-            raise ApiError(status, exc.error, str(exc), None, details) from None
-        for target in dict.fromkeys(target for target, _ in messages):
-            await self.authorize(target)
-        if not messages:
-            return {"published": 0, "positions": []}, False
-        receipt = await self.submit(messages, True)
-        positions = list(map(str, receipt.positions))
-        return {"published": len(positions), "positions": positions}, receipt.replayed
-
-    async def authorize(self, target: Target) -> None:
-        """Check a token's grant, then ask the ``authorize_publish`` hook; raise the 403 if not."""
-        if self.claims is not None and not self.claims.publish.allows(target):
-            raise ApiError(403, "forbidden", f"the token does not grant publishing to '{target}'")
-        await authorize(
-            self.endpoint.hooks.authorize_publish(self.request, target),
-            f"publishing to '{target}' is not allowed",
+        publishing = PublishRequest(
+            endpoint, connection, head.method, head.target, head.by_name, path_text(rest), request
         )
-
-    def too_large_error(self) -> ApiError:
-        """The 413 for a body past the limit."""
-        if self.endpoint.batch:
-            error = "batch_too_large"
-            limit = f"the batch limit of {self.limit} bytes"
-        else:
-            error = "message_too_large"
-            limit = f"the maximum message size of {self.limit} bytes"
-        return ApiError(413, error, f"the body exceeds {limit}")
-
-    # The answer
-
-    def refuse(self, exc: ApiError) -> None:
-        """Answer ``{"error": code, "message": text}`` with the error's status and headers."""
-        self.answer(exc.status_code, exc.body(), exc.headers)
-
-    def answer(self, status: int, data: bytes, headers: dict[str, str] | None = None) -> None:
-        """Write the JSON answer and finish the request (once; later calls do nothing)."""
-        if self.answered:
-            return
-        self.answered = True
-        response = httputil.HTTPHeaders(
-            {
-                "Content-Type": JSON_TYPE,
-                "Content-Length": str(len(data)),
-                "Date": http_date(),
-                "Cache-Control": "no-store",
-            }
-        )
-        for name, value in (headers or {}).items():
-            response[name] = value
-        if not self.finished_reading and self.has_body() and not self.lingers():
-            # Tornado's server closes a connection answered mid-body: say so.
-            response["Connection"] = "close"
-        start_line = httputil.ResponseStartLine("HTTP/1.1", status, reason(status))
-        # A HEAD answer has the headers of the GET it stands for, and no body.
-        chunk = None if self.request.method == "HEAD" else data
-        self.connection.write_headers(start_line, response, chunk)
-        self.connection.finish()
-        self.end_flight()
-        self.log(status)
-
-    def end_flight(self) -> None:
-        """End this publish's flight: a shutdown no longer waits for it."""
-        if self.in_flight:
-            self.in_flight = False
-            self.endpoint.in_flight.finished()
-
-    def log(self, status: int) -> None:
-        """The access-log line RequestHandler would write, when anything would print it."""
-        level = logging.INFO if status < 400 else logging.WARNING if status < 500 else logging.ERROR
-        request = self.request
-        if access_log.isEnabledFor(level):
-            elapsed = 1000 * (time.monotonic() - self.started)
-            summary = f"{request.method} {redact(request.uri or '')} ({request.remote_ip})"
-            access_log.log(level, "%d %s %.2fms", status, summary, elapsed)
-
-
-@contextlib.contextmanager
-def broker_refusals() -> Iterator[None]:
-    """Turn the broker's refusals of a publish into their answers (422, 503, 504)."""
-    try:
-        yield
-    except IdempotencyConflict as exc:
-        raise ApiError(
-            422, "idempotency_key_reused", f"{exc}: a retry must send the same message"
-        ) from None
-    except PublishOutcomeUnknown as exc:
-        # Not retried here: without an idempotency key a retry could deliver
-        # the message twice; with one, the client's retry is exact.
-        raise ApiError(504, "publish_outcome_unknown", str(exc)) from None
-    except BrokerUnavailable as exc:
-        raise broker_unavailable(exc) from None
-
-
-def _log_failure(task: asyncio.Future[None]) -> None:
-    if not task.cancelled() and task.exception() is not None:
-        log.error("publishing task failed", exc_info=task.exception())
+        publishing.head_received()
+        return publishing

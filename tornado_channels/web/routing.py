@@ -24,7 +24,7 @@ from .metrics import NodeMetrics
 from .ops import HealthHandler, MetricsHandler, OpenAPIHandler, StatsHandler
 from .pages import ChannelHandler
 from .presence import PresenceHandler
-from .publishing import InFlight, PublishEndpoint
+from .publishing import InFlight, PublishEndpoint, PublishShortcut
 from .sse import ChannelEventsHandler
 from .tokens import Guard
 from .websocket import ChannelSocketHandler
@@ -123,6 +123,29 @@ def channel_routes(
     ``in_flight`` counts the publishing requests in progress, for a server
     that waits for them on shutdown.
     """
+    return mount(
+        node, prefix=prefix, hooks=hooks, in_flight=in_flight, config=config, **options
+    ).rules
+
+
+@dataclasses.dataclass(frozen=True)
+class Mount:
+    """The rules of one mount point, and the shortcut to its publishing routes."""
+
+    rules: list[Rule]
+    publish_shortcut: PublishShortcut
+
+
+def mount(
+    node: Node,
+    *,
+    prefix: str = "/",
+    hooks: ChannelHooks | None = None,
+    in_flight: InFlight | None = None,
+    config: ChannelConfig | None = None,
+    **options: Any,
+) -> Mount:
+    """What :func:`channel_routes` returns, with the shortcut a standalone server serves by."""
     if not prefix.endswith("/"):
         prefix += "/"
     if config is None:
@@ -139,18 +162,14 @@ def channel_routes(
     heartbeat = (
         Heartbeat(config.ping_interval, config.ping_timeout) if config.ping_interval else None
     )
-    return [
+    publishing = PublishEndpoint(node, hooks, config, in_flight, guard)
+    batch = PublishEndpoint(node, hooks, config, in_flight, guard, batch=True)
+    rules = [
         # First: a POST to a channel, the hottest request, is matched by the first rule tried
         # (the kinds are exclusive, and no channel lies under _/, so order is free).
-        Rule(
-            ChannelMatcher(prefix, kind="publish"),
-            PublishEndpoint(node, hooks, config, in_flight, guard),
-        ),
+        Rule(ChannelMatcher(prefix, kind="publish"), publishing),
         Rule(PathMatches(prefix + "_/health"), HealthHandler, {"node": node}),
-        Rule(
-            PathMatches(prefix + "_/publish"),
-            PublishEndpoint(node, hooks, config, in_flight, guard, batch=True),
-        ),
+        Rule(PathMatches(prefix + "_/publish"), batch),
         Rule(PathMatches(prefix + "_/metrics"), MetricsHandler, {"metrics": metrics}),
         Rule(PathMatches(prefix + "_/stats"), StatsHandler, {"node": node}),
         Rule(PathMatches(prefix + "_/openapi.json"), OpenAPIHandler),
@@ -176,3 +195,4 @@ def channel_routes(
             {**shared, "templates": templates},
         ),
     ]
+    return Mount(rules, PublishShortcut(prefix, publishing, batch))

@@ -21,9 +21,10 @@ from __future__ import annotations
 import hmac
 import time
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs
 
 import jwt
 from cryptography.hazmat.primitives.asymmetric.ec import EllipticCurvePublicKey
@@ -273,24 +274,32 @@ def token_of(request: HTTPServerRequest) -> str | None:
     values = request.query_arguments.get("token")
     if values:
         return values[0].decode("latin-1")
-    return bearer_of(request)
+    return bearer_of(request.headers)
 
 
-def bearer_of(request: HTTPServerRequest) -> str | None:
-    """The credential in ``Authorization: Bearer <credential>``, or None."""
-    scheme, _, credential = request.headers.get("Authorization", "").partition(" ")
+def query_token(query: str) -> str | None:
+    """The ``token`` argument of a query string, read as :func:`token_of` reads it; or None."""
+    if "token" not in query:
+        return None  # Most requests: no parsing at all.
+    values = parse_qs(query, keep_blank_values=True, encoding="latin-1").get("token")
+    return values[0] if values else None
+
+
+def bearer_of(headers: Mapping[str, str]) -> str | None:
+    """The credential in ``Authorization: Bearer <credential>`` (by lower-case name), or None."""
+    scheme, _, credential = headers.get("authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not credential.strip():
         return None
     return credential.strip()
 
 
-def carries_key(request: HTTPServerRequest, key: str | None) -> bool:
-    """Whether ``request`` carries ``key`` as ``Authorization: Bearer <key>`` (never, if None)."""
-    given = bearer_of(request)
+def carries_key(headers: Mapping[str, str], key: str | None) -> bool:
+    """Whether ``headers`` carry ``key`` as ``Authorization: Bearer <key>`` (never, if None)."""
+    if key is None:
+        return False
+    given = bearer_of(headers)
     # Constant-time: the comparison must not leak how much of the key matched.
-    return (
-        key is not None and given is not None and hmac.compare_digest(given.encode(), key.encode())
-    )
+    return given is not None and hmac.compare_digest(given.encode(), key.encode())
 
 
 def claims_of(request: HTTPServerRequest) -> Claims | None:
