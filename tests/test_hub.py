@@ -46,6 +46,12 @@ class FakeSubscriber:
     def buffered_bytes(self) -> int:
         return self.buffered
 
+    def offer(self, frame: bytes, seq: int, limit: int) -> bool:
+        if self.buffered_bytes() > limit:
+            return False
+        self.send_frame(frame, seq)
+        return True
+
     def close(self, code: int | None = None, reason: str | None = None) -> None:
         self.closes.append((code, reason))
         if self.fail_close:

@@ -194,6 +194,12 @@ class StuckInbox(Inbox):
     def buffered_bytes(self) -> int:
         return self.unread
 
+    def offer(self, frame: bytes, seq: int, limit: int) -> bool:
+        if self.buffered_bytes() > limit:
+            return False
+        self.send_frame(frame, seq)
+        return True
+
 
 def test_a_flood_of_joins_and_leaves_closes_a_watcher_that_stopped_reading() -> None:
     """5,000 joins and leaves to a watcher that reads nothing: closed with 4008, not buffered."""

@@ -165,6 +165,20 @@ class Subscription:
         """Bytes written to the client that it has not yet taken."""
         return self._transport.buffered() if self._transport is not None else 0
 
+    def offer(self, frame: bytes, seq: int, limit: int) -> bool:
+        """:meth:`send_frame` unless more than ``limit`` bytes are unread (False then)."""
+        transport = self._transport
+        if transport is not None and self._resume is None and self._pending is None:
+            # Live, nothing held: straight to the transport (the hub's hot path).
+            if transport.buffered() > limit:
+                return False
+            transport.send(frame)
+            return True
+        if self.buffered_bytes() > limit:
+            return False
+        self.send_frame(frame, seq)
+        return True
+
     def close(self, code: int | None = None, reason: str | None = None) -> None:
         """Close the client's connection and leave the channel (or subtree) at once.
 

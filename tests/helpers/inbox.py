@@ -32,6 +32,12 @@ class Inbox:
     def buffered_bytes(self) -> int:
         return 0
 
+    def offer(self, frame: bytes, seq: int, limit: int) -> bool:
+        if self.buffered_bytes() > limit:
+            return False
+        self.send_frame(frame, seq)
+        return True
+
     def close(self, code: int | None = None, reason: str | None = None) -> None:
         self.closes.append((code, reason))
 
