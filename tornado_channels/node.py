@@ -11,8 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Sequence
-from typing import TypeVar
+from collections.abc import Sequence
 
 from .brokers.base import Broker, BrokerUnavailable, PublishOutcomeUnknown
 from .brokers.memory import MemoryBroker
@@ -26,7 +25,6 @@ from .hub import MAX_BUFFERED_BYTES, Hub, Subscriber
 
 log = logging.getLogger("tornado_channels.node")
 
-T = TypeVar("T")
 
 #: Publish latency buckets, in seconds: a local Redis answers in well under a
 #: millisecond, a loaded or remote one in tens of milliseconds.
@@ -138,16 +136,10 @@ class Node:
             publishing = self.broker.publish_many(publications, idempotency)
         else:
             publishing = self.broker.publish(publications[0], idempotency)
-        receipt = await self._accepted(publishing)
-        if not receipt.replayed:
-            self.published += len(publications)
-        return receipt
-
-    async def _accepted(self, publishing: Awaitable[T]) -> T:
-        """Await a broker publish, counting what it accepted or why it refused."""
+        # Awaited here, not in a helper coroutine: one frame less per POST.
         started = time.perf_counter()
         try:
-            result = await publishing
+            receipt = await publishing
         except BrokerUnavailable:
             self.publish_failures["unavailable"] += 1
             raise
@@ -156,7 +148,9 @@ class Node:
             raise
         # Successful publishes only: a refusal is fast and would skew latency.
         self.publish_latency.observe(time.perf_counter() - started)
-        return result
+        if not receipt.replayed:
+            self.published += len(publications)
+        return receipt
 
     async def head(self, target: Target) -> Position:
         """The latest position that could reach ``target``: where a client without one starts."""

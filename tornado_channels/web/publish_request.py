@@ -17,17 +17,21 @@ serve the common publish without building Tornado's request objects at all.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import time
-from collections.abc import Callable, Coroutine, Iterator, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from typing import TYPE_CHECKING, Any
 
 from tornado import httputil
 from tornado.log import access_log
 
-from ..brokers.base import BrokerUnavailable, IdempotencyConflict, PublishOutcomeUnknown
+from ..brokers.base import (
+    BrokerUnavailable,
+    IdempotencyConflict,
+    PublishError,
+    PublishOutcomeUnknown,
+)
 from ..core.batch import InvalidBatch, parse_batch
 from ..core.channels import Channel, InvalidChannel, Target, parse_target
 from ..core.grants import Claims
@@ -36,7 +40,6 @@ from ..core.idempotency import InvalidIdempotencyKey, parse_key
 from ..core.publication import Receipt
 from . import origins
 from .errors import JSON_TYPE, ApiError, authorize, broker_unavailable, invalid_channel, reason
-from .hooks import ChannelHooks
 from .tokens import bearer_of, carries_key, query_token, redact
 
 if TYPE_CHECKING:
@@ -298,16 +301,19 @@ class PublishRequest(httputil.HTTPMessageDelegate):
 
     async def submit(self, messages: list[tuple[Target, bytes]], batch: bool) -> Receipt:
         """Publish through the node with the request's idempotency key; refusals as answers."""
-        with broker_refusals():
+        try:
             return await self.endpoint.node.submit(
                 messages, idempotency_key=self.idempotency_key, batch=batch
             )
+        except PublishError as exc:
+            raise broker_refusal(exc) from None
 
     async def publish_one(self, payload: bytes) -> tuple[bytes, bool]:
         """``POST /<channel>``: the body is the message."""
         target = self.target
         assert target is not None
-        await self.authorize(target)
+        if self.claims is not None or self.endpoint.custom_authorization:
+            await self.authorize(target)
         receipt = await self.submit([(target, payload)], False)
         key = "channel" if isinstance(target, Channel) else "subtree"
         # The answer json.dumps would write (names escaped by it), without its dict walk.
@@ -342,11 +348,10 @@ class PublishRequest(httputil.HTTPMessageDelegate):
         """Check a token's grant, then ask the ``authorize_publish`` hook; raise the 403 if not."""
         if self.claims is not None and not self.claims.publish.allows(target):
             raise ApiError(403, "forbidden", f"the token does not grant publishing to '{target}'")
-        hooks = self.endpoint.hooks
-        if type(hooks).authorize_publish is ChannelHooks.authorize_publish:
-            return  # The default lets everyone publish: no request to build for it.
+        if not self.endpoint.custom_authorization:
+            return  # The default hook lets everyone publish: no request to build for it.
         await authorize(
-            hooks.authorize_publish(self.request, target),
+            self.endpoint.hooks.authorize_publish(self.request, target),
             f"publishing to '{target}' is not allowed",
         )
 
@@ -465,21 +470,17 @@ async def _carry_on(coroutine: Coroutine[Any, Any, None], awaited: Any) -> None:
             return
 
 
-@contextlib.contextmanager
-def broker_refusals() -> Iterator[None]:
-    """Turn the broker's refusals of a publish into their answers (422, 503, 504)."""
-    try:
-        yield
-    except IdempotencyConflict as exc:
-        raise ApiError(
-            422, "idempotency_key_reused", f"{exc}: a retry must send the same message"
-        ) from None
-    except PublishOutcomeUnknown as exc:
+def broker_refusal(exc: PublishError) -> ApiError:
+    """The answer to the broker's refusal of a publish (422, 503, 504)."""
+    if isinstance(exc, IdempotencyConflict):
+        return ApiError(422, "idempotency_key_reused", f"{exc}: a retry must send the same message")
+    if isinstance(exc, PublishOutcomeUnknown):
         # Not retried here: without an idempotency key a retry could deliver
         # the message twice; with one, the client's retry is exact.
-        raise ApiError(504, "publish_outcome_unknown", str(exc)) from None
-    except BrokerUnavailable as exc:
-        raise broker_unavailable(exc) from None
+        return ApiError(504, "publish_outcome_unknown", str(exc))
+    if isinstance(exc, BrokerUnavailable):
+        return broker_unavailable(exc)
+    raise exc  # No answer for it: a bug, answered 500 by publish().
 
 
 def _log_failure(task: asyncio.Future[None]) -> None:

@@ -88,6 +88,11 @@ class PublishEndpoint(Router):
         self.in_flight = in_flight
         self.guard = guard
         self.batch = batch
+        #: Whether ``hooks`` decide who publishes (the default lets everyone:
+        #: then no request is built for it).
+        self.custom_authorization = (
+            type(hooks).authorize_publish is not ChannelHooks.authorize_publish
+        )
         # Publishes in progress: the loop keeps only weak references to tasks.
         self.tasks: set[asyncio.Task[None]] = set()
 
