@@ -26,7 +26,7 @@ from tornado_channels.client import (
 )
 from tornado_channels.client.retry import NO_RETRY
 
-from ..helpers import RedisServer, ServerProcess, connect, next_json, run
+from ..helpers import RedisServer, ServerProcess, connect, hang_up, next_json, run
 
 pytestmark = pytest.mark.processes
 
@@ -84,7 +84,7 @@ def test_publish_and_publish_many_return_positions_in_order(
         await next_json(ws)
         ready.set()
         got = [await next_json(ws) for _ in range(4)]
-        ws.close()
+        await hang_up(ws)
         return got
 
     ready = threading.Event()

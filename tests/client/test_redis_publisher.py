@@ -25,6 +25,7 @@ from ..helpers import (
     RedisServer,
     ServerProcess,
     connect,
+    hang_up,
     next_json,
     post,
     run,
@@ -64,7 +65,7 @@ def test_subscribers_of_a_server_get_its_messages_and_resume_across_them(
             assert await next_json(ws) == {"position": first, "data": "one"}
             below = await publisher.publish("users/", b"\xff")
             assert (await next_json(ws))["position"] == below
-            ws.close()
+            await hang_up(ws)
             # While away: from Redis directly, and by a POST, interleaved.
             away = await publisher.publish_many([("users/1", "two"), ("users/2", "other")])
             posted = await post(server.url + "/users/1", "three")

@@ -7,6 +7,7 @@ free port, and every process is ended by the PID it was started with.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import shutil
@@ -268,6 +269,20 @@ async def closed(
         message = await asyncio.wait_for(ws.read_message(), max(remaining, 0.01))
         if message is None:
             return ws.close_code, ws.close_reason
+
+
+async def hang_up(ws: WebSocketClientConnection, timeout: float = 5.0) -> None:
+    """Close ``ws`` and wait for the server's close reply (or ``timeout``).
+
+    Tornado's client closes its socket only once that reply arrives; a test
+    whose loop ended before it left the socket to the collector, which then
+    raised "unclosed socket" (a ResourceWarning, an error here) in whatever
+    test ran next.
+    """
+    ws.close()
+    with contextlib.suppress(asyncio.TimeoutError):
+        while await asyncio.wait_for(ws.read_message(), timeout) is not None:
+            pass
 
 
 async def silent(ws: WebSocketClientConnection, wait: float = SILENCE) -> None:

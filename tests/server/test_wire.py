@@ -18,6 +18,7 @@ from tornado_channels.web.connection import CLOSE_WAIT
 from ..helpers import (
     ServerProcess,
     connect,
+    hang_up,
     post,
     raw_exchange,
     raw_websocket,
@@ -135,6 +136,27 @@ def test_control_characters_get_a_json_400(server: ServerProcess, raw: bytes) ->
     assert closed
 
 
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"POST /a HTTP/1.1\r\nHost: a b\r\nContent-Length: 2\r\n\r\nhi",
+        b"POST /a HTTP/1.1\r\nHost: a,b\r\nContent-Length: 2\r\n\r\nhi",
+        b"GET /_/health HTTP/1.1\r\nHost: a/b\r\n\r\n",
+        b"GET /_/health?"
+        + b"&".join(b"a%d=1" % i for i in range(1100))
+        + b" HTTP/1.1\r\nHost: x\r\n\r\n",
+    ],
+    ids=["space in Host (publish)", "comma in Host (publish)", "slash in Host", "huge query"],
+)
+def test_what_tornados_request_would_refuse_is_a_json_400_not_a_500(
+    server: ServerProcess, raw: bytes
+) -> None:
+    """A Host or query Tornado's request refuses is the client's fault: 400, and no traceback."""
+    responses, _ = raw_exchange(server.port, raw)
+    assert_json_error(responses[0], 400, "bad_request")
+    assert "Traceback" not in server.output()
+
+
 def test_an_unsupported_transfer_coding_gets_501(server: ServerProcess) -> None:
     """Transfer-Encoding other than chunked is refused with 501, as nginx does."""
     raw = b"POST /a HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n"
@@ -212,7 +234,7 @@ def test_a_chunked_publish_is_read_whole(server: ServerProcess) -> None:
         responses, _ = await asyncio.to_thread(raw_exchange, server.port, raw, until_close=False)
         assert responses[0].status == 202
         assert await receive(ws) == "Hello, world"
-        ws.close()
+        await hang_up(ws)
 
     run(scenario())
 
@@ -232,7 +254,7 @@ def test_raw_utf8_in_a_url_names_the_same_channel_as_its_percent_encoded_form(
         assert responses[0].status == 202, responses
         assert responses[0].json()["channel"] == "café"
         assert await receive(ws) == "hi"
-        ws.close()
+        await hang_up(ws)
 
     run(scenario())
 

@@ -22,6 +22,7 @@ from ..helpers import (
     RedisServer,
     ServerProcess,
     connect,
+    hang_up,
     post,
     receive,
     run,
@@ -122,7 +123,7 @@ def test_keys_and_fields_return_to_their_baseline_after_a_burst_expires(
         assert peak["i:"] > USERS / 2, peak
         assert peak.get("pc", 0) > 0, peak  # presence counted the subscribers
         for ws in sockets:
-            ws.close()
+            await hang_up(ws)
         # Gone with the history age (plus its grace), without a publish after it.
         await until(lambda: keys(redis_mode) == baseline, timeout=20, what="keys back to baseline")
         assert len(baseline) <= 2 * redis_mode_partitions(redis_mode)

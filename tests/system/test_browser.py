@@ -23,6 +23,7 @@ from ..helpers import (
     connect,
     free_port,
     get,
+    hang_up,
     post,
     receive,
     run,
@@ -785,7 +786,7 @@ def test_the_page_shows_the_live_subscriber_count(servers: Start) -> None:
                 "document.getElementById('presence').textContent"
             )
             for ws in others:
-                ws.close()
+                await hang_up(ws)
             await browser.until(f"{count} === '1'", timeout=15)
             assert browser.errors() == []
 

@@ -24,6 +24,7 @@ from ..helpers import (
     closed,
     connect,
     get,
+    hang_up,
     healthy,
     needs_nginx,
     next_json,
@@ -115,7 +116,7 @@ def test_nginx_keeps_names_requests_and_errors_intact(deployment: Deploy) -> Non
         assert json.loads(big.body)["error"] == "message_too_large"
         page = await get(deployed.url + "/users/1")
         assert f"curl {deployed.url}/users/1" in page.body.decode()
-        ws.close()
+        await hang_up(ws)
 
     run(scenario())
 
@@ -262,7 +263,7 @@ def test_idle_websocket_through_nginx_lives_on_pings(
             # nginx cuts the silent connection once its read timeout passes.
             message = await asyncio.wait_for(ws.read_message(), 6.0)
             assert message is None
-        ws.close()
+        await hang_up(ws)
 
     run(scenario())
 
@@ -289,7 +290,7 @@ def test_metrics_move_when_messages_flow(deployment: Deploy) -> None:
         assert value(after, published) - value(before, published) == 3
         assert value(after, delivered) - value(before, delivered) == 3
         assert value(after, "tornado_channels_connections") == 1
-        ws.close()
+        await hang_up(ws)
 
     run(scenario())
 
@@ -324,7 +325,7 @@ def test_up_script_brings_everything_up_with_a_private_redis() -> None:
             ws = await connect(deployed.ws_url + "/ws/users/1")
             assert (await post(deployed.url + "/users/1", b"hello")).code == 202
             assert await receive(ws) == "hello"
-            ws.close()
+            await hang_up(ws)
 
         run(scenario())
         again = subprocess.run(
@@ -402,7 +403,7 @@ def test_a_retry_after_a_worker_died_mid_publish_delivers_once(deployment: Deplo
         # connection, the retry makes it exactly once: a replay, or the publish.
         position = json.loads(retry.body)["position"]
         assert await closed(ws)
-        ws.close()
+        await hang_up(ws)
         resumed = await connect(deployed.ws_url + f"/ws/pay/1?since={since}")
         assert await next_json(resumed) == {"position": position, "data": "paid"}
         assert (await next_json(resumed))["missed"] == 1

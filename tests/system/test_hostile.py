@@ -10,7 +10,7 @@ import socket
 import time
 from collections.abc import Callable
 
-from ..helpers import ServerProcess, connect, get, post, raw_websocket, receive, run
+from ..helpers import ServerProcess, connect, get, hang_up, post, raw_websocket, receive, run
 
 Start = Callable[..., ServerProcess]
 
@@ -60,7 +60,7 @@ def test_slow_bodies_are_cut_off(servers: Start) -> None:
         ws = await connect(server.ws_url + "/users/1")
         assert (await post(server.url + "/users/1", b"others publish")).code == 202
         assert await receive(ws) == "others publish"
-        ws.close()
+        await hang_up(ws)
         took = await closed_by_server(reader, within=5)
         writer.close()
         return took

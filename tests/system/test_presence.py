@@ -18,6 +18,7 @@ from ..helpers import (
     connect,
     free_port,
     get,
+    hang_up,
     next_json,
     raw_websocket,
     run,
@@ -66,7 +67,7 @@ def test_counts_cover_every_process_and_fall_when_subscribers_leave(
         await settles(b, "/users/1", "subscribers", 2)
         await settles(a, "/users/", "channels", {"users/1": 2})
         for ws in (*on_a[1:], on_b[0], root):
-            ws.close()
+            await hang_up(ws)
         await settles(a, "/", "subscribers", 0)
 
     run(scenario(), timeout=90)
@@ -90,7 +91,7 @@ def test_a_killed_worker_stops_counting_within_its_ttl(
         await settles(a, "/rooms/", "subscribers", 1)
         kept.close()
         for ws in doomed:
-            ws.close()
+            await hang_up(ws)
 
     run(scenario(), timeout=60)
 
@@ -126,7 +127,7 @@ def test_pages_list_every_channel_once_while_others_come_and_go(
         assert listed == steady, "every steady channel once, in order"
         assert len(seen) == len(set(seen)), "no name twice"
         for ws in clients + churn:
-            ws.close()
+            await hang_up(ws)
 
     run(scenario(), timeout=90)
 
@@ -146,7 +147,7 @@ def test_counts_come_back_after_redis_forgets_them(servers: Start) -> None:
             await settles(a, "/shop/", "subscribers", 5)
             assert len((await presence(a, "/shop/"))["channels"]) == 5
             for ws in clients:
-                ws.close()
+                await hang_up(ws)
 
         run(scenario(), timeout=60)
     finally:

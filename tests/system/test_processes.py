@@ -22,6 +22,7 @@ from ..helpers import (
     closed,
     connect,
     get,
+    hang_up,
     post,
     receive,
     run,
@@ -52,7 +53,7 @@ def test_console_script_serves_a_single_process_without_redis(servers: Start) ->
         response = await post(server.url + "/users/1", b"Hi there!")
         assert response.code == 202
         assert await receive(ws) == "Hi there!"
-        ws.close()
+        await hang_up(ws)
 
     run(scenario())
 
@@ -68,7 +69,7 @@ def test_either_event_loop_serves_and_chats(servers: Start, loop: str) -> None:
         assert await receive(ws) == "posted"
         await ws.write_message("chat")
         assert await receive(ws) == "chat"
-        ws.close()
+        await hang_up(ws)
 
     run(scenario())
 
@@ -107,7 +108,7 @@ def test_two_processes_share_one_redis(servers: Start, redis_mode: RedisMode) ->
         assert await receive(on_b) == b"\x00\xffbin"
         assert await receive(on_a) == b"\x00\xffbin"
         for ws in (on_a, on_b, deep_b):
-            ws.close()
+            await hang_up(ws)
 
     run(scenario())
 
@@ -149,7 +150,7 @@ def test_sigterm_closes_clients_with_1001_and_exits_cleanly(
         code, reason = await closed(ws)
         assert code == CLOSE_GOING_AWAY
         assert reason
-        ws.close()
+        await hang_up(ws)
 
     run(scenario())
     assert server.wait_exit() == 0

@@ -13,6 +13,7 @@ from ..helpers import (
     RedisServer,
     ServerProcess,
     connect,
+    hang_up,
     next_json,
     post,
     run,
@@ -40,7 +41,7 @@ def test_reconnecting_client_recovers_200_messages_from_the_other_process(
         assert (await next_json(ws))["missed"] == 0  # where it starts
         last = await publish(b, "/users/1", "before")
         assert (await next_json(ws))["position"] == last
-        ws.close()
+        await hang_up(ws)
         expected = []
         paths = ["/users/1", "/users/", "/", "/users/2", "/users/1/x"]
         number = 0
@@ -146,7 +147,7 @@ def test_a_writer_with_a_smaller_history_is_never_taken_for_a_complete_one(
     async def scenario() -> None:
         ws = await connect(large.ws_url + "/mixed/1?positions=1")
         since = (await next_json(ws))["position"]
-        ws.close()
+        await hang_up(ws)
         for number in range(50):
             await publish(small, "/mixed/1", f"m{number}")
         resumed = await connect(large.ws_url + f"/mixed/1?since={since}")

@@ -14,6 +14,7 @@ from ..helpers import (
     RedisMode,
     ServerProcess,
     connect,
+    hang_up,
     healthy,
     post,
     receive,
@@ -53,7 +54,7 @@ def test_cluster_keys_and_shard_channels_are_on_every_master(
             assert any("c:" in key for key in shard), master.port
             assert _cli(master.port, "PUBSUB", "CHANNELS", "*").strip() == ""
         for ws in sockets:
-            ws.close()
+            await hang_up(ws)
 
     run(scenario(), timeout=60)
 
@@ -83,7 +84,7 @@ def test_root_subtree_and_batch_reach_channels_of_every_partition_once(
         assert await receive(on_b[0]) == "below"
         for ws in on_a + on_b:
             await silent(ws, 0.2)
-            ws.close()
+            await hang_up(ws)
 
     run(scenario(), timeout=60)
 
@@ -119,7 +120,7 @@ def test_an_idempotency_key_publishes_once_across_processes(
         second = await post(b.url + "/_/publish", body, headers=batch_headers)
         assert first.code == second.code == 202
         assert json.loads(first.body) == json.loads(second.body)
-        ws.close()
+        await hang_up(ws)
 
     run(scenario(), timeout=60)
 
@@ -162,6 +163,6 @@ def test_waiting_for_a_replica_acknowledges_only_what_it_holds(
         assert "replicas" in json.loads(answer.body)["message"]
         # Published nonetheless (the master has it): a subscriber sees it.
         assert await receive(ws) == "unconfirmed"
-        ws.close()
+        await hang_up(ws)
 
     run(scenario(), timeout=60)

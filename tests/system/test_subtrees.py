@@ -7,7 +7,17 @@ from collections.abc import Callable
 
 import pytest
 
-from ..helpers import RedisMode, ServerProcess, connect, next_json, post, receive, run, silent
+from ..helpers import (
+    RedisMode,
+    ServerProcess,
+    connect,
+    hang_up,
+    next_json,
+    post,
+    receive,
+    run,
+    silent,
+)
 
 Start = Callable[..., ServerProcess]
 
@@ -45,7 +55,7 @@ def test_a_subtree_subscriber_on_one_process_hears_publishes_through_another(
         assert sorted(got) == sorted([f"m{n}" for n in range(5)] + ["beside"] * 4)
         for ws in (below, everything, channel):
             await silent(ws)
-            ws.close()
+            await hang_up(ws)
 
     run(scenario(), timeout=60)
 
@@ -60,7 +70,7 @@ def test_a_subtree_subscriber_resumes_200_messages_below_it(
     async def scenario() -> None:
         ws = await connect(a.ws_url + "/users/?positions=1")
         since = (await next_json(ws))["position"]
-        ws.close()
+        await hang_up(ws)
         expected = []
         paths = ["/users/1", "/users/2/x", "/users/", "/other/1", "/users/3/y/", "/"]
         number = 0

@@ -12,7 +12,17 @@ from collections.abc import Callable
 import jwt
 import pytest
 
-from ..helpers import Deployment, ServerProcess, connect, get, needs_nginx, post, receive, run
+from ..helpers import (
+    Deployment,
+    ServerProcess,
+    connect,
+    get,
+    hang_up,
+    needs_nginx,
+    post,
+    receive,
+    run,
+)
 
 Start = Callable[..., ServerProcess]
 Deploy = Callable[..., Deployment]
@@ -63,7 +73,7 @@ def test_the_minting_command_makes_tokens_the_server_accepts(servers: Start) -> 
         ws = await connect(f"{server.ws_url}/users/42/inbox?token={token}")
         assert (await post(server.url + "/users/42/inbox", b"for you")).code == 202
         assert await receive(ws) == "for you"
-        ws.close()
+        await hang_up(ws)
 
     run(scenario())
 
@@ -130,7 +140,7 @@ def test_through_nginx_the_refusals_hold_and_no_log_holds_a_token(deployment: De
         assert await receive(ws) == "by token"
         await ws.write_message("chat")
         assert await receive(ws) == "chat"
-        ws.close()
+        await hang_up(ws)
 
     run(scenario())
     logs = "\n".join(

@@ -6,7 +6,9 @@ event loop's own transport.  It reads requests with the strict
 through Tornado's public server interface
 (:class:`~tornado.httputil.HTTPServerConnectionDelegate`, with an
 :class:`Exchange` as the request's :class:`~tornado.httputil.HTTPConnection`),
-so routing and handlers are Tornado's own.  What it does itself:
+so routing and handlers are Tornado's own; a POST is first offered to the
+application's publishing shortcut, which serves publishes from the head alone
+(web/publishing.py) and declines everything else.  What it does itself:
 
 - every refusal it makes is answered, in JSON like every other error:
   malformed requests (400, 501, 505), heads too large (431, 414), bodies
@@ -50,10 +52,10 @@ LINGER_BYTES = 64 << 20
 MAX_BUFFERED = 1 << 20
 
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+_NONE, _FIXED, _CHUNKED, _UNTIL_CLOSE = range(4)
 
 #: Serves a request straight from its head (see WireServer), or declines with None.
 Shortcut = Callable[["Exchange", RequestHead], "httputil.HTTPMessageDelegate | None"]
-_NONE, _FIXED, _CHUNKED, _UNTIL_CLOSE = range(4)
 
 
 class WireContext:
