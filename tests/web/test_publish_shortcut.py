@@ -106,6 +106,8 @@ REQUESTS = {
         b"HTTP/1.1", b"HTTP/1.0", 1
     ),
     "a closing client": post("/users/1", b"x", "Connection: close"),
+    "a query past Tornado's field limit": post("/users/1?" + "&".join(["a=1"] * 1100)),
+    "a token beside 1100 fields": post(f"/users/1?token={token(['users/'])}" + "&a=1" * 1100),
     "pipelined": post("/p/1", b"1") + post("/p/2", b"2") + post("/_/nothing") + post("/p/3"),
 }
 

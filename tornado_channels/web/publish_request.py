@@ -106,7 +106,11 @@ class PublishRequest(httputil.HTTPMessageDelegate):
         """Tornado's request (built on first use when the shortcut served this one)."""
         request = self._request
         if not isinstance(request, httputil.HTTPServerRequest):
-            request = self._request = request()
+            try:
+                request = self._request = request()
+            except httputil.HTTPInputError as exc:
+                # What Tornado's request refuses (a query past a lowered limit).
+                raise ApiError(400, "bad_request", str(exc)) from None
         return request
 
     # HTTPMessageDelegate

@@ -106,6 +106,11 @@ class PublishEndpoint(Router):
         return PublishRequest(self, request.connection, method, uri, request.headers, path, request)
 
 
+#: Query fields past which the shortcut leaves a request to Tornado: the most
+#: its request parses by default (``ParseBodyConfig.urlencoded.max_arguments``).
+_MOST_FIELDS = httputil.ParseBodyConfig().urlencoded.max_arguments - 1
+
+
 class PublishShortcut:
     """The publishing routes of one mount point, matched on a request's head alone.
 
@@ -131,7 +136,9 @@ class PublishShortcut:
             return None
         if head.by_name.get("upgrade", "").lower() == "websocket":
             return None  # A WebSocket route's, as routing.request_kind says.
-        path = head.target.partition("?")[0]
+        path, _, query = head.target.partition("?")
+        if query.count("&") >= _MOST_FIELDS:
+            return None  # Tornado's request refuses such a query: its routing answers the 400.
         if path.startswith(self.prefix):
             rest = path[len(self.prefix) :]
         elif path == self._bare and self._bare:
