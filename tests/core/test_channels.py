@@ -14,8 +14,10 @@ from tornado_channels.core.channels import (
     InvalidChannel,
     Subtree,
     covers,
+    is_reserved_path,
     parse_channel,
     parse_target,
+    path_below,
     path_text,
     validate_name,
 )
@@ -369,3 +371,27 @@ def test_raw_bytes_that_are_not_utf8_are_refused_like_their_escapes(raw: bytes) 
         parse_target(path_text(raw.decode("latin-1")))
     with pytest.raises(InvalidChannel, match="UTF-8"):
         parse_target("".join(f"%{byte:02X}" for byte in raw))
+
+
+@pytest.mark.parametrize(
+    ("prefix", "path", "rest"),
+    [
+        ("/", "/users/1", "users/1"),
+        ("/", "/", ""),
+        ("/live/", "/live/users/", "users/"),
+        ("/live/", "/live", ""),
+        ("/live/", "/livestock/1", None),
+        ("/live/", "/other", None),
+    ],
+)
+def test_path_below_a_mount_point(prefix: str, path: str, rest: str | None) -> None:
+    """The part of a path below a mount point, the bare mount point as "", None outside it."""
+    assert path_below(prefix, path) == rest
+
+
+def test_the_reserved_namespace_below_a_mount_point_is_underscore_and_what_is_under_it() -> None:
+    """'_' and '_/...' are the server's own; '_x', and '_' deeper down, are not."""
+    assert is_reserved_path("_")
+    assert is_reserved_path("_/publish")
+    assert not is_reserved_path("_x")
+    assert not is_reserved_path("users/_")

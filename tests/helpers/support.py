@@ -281,8 +281,7 @@ async def hang_up(ws: WebSocketClientConnection, timeout: float = 5.0) -> None:
     """
     ws.close()
     with contextlib.suppress(asyncio.TimeoutError):
-        while await asyncio.wait_for(ws.read_message(), timeout) is not None:
-            pass
+        await closed(ws, timeout)
 
 
 async def silent(ws: WebSocketClientConnection, wait: float = SILENCE) -> None:

@@ -8,16 +8,13 @@ from typing import Any
 
 import pytest
 
+from tornado_channels.server.cli import event_loop_factory
 from tornado_channels.web.publish_request import run_eagerly
 
-try:
-    import uvloop
-except ImportError:  # pragma: no cover - uvloop is a test dependency
-    uvloop = None
-
-LOOPS: list[Callable[[], asyncio.AbstractEventLoop]] = [asyncio.new_event_loop]
-if uvloop is not None:
-    LOOPS.append(uvloop.new_event_loop)
+#: Both loops the server runs on (uvloop where it is installed, as in the test set-up).
+LOOPS = [
+    factory for factory in map(event_loop_factory, ("asyncio", "uvloop")) if factory is not None
+]
 
 
 def run(

@@ -144,6 +144,24 @@ def parse_target(path: str) -> Target:
     return Subtree(name) if subtree else Channel(name)
 
 
+def path_below(prefix: str, path: str) -> str | None:
+    """What follows a mount ``prefix`` (ending in ``/``) in a request ``path``; None outside it.
+
+    Still percent-encoded.  The mount point without its slash (``/live``
+    for ``/live/``) is the mount point itself: ``""``.
+    """
+    if path.startswith(prefix):
+        return path[len(prefix) :]
+    if path and path == prefix.rstrip("/"):
+        return ""
+    return None
+
+
+def is_reserved_path(rest: str) -> bool:
+    """Whether a path below a mount point (still encoded) is in the server's own ``_/``."""
+    return rest == RESERVED or rest.startswith(RESERVED + "/")
+
+
 def path_text(raw: str) -> str:
     """A request path as Tornado decodes it (Latin-1, one character per byte) read as UTF-8.
 

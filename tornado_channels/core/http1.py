@@ -24,6 +24,7 @@ Lines may end in CRLF or a bare LF, as RFC 9112 lets a server accept.
 
 from __future__ import annotations
 
+import functools
 import re
 import time
 from collections.abc import Collection
@@ -349,6 +350,7 @@ def _parse_head(raw: bytes) -> RequestHead:
             (name, value.strip(" \t"))
             for name, value in _WELL_FORMED_FIELD.findall(text, match.start(4), match.end(4))
         ]
+        _check_line(version, len(fields))
     else:
         method, target, version, fields = _read_lines(raw)
     return _interpret(method, target, version, fields)
@@ -374,19 +376,22 @@ def _read_lines(raw: bytes) -> tuple[str, str, str, list[tuple[str, str]]]:
     if match is None:
         raise BadRequest(400, "bad_request", "malformed request line")
     method, target, version = (part.decode("latin-1") for part in match.groups())
-    if len(field_lines) > MAX_FIELDS:
-        raise BadRequest(431, "request_header_too_large", f"more than {MAX_FIELDS} header fields")
+    _check_line(version, len(field_lines))  # Before the fields: what they are matters less.
     return method, target, version, [_parse_field(line) for line in field_lines]
+
+
+def _check_line(version: str, fields: int) -> None:
+    """Refuse a version other than HTTP/1.0 and 1.1 (505), and too many fields (431)."""
+    if version not in ("HTTP/1.1", "HTTP/1.0"):
+        raise BadRequest(505, "http_version_not_supported", f"{version} is not supported")
+    if fields > MAX_FIELDS:
+        raise BadRequest(431, "request_header_too_large", f"more than {MAX_FIELDS} header fields")
 
 
 def _interpret(
     method: str, target: str, version: str, fields: list[tuple[str, str]]
 ) -> RequestHead:
     """The head that well-formed lines make, refused where framing or Host is ambiguous."""
-    if version not in ("HTTP/1.1", "HTTP/1.0"):
-        raise BadRequest(505, "http_version_not_supported", f"{version} is not supported")
-    if len(fields) > MAX_FIELDS:
-        raise BadRequest(431, "request_header_too_large", f"more than {MAX_FIELDS} header fields")
     by_name: dict[str, str] = {}
     repeated: Collection[str] = ()  # A set only when some name repeats (rarely).
     for name, value in fields:
@@ -402,11 +407,8 @@ def _interpret(
     host = by_name.get("host")
     if "host" in repeated or (host is None and version == "HTTP/1.1"):
         raise BadRequest(400, "bad_request", "an HTTP/1.1 request needs exactly one Host")
-    if host is not None and host not in _valid_hosts:
-        if _HOST.fullmatch(host) is None:
-            raise BadRequest(400, "bad_request", "the Host header is not a valid host")
-        if len(_valid_hosts) < 256:  # Clients name the same few hosts: checked once each.
-            _valid_hosts.add(host)
+    if host is not None and not _valid_host(host):
+        raise BadRequest(400, "bad_request", "the Host header is not a valid host")
     length: int | None = None
     chunked = False
     coding = by_name.get("transfer-encoding")
@@ -451,7 +453,10 @@ def _interpret(
     )
 
 
-_valid_hosts: set[str] = set()
+# Cached: clients name the same few hosts, checked once each.
+@functools.lru_cache(maxsize=256)
+def _valid_host(host: str) -> bool:
+    return _HOST.fullmatch(host) is not None
 
 
 _date_cache: tuple[int, str] = (0, "")

@@ -53,8 +53,6 @@ log = logging.getLogger("tornado_channels.publishing")
 #: the answer instead of a reset (and keeps its connection).
 DISCARD_LIMIT = 16 << 20
 
-_ANSWER_FIELDS = f"Content-Type: {JSON_TYPE}\r\nCache-Control: no-store\r\n"
-
 
 class PublishRequest(httputil.HTTPMessageDelegate):
     """One publishing request, from its headers to its answer.
@@ -382,32 +380,28 @@ class PublishRequest(httputil.HTTPMessageDelegate):
         self.answered = True
         # A HEAD answer has the headers of the GET it stands for, and no body.
         chunk = None if self.method == "HEAD" else data
+        fields = {
+            "Content-Type": JSON_TYPE,
+            "Content-Length": str(len(data)),
+            "Date": http_date(),
+            "Cache-Control": "no-store",
+            **(headers or {}),
+        }
         write_answer = getattr(self.connection, "write_answer", None)
         if write_answer is not None:
             # The standalone wire: the head as text, in one piece.
-            fields = f"{_ANSWER_FIELDS}Content-Length: {len(data)}\r\nDate: {http_date()}\r\n"
-            for name, value in (headers or {}).items():
-                fields += f"{name}: {value}\r\n"
-            write_answer(status, reason(status), fields, chunk)
+            lines = "".join(f"{name}: {value}\r\n" for name, value in fields.items())
+            write_answer(status, reason(status), lines, chunk)
         else:
-            self.write_through_tornado(status, data, headers, chunk)
+            self.write_through_tornado(status, fields, chunk)
         self.end_flight()
         self.log(status)
 
     def write_through_tornado(
-        self, status: int, data: bytes, headers: dict[str, str] | None, chunk: bytes | None
+        self, status: int, fields: dict[str, str], chunk: bytes | None
     ) -> None:
         """Write the answer through a Tornado ``HTTPConnection`` (a mounted application's)."""
-        response = httputil.HTTPHeaders(
-            {
-                "Content-Type": JSON_TYPE,
-                "Content-Length": str(len(data)),
-                "Date": http_date(),
-                "Cache-Control": "no-store",
-            }
-        )
-        for name, value in (headers or {}).items():
-            response[name] = value
+        response = httputil.HTTPHeaders(fields)
         if not self.finished_reading and self.has_body() and not self.lingers():
             # Tornado's server closes a connection answered mid-body: say so.
             response["Connection"] = "close"

@@ -22,7 +22,7 @@ from typing import Any
 from tornado import httputil
 from tornado.routing import Router
 
-from ..core.channels import path_text
+from ..core.channels import is_reserved_path, path_below, path_text
 from ..core.http1 import RequestHead
 from ..node import Node
 from .config import ChannelConfig
@@ -126,7 +126,6 @@ class PublishShortcut:
         self.prefix = prefix
         self.channels = channels
         self.batch = batch
-        self._bare = prefix.rstrip("/")
 
     def __call__(
         self, connection: httputil.HTTPConnection, head: RequestHead
@@ -139,15 +138,12 @@ class PublishShortcut:
         path, _, query = head.target.partition("?")
         if query.count("&") >= _MOST_FIELDS:
             return None  # Tornado's request refuses such a query: its routing answers the 400.
-        if path.startswith(self.prefix):
-            rest = path[len(self.prefix) :]
-        elif path == self._bare and self._bare:
-            rest = ""
-        else:
+        rest = path_below(self.prefix, path)
+        if rest is None:
             return None
         if rest == "_/publish":
             endpoint = self.batch
-        elif rest == "_" or rest.startswith("_/"):
+        elif is_reserved_path(rest):
             return None
         else:
             endpoint = self.channels

@@ -15,7 +15,7 @@ import tornado.web
 from tornado.httputil import HTTPServerRequest
 from tornado.routing import Matcher, PathMatches, Rule
 
-from ..core.channels import path_text
+from ..core.channels import is_reserved_path, path_below, path_text
 from ..node import Node
 from .config import ChannelConfig
 from .connection import Heartbeat
@@ -62,19 +62,11 @@ class ChannelMatcher(Matcher):
     def __init__(self, prefix: str, *, kind: str) -> None:
         self.prefix = prefix
         self.kind = kind
-        # "/live" (no slash) is the mount point itself, like "/live/".
-        self._bare = prefix.rstrip("/")
 
     def match(self, request: HTTPServerRequest) -> dict[str, Any] | None:
         """The handler's ``path`` argument, or None when this rule does not apply."""
-        path = request.path
-        if path.startswith(self.prefix):
-            rest = path[len(self.prefix) :]
-        elif path == self._bare and self._bare:
-            rest = ""
-        else:
-            return None
-        if rest == "_" or rest.startswith("_/"):
+        rest = path_below(self.prefix, request.path)
+        if rest is None or is_reserved_path(rest):
             return None
         if request_kind(request) != self.kind:
             return None

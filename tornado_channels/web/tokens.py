@@ -271,10 +271,8 @@ class Guard:
 
 def token_of(request: HTTPServerRequest) -> str | None:
     """The token a request carries: ``?token=``, else ``Authorization: Bearer``."""
-    values = request.query_arguments.get("token")
-    if values:
-        return values[0].decode("latin-1")
-    return bearer_of(request.headers)
+    token = query_token(request.query)
+    return token if token is not None else bearer_of(request.headers)
 
 
 def query_token(query: str) -> str | None:
