@@ -15,7 +15,7 @@ from tornado.websocket import WebSocketClientConnection, websocket_connect
 
 from tornado_channels import Channel, ChannelHooks, MemoryBroker, Node, make_app
 
-from ..helpers import WAIT, NodeAppTestCase, receive
+from ..helpers import WAIT, NodeAppTestCase, raw_websocket, receive
 
 
 def masked_text(payload: bytes) -> bytes:
@@ -73,6 +73,24 @@ class HandshakeTest(NodeAppTestCase):
             self.assertEqual(echo, b"\x81\x0aearly bird")
         finally:
             writer.close()
+
+
+class FailingTest(NodeAppTestCase):
+    @gen_test
+    async def test_a_protocol_error_with_bytes_behind_it_ends_in_a_fin_not_a_reset(self) -> None:
+        """A frame with a reserved opcode, followed by bytes, gets its 1002 close and a FIN."""
+        for _ in range(20):
+            reader, writer = await raw_websocket(self.get_http_port(), "/room")
+            try:
+                # The junk is still arriving when the server fails the connection:
+                # closed with it unread, the socket would reset and lose the close frame.
+                writer.write(struct.pack("!BB", 0x83, 0x80) + os.urandom(4) + b"x" * (256 << 10))
+                await asyncio.sleep(0.05)
+                received = await asyncio.wait_for(reader.read(), WAIT)
+                self.assertEqual(received[:4], b"\x88" + bytes([len(received) - 2]) + b"\x03\xea")
+                self.assertTrue(reader.at_eof())
+            finally:
+                writer.close()
 
 
 class TLSTest(AsyncHTTPSTestCase):

@@ -252,7 +252,7 @@ class WebSocketConnection(asyncio.Protocol):
                 transport.write(frame)
         transport.write(close_frame(code, reason))
         if self.close_received:
-            transport.close()
+            self._linger(transport)
         else:
             loop = asyncio.get_running_loop()
             self._await_close_reply(transport, loop.time() + CLOSE_SEND_WAIT)
@@ -273,8 +273,26 @@ class WebSocketConnection(asyncio.Protocol):
         """Fail the connection (RFC 6455 7.1.7): a close frame, then the TCP connection closes."""
         self.close_received = True  # Nothing more is read.
         self.close(code, reason)
-        if self.transport is not None:
-            self.transport.close()
+
+    def _linger(self, transport: asyncio.WriteTransport) -> None:
+        """Close gracefully once our close frame is written: FIN, then read and drop.
+
+        Closing a socket with the peer's bytes still unread makes the kernel
+        send a reset, which can destroy the close frame (and the echo before
+        it) before the peer, or nginx relaying for it, has read them.  So
+        the peer gets a FIN behind our last frame and CLOSE_WAIT seconds to
+        close its side (what it still sends is read and dropped, see
+        data_received); then the connection is dropped.
+        """
+        if isinstance(transport, StreamTransport) or not transport.can_write_eof():
+            transport.close()  # Tornado's stream (TLS) closes after what is queued.
+            return
+        # Reading may be paused (a full inbox): the unread bytes would stay unread.
+        cast(asyncio.ReadTransport, transport).resume_reading()
+        transport.write_eof()
+        if self._close_timer is not None:
+            self._close_timer.cancel()
+        self._close_timer = asyncio.get_running_loop().call_later(CLOSE_WAIT, transport.abort)
 
     def abort(self) -> None:
         """Drop the connection at once (a dead peer)."""
