@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 PORT   ?= 5000
 PYTEST_ARGS ?=
 
-.PHONY: help install run-deps test-deps run stop status serve test test-fast lint format flags clean conformance bench bench-nchan
+.PHONY: help install run-deps test-deps run stop status serve test test-fast lint format flags clean conformance bench bench-nchan compile uncompile
 
 help:
 	@echo "make run    - one worker per core under supervisord, nginx in front on http://127.0.0.1:$(PORT), Redis"
@@ -19,6 +19,7 @@ help:
 	@echo "make bench  - fan-out, latency, publish cost, memory per connection, the clients' publishing paths, a 3-minute soak (BENCH_ARGS=--idle 10000; --soak 3600 --soak-channels 5000000; --soak-only)"
 	@echo "make bench-nchan - the same scenarios against ours and against Nchan (nginx), side by side"
 	@echo "make conformance - Autobahn|Testsuite against a worker and through nginx (needs Python 2.7: PYTHON27=...)"
+	@echo "make compile - build the hot path with mypyc (optional, faster; make uncompile for pure Python again)"
 	@echo "make clean  - remove the virtualenv and build leftovers"
 
 # The virtualenv, rebuilt whenever the package's requirements change.
@@ -103,7 +104,18 @@ format: install
 flags: install
 	$(BIN)/python -m tests.helpers.flags_doc
 
-clean:
+# The hot path (tornado_channels/compiled.py) as C extensions built by mypyc, next to its
+# sources: Python imports them first, so make run, serve, test and bench use them.  Optional;
+# the pure sources stay, and the server warns (a test fails) if one is edited after a build.
+compile: install
+	$(call install_missing,gcc=gcc $(shell $(BIN)/python -c 'import sysconfig; print(sysconfig.get_paths()["include"])')/Python.h=python3-dev)
+	TORNADO_CHANNELS_COMPILE=1 $(BIN)/python setup.py --quiet build_ext --inplace
+
+uncompile:
+	find tornado_channels -name '*.so' -delete
+	rm -rf build/temp.* build/lib.*
+
+clean: uncompile
 	rm -rf $(VENV) build dist *.egg-info .mypy_cache .ruff_cache .pytest_cache .hypothesis
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
 

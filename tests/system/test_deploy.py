@@ -146,7 +146,7 @@ def test_restarting_one_worker_leaves_the_other_delivering(deployment: Deploy) -
         through_nginx = await post(deployed.url + "/room", b"after restart")
         assert through_nginx.code == 202
         assert await receive(on_second, timeout=WAIT) == "after restart"
-        on_second.close()
+        await hang_up(on_second)
 
     run(scenario())
 
@@ -228,7 +228,7 @@ def test_stopping_a_worker_drains_it(deployment: Deploy) -> None:
         assert stop is not None
         assert "stopped" in await stop
         on_first.close()
-        on_second.close()
+        await hang_up(on_second)
 
     run(scenario())
     log = (deployed.run_dir / "supervisord.log").read_text()
@@ -408,7 +408,7 @@ def test_a_retry_after_a_worker_died_mid_publish_delivers_once(deployment: Deplo
         assert await next_json(resumed) == {"position": position, "data": "paid"}
         assert (await next_json(resumed))["missed"] == 1
         await silent(resumed)
-        resumed.close()
+        await hang_up(resumed)
 
     run(scenario(), timeout=90)
 
@@ -439,6 +439,6 @@ def test_keyed_publishes_ride_pooled_connections_through_a_killed_worker(
         got = [(await next_json(listener))["data"] for _ in range(60)]
         assert got == [f"w{n}" for n in range(20)] + [f"o{n}" for n in range(40)]
         await silent(listener)
-        listener.close()
+        await hang_up(listener)
 
     run(scenario(), timeout=90)

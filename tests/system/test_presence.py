@@ -228,6 +228,6 @@ def test_joins_and_leaves_are_deployment_wide(servers: Start, redis_mode: RedisM
         c.terminate(signal.SIGKILL)
         assert await event(watcher) == {"presence": "leave", "user": "u9", "channel": "room/7"}
         doomed.close()
-        watcher.close()
+        await hang_up(watcher)
 
     run(scenario(), timeout=90)

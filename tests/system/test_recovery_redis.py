@@ -69,7 +69,7 @@ def test_reconnecting_client_recovers_200_messages_from_the_other_process(
         live = await publish(b, "/users/", "live")
         assert await next_json(resumed) == {"position": live, "data": "live"}
         await silent(resumed)
-        resumed.close()
+        await hang_up(resumed)
 
     run(scenario(), timeout=120)
 
@@ -98,7 +98,7 @@ def test_beyond_the_window_and_after_a_redis_restart_recovery_fails_explicitly(
         outcome = await next_json(lost)
         assert outcome["recovered"] is False
         assert "epoch" in outcome["reason"]
-        lost.close()
+        await hang_up(lost)
 
     run(scenario(), timeout=120)
 

@@ -90,6 +90,6 @@ def test_a_subtree_subscriber_resumes_200_messages_below_it(
         assert outcome["missed"] == 200
         live = await publish(b, "/users/9", "live")
         assert await next_json(resumed) == {"position": live, "channel": "users/9", "data": "live"}
-        resumed.close()
+        await hang_up(resumed)
 
     run(scenario(), timeout=120)

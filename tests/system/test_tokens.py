@@ -110,7 +110,7 @@ def test_a_flood_of_bad_tokens_harms_no_one_else(servers: Start) -> None:
             assert await receive(listener) == f"wave {wave}"
         health = await get(server.url + "/_/health")
         assert health.code == 200
-        listener.close()
+        await hang_up(listener)
 
     run(scenario(), timeout=90)
 

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 from tornado.netutil import bind_sockets
 
 from ..brokers.settings import make_broker
+from ..compiled import HOT_MODULES, compiled_modules, stale_modules
 from ..node import Node
 from ..web.app import make_app
 from ..web.publishing import InFlight
@@ -21,6 +22,20 @@ if TYPE_CHECKING:
     from .cli import Settings
 
 log = logging.getLogger("tornado_channels")
+
+
+def log_compiled() -> None:
+    """Say whether the hot path runs compiled (make compile), and warn of stale builds."""
+    compiled = compiled_modules()
+    if compiled:
+        log.info("hot path compiled with mypyc: %d of %d modules", len(compiled), len(HOT_MODULES))
+    stale = stale_modules()
+    if stale:
+        log.warning(
+            "compiled modules older than their sources run the old code "
+            "(make compile again, or make uncompile): %s",
+            ", ".join(stale),
+        )
 
 
 async def serve(settings: Settings) -> int:
@@ -65,6 +80,7 @@ async def serve(settings: Settings) -> int:
     gc.freeze()
     acceptor.listen(sockets)
     log.info("listening on http://%s:%d (broker: %s)", address, port, node.broker.describe())
+    log_compiled()
 
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -220,8 +220,8 @@ class PublishRequest(httputil.HTTPMessageDelegate):
         if not endpoint.batch:
             try:
                 self.target = parse_target(self.path)
-            except InvalidChannel as exc:
-                raise invalid_channel(exc) from None
+            except InvalidChannel as bad_channel:
+                raise invalid_channel(bad_channel) from None
         self.check_credentials()
         self.check_origin()
         headers = self.headers
@@ -229,8 +229,9 @@ class PublishRequest(httputil.HTTPMessageDelegate):
         if key is not None:
             try:
                 self.idempotency_key = parse_key(key)
-            except InvalidIdempotencyKey as exc:
-                raise ApiError(400, "invalid_idempotency_key", str(exc)) from None
+            # Named apart from the clause above: compiled, one name keeps one type.
+            except InvalidIdempotencyKey as bad_key:
+                raise ApiError(400, "invalid_idempotency_key", str(bad_key)) from None
         # Counted from here, so a shutdown waits for bodies still arriving.
         self.in_flight = True
         endpoint.in_flight.started()

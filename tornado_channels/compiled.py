@@ -1,0 +1,69 @@
+"""The hot path's modules, which ``make compile`` builds with mypyc: which are, and which are stale.
+
+Compiling is optional.  The same sources run as plain Python when nothing is
+built (the tests run both ways); an extension module next to its ``.py`` is
+what Python imports first, so a built tree uses it with nothing else to set.
+This file imports only the standard library: setup.py reads :data:`HOT_MODULES`
+from it before anything is installed.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from importlib.machinery import EXTENSION_SUFFIXES
+
+#: Every POST and every delivery runs through these (docs/performance.md has
+#: the profile that chose them and what compiling them measured).  Modules
+#: whose classes a host application subclasses or whose objects tests patch
+#: are left out, as are the ones off the per-message path.
+HOT_MODULES = (
+    "tornado_channels.core.channels",
+    "tornado_channels.core.history",
+    "tornado_channels.core.http1",
+    "tornado_channels.core.latency",
+    "tornado_channels.core.publication",
+    "tornado_channels.brokers.memory",
+    "tornado_channels.hub",
+    "tornado_channels.node",
+    "tornado_channels.server.wire",
+    "tornado_channels.web.publish_request",
+    "tornado_channels.web.publishing",
+)
+
+
+def source_path(module: str) -> str:
+    """The ``.py`` file of ``module``, relative to the project's root (what mypyc is given)."""
+    return module.replace(".", "/") + ".py"
+
+
+def extension_origin(module: str) -> str | None:
+    """The extension file ``module`` is imported from, or None when it runs as Python."""
+    spec = importlib.util.find_spec(module)
+    origin = spec.origin if spec is not None else None
+    if origin is not None and origin.endswith(tuple(EXTENSION_SUFFIXES)):
+        return origin
+    return None
+
+
+def compiled_modules() -> list[str]:
+    """Those of :data:`HOT_MODULES` that this interpreter imports from an extension module."""
+    return [module for module in HOT_MODULES if extension_origin(module) is not None]
+
+
+def stale_modules() -> list[str]:
+    """Compiled modules whose source changed after the build: they run the old code.
+
+    Python imports the extension module whatever its age, so an edit to a
+    compiled module's source would silently not run; the server warns at
+    start and a test fails (``make compile`` again, or ``make uncompile``).
+    """
+    stale = []
+    for module in HOT_MODULES:
+        origin = extension_origin(module)
+        if origin is None:
+            continue
+        source = os.path.join(os.path.dirname(origin), module.rsplit(".", 1)[1] + ".py")
+        if os.path.exists(source) and os.path.getmtime(source) > os.path.getmtime(origin):
+            stale.append(module)
+    return stale
