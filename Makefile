@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 PORT   ?= 5000
 PYTEST_ARGS ?=
 
-.PHONY: help install run-deps test-deps run stop status serve test test-fast lint format flags clean conformance bench bench-nchan compile uncompile
+.PHONY: help install run-deps test-deps run stop status serve test test-fast lint format flags clean conformance bench bench-nchan compile fresh-build uncompile
 
 help:
 	@echo "make run    - one worker per core under supervisord, nginx in front on http://127.0.0.1:$(PORT), Redis"
@@ -63,7 +63,7 @@ test-deps:
 	$(call install_missing,$(TEST_DEPS))
 
 # Everything up in the background: workers under supervisord, nginx on $(PORT).
-run: install run-deps
+run: install fresh-build run-deps
 	TC_PORT=$(PORT) $(if $(REDIS_URL),TORNADO_CHANNELS_REDIS_URL=$(REDIS_URL)) deploy/up.sh
 
 # Returns once supervisord and everything under it have exited (workers drain first).
@@ -80,15 +80,15 @@ status:
 	else echo "not running (make run starts it)"; fi
 
 # One process in the foreground on the embedded broker: no Redis, no nginx.
-serve: install
+serve: install fresh-build
 	@echo "one process on http://127.0.0.1:$(PORT) (no nginx here: subscribe at ws://127.0.0.1:$(PORT)/<channel>)"
 	$(BIN)/tornado-channels --port $(PORT) --list-channels $(if $(REDIS_URL),--redis-url $(REDIS_URL))
 
-test: install test-deps
+test: install fresh-build test-deps
 	$(BIN)/python -m pytest -W error $(PYTEST_ARGS)
 
 # No processes, private Redis servers, nginx or browser: seconds, for the edit-test loop.
-test-fast: install
+test-fast: install fresh-build
 	$(BIN)/python -m pytest -W error -m "not processes" --ignore=tests/system $(PYTEST_ARGS)
 
 lint: install
@@ -106,10 +106,22 @@ flags: install
 
 # The hot path (tornado_channels/compiled.py) as C extensions built by mypyc, next to its
 # sources: Python imports them first, so make run, serve, test and bench use them.  Optional;
-# the pure sources stay, and the server warns (a test fails) if one is edited after a build.
+# the pure sources stay; a source edited after a build makes the server refuse to start
+# (make's own targets build again first: fresh-build).
 compile: install
 	$(call install_missing,gcc=gcc $(shell $(BIN)/python -c 'import sysconfig; print(sysconfig.get_paths()["include"])')/Python.h=python3-dev)
 	TORNADO_CHANNELS_COMPILE=1 $(BIN)/python setup.py --quiet build_ext --inplace
+	@# An edit that leaves the C code as it was relinks nothing, and the copy keeps the old
+	@# time: the build now matches its sources, so it is dated now (see stale_modules()).
+	find tornado_channels -name '*.so' -exec touch {} +
+
+# A build older than its sources (an edit, a pull) is built again before anything runs it:
+# the server refuses to start on a stale one.  Nothing happens when nothing was built.
+fresh-build: install
+	@if [ -n "$$(find tornado_channels -name '*.so' -print -quit)" ] && ! $(BIN)/python -c \
+	  'import sys; from tornado_channels.compiled import stale_modules; sys.exit(bool(stale_modules()))' \
+	  2>/dev/null; then echo "the compiled hot path is older than its sources: building it again"; \
+	  $(MAKE) --no-print-directory compile; fi
 
 uncompile:
 	find tornado_channels -name '*.so' -delete
@@ -133,18 +145,18 @@ $(AUTOBAHN_STAMP):
 	$(AUTOBAHN_VENV)/bin/python -m pip install --quiet autobahntestsuite==25.10.1
 	touch $@
 
-conformance: install run-deps $(AUTOBAHN_STAMP)
+conformance: install fresh-build run-deps $(AUTOBAHN_STAMP)
 	$(BIN)/python -m tests.conformance.run --wstest $(AUTOBAHN_VENV)/bin/wstest
 
 # Fan-out, latency, publish cost and idle memory of one process on the embedded broker (then
 # two on a private Redis); prints a Markdown table, fails on any lost/duplicated/reordered message.
-bench: install
+bench: install fresh-build
 	$(BIN)/python -m tests.bench.run $(BENCH_ARGS)
 
 # Every scenario against ours (as `make bench`) and against Nchan (Debian's nginx with
 # libnginx-mod-nchan, one worker; two for the 2-process scenario) in one run, side by side.
 # Nchan is a module, not a command: installed when its .so is there.
 NCHAN_MODULE := /usr/lib/nginx/modules/ngx_nchan_module.so
-bench-nchan: install
+bench-nchan: install fresh-build
 	$(call install_missing,nginx=nginx $(NCHAN_MODULE)=libnginx-mod-nchan)
 	$(BIN)/python -m tests.bench.run --nchan $(BENCH_ARGS)

@@ -9,7 +9,6 @@ from it before anything is installed.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 from importlib.machinery import EXTENSION_SUFFIXES
 
@@ -44,12 +43,22 @@ def source_path(module: str) -> str:
     return module.replace(".", "/") + ".py"
 
 
+#: The package's own folder: the hot modules' sources, and their builds next to them.
+PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+
+
 def extension_origin(module: str) -> str | None:
-    """The extension file ``module`` is imported from, or None when it runs as Python."""
-    spec = importlib.util.find_spec(module)
-    origin = spec.origin if spec is not None else None
-    if origin is not None and origin.endswith(tuple(EXTENSION_SUFFIXES)):
-        return origin
+    """The extension file ``module`` is imported from, or None when it runs as Python.
+
+    Read from the package's folder, where Python's import looks first for an
+    extension and then for the source, not from the imported module: a
+    mypyc-built module's ``__file__`` and spec name a path that does not exist.
+    """
+    folder, name = os.path.split(os.path.join(PACKAGE_DIR, *module.split(".")[1:]))
+    for suffix in EXTENSION_SUFFIXES:
+        path = os.path.join(folder, name + suffix)
+        if os.path.exists(path):
+            return path
     return None
 
 
@@ -62,7 +71,7 @@ def stale_modules() -> list[str]:
     """Compiled modules whose source changed after the build: they run the old code.
 
     Python imports the extension module whatever its age, so an edit to a
-    compiled module's source would silently not run; the server warns at
+    compiled module's source would silently not run; the server refuses to
     start and a test fails (``make compile`` again, or ``make uncompile``).
     """
     stale = []

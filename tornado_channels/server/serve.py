@@ -24,23 +24,31 @@ if TYPE_CHECKING:
 log = logging.getLogger("tornado_channels")
 
 
-def log_compiled() -> None:
-    """Say whether the hot path runs compiled (make compile), and warn of stale builds."""
+def check_compiled() -> bool:
+    """Refuse a stale build of the hot path (make compile); say when it runs compiled.
+
+    A compiled module older than its source would run the old code next to
+    the other modules' new code: an error at start, not a subtle one later.
+    """
+    stale = stale_modules()
+    if stale:
+        log.error(
+            "compiled modules are older than their sources and would run old code: %s "
+            "(make compile again, or make uncompile)",
+            ", ".join(stale),
+        )
+        return False
     compiled = compiled_modules()
     if compiled:
         log.info("hot path compiled with mypyc: %d of %d modules", len(compiled), len(HOT_MODULES))
-    stale = stale_modules()
-    if stale:
-        log.warning(
-            "compiled modules older than their sources run the old code "
-            "(make compile again, or make uncompile): %s",
-            ", ".join(stale),
-        )
+    return True
 
 
 async def serve(settings: Settings) -> int:
     """Run one server until SIGTERM or SIGINT, then shut down gracefully."""
     server_settings, channels = settings.server, settings.channels
+    if not check_compiled():
+        return 2
     try:
         broker = make_broker(settings.broker)
     except ValueError as exc:
@@ -80,7 +88,6 @@ async def serve(settings: Settings) -> int:
     gc.freeze()
     acceptor.listen(sockets)
     log.info("listening on http://%s:%d (broker: %s)", address, port, node.broker.describe())
-    log_compiled()
 
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
