@@ -47,6 +47,11 @@ def source_path(module: str) -> str:
 PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 
 
+def _stem(module: str) -> str:
+    """``module``'s path in the package's folder without its suffix (``.py``, or a build's)."""
+    return os.path.join(PACKAGE_DIR, *module.split(".")[1:])
+
+
 def extension_origin(module: str) -> str | None:
     """The extension file ``module`` is imported from, or None when it runs as Python.
 
@@ -54,9 +59,8 @@ def extension_origin(module: str) -> str | None:
     extension and then for the source, not from the imported module: a
     mypyc-built module's ``__file__`` and spec name a path that does not exist.
     """
-    folder, name = os.path.split(os.path.join(PACKAGE_DIR, *module.split(".")[1:]))
     for suffix in EXTENSION_SUFFIXES:
-        path = os.path.join(folder, name + suffix)
+        path = _stem(module) + suffix
         if os.path.exists(path):
             return path
     return None
@@ -79,7 +83,7 @@ def stale_modules() -> list[str]:
         origin = extension_origin(module)
         if origin is None:
             continue
-        source = os.path.join(os.path.dirname(origin), module.rsplit(".", 1)[1] + ".py")
+        source = _stem(module) + ".py"
         if os.path.exists(source) and os.path.getmtime(source) > os.path.getmtime(origin):
             stale.append(module)
     return stale
