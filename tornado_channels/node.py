@@ -23,6 +23,7 @@ from .core.idempotency import idempotency_for
 from .core.latency import LatencyHistogram
 from .core.presence import JOIN, LEAVE, PresenceTally, presence_name
 from .core.publication import Position, Publication, Receipt, Recovery
+from .core.resume import UNNUMBERED
 from .hub import MAX_BUFFERED_BYTES, Hub, Subscriber
 
 log = logging.getLogger("tornado_channels.node")
@@ -274,7 +275,9 @@ class Node:
         for subscriber in watchers:
             groups.setdefault(subscriber.encoding, []).append(subscriber)
         for encoding, members in groups.items():
-            self.hub.broadcast(members, [(0, presence_event_for(encoding, kind, user, name))])
+            self.hub.broadcast(
+                members, [(UNNUMBERED, presence_event_for(encoding, kind, user, name))]
+            )
 
     def flush(self) -> None:
         """Deliver the publications received so far, in order; safe to call at any time.

@@ -19,6 +19,7 @@ from .brokers.base import BrokerUnavailable
 from .core.channels import Target
 from .core.deflate import Deflate
 from .core.frames import CLOSE_SLOW_CONSUMER, Encoding
+from .core.partitions import one_sequence
 from .core.publication import Position, Recovery
 from .core.resume import Overflow, Resume
 from .node import Node
@@ -70,6 +71,7 @@ class Subscription:
         encoding: Encoding,
         since: Position | None = None,
         *,
+        fresh: bool = False,
         user: str | None = None,
         presence_events: bool = False,
     ) -> None:
@@ -82,7 +84,9 @@ class Subscription:
         self.encoding = encoding
         #: How messages to this client are compressed: set from its handshake, before it starts.
         self.deflate: Deflate | None = None
-        self._resume = Resume(since, node.hub.max_buffered_bytes) if since is not None else None
+        self._resume = (
+            Resume(since, node.hub.max_buffered_bytes, fresh=fresh) if since is not None else None
+        )
         self._transport: Transport | None = None
         # Frames written before the transport exists, and a close asked for then.
         self._pending: list[bytes] | None = []
@@ -138,27 +142,37 @@ class Subscription:
                 head = None
         if not resume.holding:
             return  # Closed meanwhile (it fell behind while recovering).
-        for frame in resume.seam(recovery, head, self.encoding):
+        frames = resume.seam(
+            recovery,
+            head,
+            self.encoding,
+            one_sequence=one_sequence(self.target, self.node.broker.partitions),
+        )
+        if not resume.active:
+            self._resume = None  # Nothing guarded: straight to the transport from now on.
+        for frame in frames:
             self.write(frame)
 
     # What the hub calls (hub.Subscriber)
 
     @property
     def recovering(self) -> bool:
-        """Whether live frames are held while a recovery is sent (each needs its number then)."""
-        return self._resume is not None and self._resume.holding
+        """Whether live frames are held or checked against the seam (each needs its number)."""
+        return self._resume is not None
 
     def send_frame(self, frame: bytes, seq: int) -> None:
-        """Write a frame of message ``seq`` (held back while recovering)."""
+        """Write a frame of message ``seq`` (held back while recovering, dropped below the seam)."""
         resume = self._resume
         if resume is not None:
             try:
-                if resume.hold(seq, frame):
+                if resume.take(seq, frame):
                     return
             except Overflow:
                 # Held during recovery counts like unread: the same bound.
                 self.close(CLOSE_SLOW_CONSUMER, "slow consumer")
                 return
+            if not resume.active:
+                self._resume = None  # The seam is behind it: the hub's hot path from now on.
         self.write(frame)
 
     def buffered_bytes(self) -> int:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -17,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from .support import WAIT, free_port, wait_healthy
+from .support import WAIT, ephemeral_start, free_port, port_is_free, wait_healthy
 
 #: For tests that run nginx (make test installs it when missing).
 needs_nginx = pytest.mark.skipif(
@@ -35,13 +34,10 @@ def free_port_range(count: int) -> int:
         base = free_port()
         if base + count > 65535:
             continue
-        try:
-            for port in range(base, base + count):
-                with socket.socket() as sock:
-                    sock.bind(("127.0.0.1", port))
-        except OSError:
+        if base + count >= ephemeral_start():
             continue
-        return base
+        if all(port_is_free(port) for port in range(base + 1, base + count)):
+            return base
     raise AssertionError("no free port range")
 
 

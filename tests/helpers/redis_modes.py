@@ -8,16 +8,24 @@ it (kill the master), so one scenario runs against all three.
 
 from __future__ import annotations
 
-import random
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
 from pathlib import Path
 
-from .support import WAIT, RedisServer, _end, free_port, wait_for_port
+from .support import (
+    WAIT,
+    RedisServer,
+    _end,
+    ephemeral_start,
+    free_port,
+    port_is_free,
+    wait_for_port,
+)
 
+#: A cluster node's bus port is its port plus this.
+BUS_OFFSET = 10000
 #: Redis Cluster and Sentinel detect a dead master after this long (ms).
 NODE_TIMEOUT = 1000
 #: A replica's first sync starts at once (Redis 7 waits 5 s for more replicas by default).
@@ -25,21 +33,12 @@ FAST_SYNC = ["--repl-diskless-sync-delay", "0"]
 
 
 def _cluster_port() -> int:
-    """A free port whose cluster bus port (+10000) is free and valid too."""
+    """A free port whose cluster bus port (+10000) is free too, both below the ephemeral range."""
     for _ in range(200):
-        port = random.randint(20000, 50000)
-        if all(_free(candidate) for candidate in (port, port + 10000)):
+        port = free_port(highest=ephemeral_start() - 1 - BUS_OFFSET)
+        if port_is_free(port + BUS_OFFSET):
             return port
     raise AssertionError("no free port pair for a cluster node")
-
-
-def _free(port: int) -> bool:
-    with socket.socket() as probe:
-        try:
-            probe.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
 
 
 def _cli(port: int, *args: str, timeout: float = WAIT) -> str:

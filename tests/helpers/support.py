@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -34,11 +35,49 @@ WAIT = 10.0
 SILENCE = 0.5
 
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+#: Test ports are taken below the kernel's ephemeral range, which outgoing
+#: connections (nginx's to its upstreams, the tests' own) take at any moment:
+#: a port chosen there (``bind(0)``) can be taken between choosing and binding.
+LOWEST_PORT = 10000
+
+
+def ephemeral_start() -> int:
+    """The first port of the kernel's ephemeral range (``ip_local_port_range``)."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as ranges:
+            return int(ranges.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768  # Linux's default.
+
+
+# Ports this test process handed out: never twice, even once released.
+_handed_out: set[int] = set()
+
+
+def port_is_free(port: int) -> bool:
+    """Whether ``port`` of 127.0.0.1 can be bound now (and was not handed out before)."""
+    if port in _handed_out:
+        return False
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port(highest: int | None = None) -> int:
+    """A TCP port on 127.0.0.1, below the ephemeral range, that nothing listens on right now.
+
+    ``highest`` bounds it further (a Redis Cluster node's bus port is its port + 10000).
+    """
+    top = min(highest or 65535, ephemeral_start() - 1)
+    for _ in range(1000):
+        port = random.randint(LOWEST_PORT, top)
+        if port_is_free(port):
+            _handed_out.add(port)
+            return port
+    raise AssertionError(f"no free port in {LOWEST_PORT}-{top}")
 
 
 def healthy(url: str) -> bool:
@@ -161,6 +200,8 @@ class ServerProcess:
         command: list[str] | None = None,
     ) -> None:
         self.port = port or free_port()
+        # A port it chose itself may be chosen again if another process took it.
+        self._own_port = port is None
         self.args = args
         self.env = {**os.environ, **(env or {})}
         self.command = command or [sys.executable, "-m", "tornado_channels"]
@@ -178,16 +219,27 @@ class ServerProcess:
         return f"ws://127.0.0.1:{self.port}"
 
     def start(self) -> ServerProcess:
-        with self.log.open("wb") as out:
-            self.process = subprocess.Popen(
-                [*self.command, "--port", str(self.port), *self.args],
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                env=self.env,
-                **self.popen_options,
-            )
-        wait_for_port(self.port)
-        return self
+        for _ in range(3):
+            with self.log.open("wb") as out:
+                self.process = subprocess.Popen(
+                    [*self.command, "--port", str(self.port), *self.args],
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    env=self.env,
+                    **self.popen_options,
+                )
+            deadline = time.monotonic() + WAIT
+            while time.monotonic() < deadline and self.process.poll() is None:
+                with (
+                    contextlib.suppress(OSError),
+                    socket.create_connection(("127.0.0.1", self.port), timeout=0.2),
+                ):
+                    return self
+                time.sleep(0.02)
+            if not (self._own_port and "Address already in use" in self.output()):
+                break
+            self.port = free_port()  # Taken meanwhile by someone else: another one.
+        raise AssertionError(f"nothing listening on port {self.port}:\n{self.output()[-3000:]}")
 
     def wait_healthy(self, timeout: float = WAIT) -> ServerProcess:
         """Block until ``/_/health`` answers 200 (its broker is connected)."""

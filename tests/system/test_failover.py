@@ -30,6 +30,8 @@ class Follower:
 
     url: str
     received: dict[str, float] = field(default_factory=dict)
+    # Every message in the order it came, duplicates included (received keeps the first).
+    arrivals: list[str] = field(default_factory=list)
     # When each resume reported recovered: false.
     losses: list[float] = field(default_factory=list)
     position: str | None = None
@@ -60,7 +62,8 @@ class Follower:
                 if not message["recovered"]:
                     self.losses.append(time.monotonic())
             else:
-                self.received[message["data"]] = time.monotonic()
+                self.received.setdefault(message["data"], time.monotonic())
+                self.arrivals.append(message["data"])
             self.position = message["position"]
 
 
@@ -115,6 +118,11 @@ def test_killing_a_master_loses_nothing_silently(servers: Start, own_redis_mode:
             await asyncio.gather(*tasks, return_exceptions=True)
         for follower in followers:
             assert last in follower.received, (follower, a.output()[-2000:], b.output()[-2000:])
+            twice = [data for data in follower.received if follower.arrivals.count(data) > 1]
+            assert not twice, f"{follower.url} received {twice[:5]} more than once"
+            # Publishes are numbered m0, m1, ... in order: each arrives after those before it.
+            numbers = [int(data[1:]) for data in follower.arrivals]
+            assert numbers == sorted(numbers), f"{follower.url}: out of order"
             for data, at in acked.items():
                 # Delivered, or a later resume said something was lost.
                 assert data in follower.received or any(loss > at for loss in follower.losses), (

@@ -32,6 +32,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from ..core.channels import Subtree, Target
 from ..core.history import HISTORY_AGE, HISTORY_SIZE, check_history
 from ..core.idempotency import IDEMPOTENCY_TTL, Idempotency
+from ..core.partitions import one_sequence
 from ..core.presence import PresenceTally
 from ..core.publication import (
     MalformedEnvelope,
@@ -314,7 +315,7 @@ class RedisBroker(Broker):
     async def recover(self, target: Target, since: Position) -> Recovery:
         """What reached ``target`` after ``since``, from Redis's history."""
         self._require_connected()
-        if isinstance(target, Subtree) and not target.prefix and self.partitions > 1:
+        if not one_sequence(target, self.partitions):
             # One position cannot say where a client is in 16 sequences.
             return Recovery([], False, ROOT_SPANS_PARTITIONS)
         partition = self.layout.home(target)

@@ -43,6 +43,11 @@ def partition_of(target: Target, count: int) -> int | None:
     return partition_of_segment(first_segment(name), count)
 
 
+def one_sequence(target: Target, count: int) -> bool:
+    """Whether one sequence numbers everything that reaches ``target`` (all but the split root)."""
+    return count == 1 or partition_of(target, count) is not None
+
+
 def channel_partition(channel: Channel, count: int) -> int:
     """The partition of ``channel`` (a channel always has a first segment)."""
     return partition_of_segment(first_segment(channel.name), count)

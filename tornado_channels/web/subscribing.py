@@ -100,7 +100,13 @@ async def admit(
         raise ApiError(400, "invalid_presence", "?presence=1 needs ?positions=1")
     user = claims.subject if claims is not None else None
     subscription = Subscription(
-        node, channel, encoding, position, user=user, presence_events=presence == b"1"
+        node,
+        channel,
+        encoding,
+        position,
+        fresh=since is None,
+        user=user,
+        presence_events=presence == b"1",
     )
     return Admission(subscription, claims)
 
