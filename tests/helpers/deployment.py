@@ -32,8 +32,6 @@ def free_port_range(count: int) -> int:
     """The first of ``count`` consecutive ports that are all free right now."""
     for _ in range(100):
         base = free_port()
-        if base + count > 65535:
-            continue
         if base + count >= ephemeral_start():
             continue
         if all(port_is_free(port) for port in range(base + 1, base + count)):

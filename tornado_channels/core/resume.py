@@ -161,7 +161,7 @@ class Resume:
         else:
             outcome: dict[str, object] = {
                 "recovered": recovery.complete,
-                "missed": len(replayed) if recovery.complete else 0,
+                "missed": len(replayed),  # Nothing is replayed from an incomplete history.
                 "position": str(resume_from),
             }
             if not recovery.complete:
