@@ -82,7 +82,7 @@ status:
 # One process in the foreground on the embedded broker: no Redis, no nginx.
 serve: install fresh-build
 	@echo "one process on http://127.0.0.1:$(PORT) (no nginx here: subscribe at ws://127.0.0.1:$(PORT)/<channel>)"
-	$(BIN)/tornado-channels --port $(PORT) --list-channels $(if $(REDIS_URL),--redis-url $(REDIS_URL))
+	$(BIN)/tornado-channels --port $(PORT) $(if $(REDIS_URL),--redis-url $(REDIS_URL))
 
 test: install fresh-build test-deps
 	$(BIN)/python -m pytest -W error $(PYTEST_ARGS)

@@ -13,8 +13,10 @@ export TC_ADDRESS=${TC_ADDRESS:-127.0.0.1}
 export TC_WORKERS=${TC_WORKERS:-$(nproc)}
 export TC_BASE_PORT=${TC_BASE_PORT:-$((TC_PORT + 1))}
 export TC_READ_TIMEOUT=${TC_READ_TIMEOUT:-60s}
+# Who may reach /_/metrics, /_/stats (all of /_/ but health, static, presence,
+# openapi.json, publish) through nginx, e.g. "127.0.0.1 10.0.0.0/8"; empty: anyone.
+export TC_OPS_ALLOW=${TC_OPS_ALLOW:-}
 export TORNADO_CHANNELS_REDIS_URL=${TORNADO_CHANNELS_REDIS_URL:-redis://127.0.0.1:6379/0}
-export TORNADO_CHANNELS_LIST_CHANNELS=${TORNADO_CHANNELS_LIST_CHANNELS:-1}
 hard_fds=$(ulimit -Hn)
 if [ "$hard_fds" = unlimited ] || [ "$hard_fds" -ge 65536 ]; then hard_fds=65536; fi
 export TC_MINFDS=${TC_MINFDS:-$hard_fds}

@@ -6,8 +6,14 @@ import secrets
 from collections.abc import Callable, Iterator
 
 import pytest
+import tornado.testing
 
 from .helpers import Deployment, RedisMode, RedisServer, ServerProcess, start_mode
+from .helpers.support import bind_unused_port
+
+# Tornado's AsyncHTTPTestCase binds port 0, in the kernel's ephemeral range,
+# which outgoing connections take at any moment: ours binds below it.
+tornado.testing.bind_unused_port = bind_unused_port
 
 #: Every Redis mode the broker supports; scenarios parametrized over them run on each.
 REDIS_MODES = ["standalone", "sentinel", "cluster"]

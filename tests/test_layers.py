@@ -98,3 +98,19 @@ def test_the_check_sees_relative_imports() -> None:
     found = dict(imports(PACKAGE / "web" / "websocket.py"))
     assert "tornado_channels.core.handshake" in found
     assert "tornado_channels.node" in found
+
+
+def test_the_web_layer_never_probes_a_connection_for_what_it_offers() -> None:
+    """No getattr/hasattr on a connection in web/: the seam is web/server_connection.py's type."""
+    probes = []
+    for path in sorted((PACKAGE / "web").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Name)
+                and node.func.id in ("getattr", "hasattr")
+                and node.args
+                and "connection" in ast.unparse(node.args[0])
+            ):
+                probes.append(f"{path.name}:{node.lineno}: {ast.unparse(node)}")
+    assert not probes, probes

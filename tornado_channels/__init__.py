@@ -8,6 +8,7 @@ Inside a Tornado application (the README has a complete example)::
     app = tornado.web.Application(
         [(r"/", MyHome), *channel_routes(node, prefix="/live/", hooks=MyHooks())]
     )
+    app.listen(8888, **http_server_options())  # the standalone server's timeouts and limits
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from .hub import Hub, Subscriber
 from .node import Node
 from .web.app import make_app
 from .web.hooks import ChannelHooks, Reject
+from .web.limits import http_server_options
 from .web.routing import channel_routes
 from .web.tokens import claims_of
 
@@ -51,6 +53,7 @@ __all__ = [
     "__version__",
     "channel_routes",
     "claims_of",
+    "http_server_options",
     "make_app",
     "parse_channel",
     "parse_target",

@@ -31,6 +31,7 @@ HOT_MODULES = (
     "tornado_channels.hub",
     "tornado_channels.node",
     "tornado_channels.subscription",
+    "tornado_channels.server.exchange",
     "tornado_channels.server.wire",
     "tornado_channels.web.connection",
     "tornado_channels.web.publish_request",

@@ -124,15 +124,18 @@ class Node:
         *,
         idempotency_key: str | None = None,
         batch: bool = False,
+        caller: str | None = None,
     ) -> Receipt:
         """Publish ``messages`` and say whether an idempotency key replayed them.
 
         One message goes with whatever else is published in this pass of the
-        loop (``batch=False``); a batch as one broker operation.  Raises
+        loop (``batch=False``); a batch as one broker operation.  ``caller``
+        scopes the key to who publishes (see core/idempotency.py's
+        ``scoped``; None: the trusted, unscoped keys).  Raises
         :class:`~tornado_channels.core.idempotency.InvalidIdempotencyKey` for
         a malformed key, and like :meth:`publish` otherwise.
         """
-        idempotency = idempotency_for(idempotency_key, messages)
+        idempotency = idempotency_for(idempotency_key, messages, caller)
         publications = [Publication(target, payload) for target, payload in messages]
         if log.isEnabledFor(logging.DEBUG):
             for target, payload in messages:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -27,6 +26,7 @@ from tornado_channels.client import (
 from tornado_channels.client.retry import NO_RETRY
 
 from ..helpers import RedisServer, ServerProcess, connect, hang_up, next_json, run
+from ..helpers.support import bound_socket
 
 pytestmark = pytest.mark.processes
 
@@ -193,8 +193,7 @@ def test_503_while_redis_is_down_is_retried_until_it_is_back(
 
 def test_without_a_key_a_broken_connection_is_not_retried(make: Callable[..., Any]) -> None:
     """A server that drops the request after reading it: raised at once, never sent twice."""
-    with socket.socket() as listener:
-        listener.bind(("127.0.0.1", 0))
+    with bound_socket() as listener:
         listener.listen()
         port = listener.getsockname()[1]
         accepted: list[int] = []
@@ -221,8 +220,7 @@ def test_without_a_key_a_broken_connection_is_not_retried(make: Callable[..., An
 
 def test_a_timeout_bounds_each_attempt(make: Callable[..., Any]) -> None:
     """A server that never answers: the publish fails after its timeout, not later."""
-    with socket.socket() as listener:
-        listener.bind(("127.0.0.1", 0))
+    with bound_socket() as listener:
         listener.listen()
         publisher = make(
             f"http://127.0.0.1:{listener.getsockname()[1]}", timeout=0.5, retry=NO_RETRY
@@ -243,8 +241,7 @@ def test_a_504_is_retried_only_with_a_key() -> None:
 
     outcome_unknown = answer("504 Gateway Timeout", {"error": "publish_outcome_unknown"})
     answers = [outcome_unknown, outcome_unknown, answer("202 Accepted", {"position": "a:1"})]
-    with socket.socket() as listener:
-        listener.bind(("127.0.0.1", 0))
+    with bound_socket() as listener:
         listener.listen()
         seen: list[bytes] = []
 
@@ -270,8 +267,7 @@ def test_a_504_is_retried_only_with_a_key() -> None:
 
 def test_the_async_publisher_never_blocks_its_loop() -> None:
     """While an AsyncPublisher waits for a silent server, its event loop keeps running."""
-    with socket.socket() as listener:
-        listener.bind(("127.0.0.1", 0))
+    with bound_socket() as listener:
         listener.listen()
         url = f"http://127.0.0.1:{listener.getsockname()[1]}"
 

@@ -24,6 +24,7 @@ from tornado_channels.client import (
 )
 
 from ..helpers import WAIT, RedisServer, ServerProcess, get, run
+from ..helpers.support import bound_socket
 
 pytestmark = pytest.mark.processes
 
@@ -142,7 +143,12 @@ def test_a_token_provider_renews_expiring_tokens_without_losing_a_message(
     servers: Start,
 ) -> None:
     """Tokens that last 2 s are renewed by the provider on each 4001; every message comes once."""
-    server = servers("--token-leeway", "0", env={"TORNADO_CHANNELS_TOKEN_SECRET": SECRET})
+    key = "the-backend-key"  # Where tokens are on, a POST needs the key (or a token).
+    server = servers(
+        "--token-leeway",
+        "0",
+        env={"TORNADO_CHANNELS_TOKEN_SECRET": SECRET, "TORNADO_CHANNELS_PUBLISH_KEY": key},
+    )
     issued: list[float] = []
 
     def token() -> str:
@@ -155,7 +161,7 @@ def test_a_token_provider_renews_expiring_tokens_without_losing_a_message(
             await take(subscribe(server.ws_url + "/users/1"), 1)
         async with (
             subscribe(server.ws_url + "/users/1", token=token) as messages,
-            AsyncPublisher(server.url) as publisher,
+            AsyncPublisher(server.url, key=key) as publisher,
         ):
             first = asyncio.ensure_future(anext(messages))
             await asyncio.sleep(0.3)
@@ -214,7 +220,8 @@ def test_a_server_that_is_not_tornado_channels_is_an_error_not_a_hang() -> None:
         await connection.wait_closed()
 
     async def scenario() -> None:
-        async with serve(echo_server, "127.0.0.1", 0) as server:
+        listener = bound_socket()
+        async with serve(echo_server, sock=listener) as server:
             port = next(iter(server.sockets)).getsockname()[1]
             async with subscribe(f"ws://127.0.0.1:{port}/users/1") as messages:
                 with pytest.raises(ChannelsError, match="unreadable frame"):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from urllib.parse import quote
 
 import pytest
@@ -395,3 +396,71 @@ def test_the_reserved_namespace_below_a_mount_point_is_underscore_and_what_is_un
     assert is_reserved_path("_/publish")
     assert not is_reserved_path("_x")
     assert not is_reserved_path("users/_")
+
+
+# --- What a target reaches: for hooks -----------------------------------------
+
+
+def test_a_target_says_whether_it_is_a_subtree() -> None:
+    """A channel is not a subtree; a subtree, the root included, is."""
+    assert Channel("users/1").is_subtree is False
+    assert Subtree("users").is_subtree is True
+    assert Subtree("").is_subtree is True
+
+
+@pytest.mark.parametrize(
+    ("target", "prefix", "overlaps", "within"),
+    [
+        (Channel("private/x"), "private/", True, True),
+        (Channel("private"), "private/", True, True),
+        (Channel("privateer"), "private/", False, False),
+        (Channel("public/x"), "private", False, False),
+        (Subtree(""), "private/", True, False),
+        (Subtree(""), "/", True, True),
+        (Subtree("private"), "private/", True, True),
+        (Subtree("private/x"), "private", True, True),
+        (Subtree("users"), "users/1/", True, False),
+        (Subtree("public"), "private/", False, False),
+        (Subtree("privateer"), "private/", False, False),
+        (Subtree("public/a"), "/public/", True, True),
+    ],
+)
+def test_overlaps_and_within_say_what_a_target_reaches(
+    target: Channel | Subtree, prefix: str, overlaps: bool, within: bool
+) -> None:
+    """overlaps: it hears some channel at or below the prefix; within: it hears only such."""
+    assert target.overlaps(prefix) is overlaps
+    assert target.within(prefix) is within
+
+
+_SEGMENT = st.sampled_from(["a", "b", "ab"])
+_NAME = st.lists(_SEGMENT, min_size=1, max_size=3).map("/".join)
+# Every name of up to four segments from the same alphabet: a universe in which any
+# subtree of up to three segments has channels on both sides of any such prefix.
+_UNIVERSE = [
+    "/".join(parts)
+    for depth in range(1, 5)
+    for parts in itertools.product(["a", "b", "ab"], repeat=depth)
+]
+
+
+@given(
+    target=st.one_of(_NAME.map(Channel), st.one_of(st.just(""), _NAME).map(Subtree)),
+    prefix=st.one_of(st.just("/"), _NAME, _NAME.map(lambda name: name + "/")),
+)
+@settings(max_examples=300)
+def test_overlaps_and_within_agree_with_the_channels_a_target_hears(
+    target: Channel | Subtree, prefix: str
+) -> None:
+    """Both agree with checking, channel by channel, what the target hears against the prefix."""
+    heard = [
+        name
+        for name in _UNIVERSE
+        if (
+            Channel(name) == target
+            if isinstance(target, Channel)
+            else target.contains(Channel(name))
+        )
+    ]
+    assert target.overlaps(prefix) == any(covers(prefix, name) for name in heard)
+    assert target.within(prefix) == all(covers(prefix, name) for name in heard)

@@ -66,6 +66,42 @@ def port_is_free(port: int) -> bool:
     return True
 
 
+def rss_mib(pid: int) -> float:
+    """Resident memory of ``pid`` in MiB."""
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    raise AssertionError("no VmRSS")
+
+
+def bound_socket() -> socket.socket:
+    """A TCP socket bound to a free port of 127.0.0.1 below the ephemeral range (not listening).
+
+    For listeners a test holds itself: bound at once, so nothing can take the
+    port in between, and retried should another process bind it first.
+    """
+    for _ in range(20):
+        sock = socket.socket()
+        try:
+            sock.bind(("127.0.0.1", free_port()))
+        except OSError:
+            sock.close()
+            continue
+        return sock
+    raise AssertionError("no free port to bind")
+
+
+def bind_unused_port(
+    reuse_port: bool = False, address: str = "127.0.0.1"
+) -> tuple[socket.socket, int]:
+    """``tornado.testing.bind_unused_port``, below the ephemeral range (see tests/conftest.py)."""
+    sock = bound_socket()
+    sock.setblocking(False)
+    sock.listen(128)
+    return sock, sock.getsockname()[1]
+
+
 def free_port(highest: int | None = None) -> int:
     """A TCP port on 127.0.0.1, below the ephemeral range, that nothing listens on right now.
 

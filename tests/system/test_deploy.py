@@ -5,10 +5,13 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import signal
 import subprocess
+import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 from tornado.httpclient import HTTPRequest
@@ -21,6 +24,7 @@ from ..helpers import (
     WAIT,
     Deployment,
     EventStream,
+    RawResponse,
     closed,
     connect,
     get,
@@ -29,6 +33,7 @@ from ..helpers import (
     needs_nginx,
     next_json,
     post,
+    raw_exchange,
     receive,
     run,
     silent,
@@ -98,9 +103,38 @@ def test_a_batch_through_nginx_reaches_every_worker(deployment: Deploy) -> None:
     run(scenario())
 
 
-def test_nginx_keeps_names_requests_and_errors_intact(deployment: Deploy) -> None:
+#: A value no log may ever show: every spelling of the token parameter carries it.
+SECRET = "SECRET-3c9a"
+TOKEN_QUERIES = [
+    f"?token={SECRET}",
+    f"?xtoken=1&%74oken={SECRET}",
+    f"?a=1&to%6Ben={SECRET}",
+]
+
+
+@pytest.fixture(scope="module")
+def front() -> Iterator[Deployment]:
+    """One worker behind nginx, shared by the tests of nginx's edge.
+
+    Small bodies (100 bytes), the operational routes limited to a network we
+    are not on (as docs/deploying.md advises for production), and the worker
+    logging every request, so a token in any request would reach its log.
+    """
+    deployed = Deployment(
+        workers=1,
+        TORNADO_CHANNELS_MAX_MESSAGE_SIZE="100",
+        TC_OPS_ALLOW="10.0.0.0/8",
+        TORNADO_CHANNELS_LOG_LEVEL="debug",
+    )
+    try:
+        yield deployed.start()
+    finally:
+        deployed.stop()
+
+
+def test_nginx_keeps_names_requests_and_errors_intact(front: Deployment) -> None:
     """Through nginx: encoded names survive /ws/, Host is forwarded, and refusals are JSON."""
-    deployed = deployment(TORNADO_CHANNELS_MAX_MESSAGE_SIZE="100")
+    deployed = front
 
     async def scenario() -> None:
         ws = await connect(deployed.ws_url + "/ws/caf%C3%A9/1")
@@ -119,6 +153,170 @@ def test_nginx_keeps_names_requests_and_errors_intact(deployment: Deploy) -> Non
         await hang_up(ws)
 
     run(scenario())
+
+
+#: Requests nginx refuses itself, and how: (raw request, status, error code).
+NGINX_REFUSALS = [
+    (b"GET\x01 / HTTP/1.1\r\nHost: x\r\n\r\n", 400, "bad_request"),
+    (b"HELLO\r\n\r\n", 400, "bad_request"),
+    (b"GET / HTTP/1.1\r\n\r\n", 400, "bad_request"),
+    (b"GET /a?q=" + b"x" * 10240 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414, "uri_too_long"),
+    (
+        b"GET /a HTTP/1.1\r\nHost: x\r\nX-Big: " + b"x" * 10240 + b"\r\n\r\n",
+        431,
+        "request_header_too_large",
+    ),
+    (b"TRACE / HTTP/1.1\r\nHost: x\r\n\r\n", 405, "method_not_allowed"),
+    (b"POST /a HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n", 501, "not_implemented"),
+    (b"GET / HTTP/2.0\r\nHost: x\r\n\r\n", 505, "http_version_not_supported"),
+    (
+        b"POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: 101\r\n\r\n" + b"x" * 101,
+        413,
+        "message_too_large",
+    ),
+]
+
+
+@pytest.mark.parametrize(("request_bytes", "status", "error"), NGINX_REFUSALS)
+def test_nginx_refuses_in_json_like_the_workers(
+    front: Deployment, request_bytes: bytes, status: int, error: str
+) -> None:
+    """A request nginx cannot take itself gets a JSON refusal with the workers' error code."""
+    responses, _ = raw_exchange(front.port, request_bytes, timeout=WAIT)
+    assert responses, request_bytes[:40]
+    answer = responses[0]
+    assert (answer.status, answer.headers.get("content-type")) == (status, "application/json")
+    assert answer.json()["error"] == error
+    assert answer.json()["message"]
+
+
+def test_a_workers_own_refusals_pass_through_nginx_untouched(front: Deployment) -> None:
+    """A worker's 400, 405 and 413 reach the client as the worker wrote them, not nginx's."""
+
+    async def scenario() -> None:
+        for method, path, body in [
+            ("GET", "/a%2Fb", None),
+            ("GET", "/_/publish", None),
+            ("POST", "/_/publish", b"[" * 5000),
+        ]:
+            direct = await get(front.worker_url(0) + path, method=method, body=body)
+            through = await get(front.url + path, method=method, body=body)
+            assert through.code == direct.code >= 400, (path, through.code, direct.code)
+            assert json.loads(through.body) == json.loads(direct.body)
+
+    run(scenario())
+
+
+#: Every spelling of a path below /ws/ that would land in the workers' /_/.
+RESERVED_UNDER_WS = [
+    "/ws/_/stats",
+    "/ws/%5F/stats",
+    "/ws/%5f/stats",
+    "/ws//_/stats",
+    "/ws/./_/stats",
+    "/ws/%2E/_/stats",
+    "/ws/x/../_/stats",
+    "/ws/_%2Fstats",
+    "/ws/_",
+    "/ws/_?x=1",
+    "/%77s/_/stats",
+    "/ws/_/metrics",
+    "/ws/_/publish",
+]
+
+
+def test_ws_never_reaches_the_operational_routes(front: Deployment) -> None:
+    """/ws/_/... in any spelling is a JSON 400 at nginx, past a limit on /_/ or not."""
+    # The route exists, and the limit on /_/ holds where it is asked for directly.
+    assert raw_get(front.base_port, "/_/stats").status == 200
+    for path in ["/_/stats", "/%5F/stats", "/_/metrics", "/ws/../_/stats"]:
+        denied = raw_get(front.port, path)
+        assert (denied.status, denied.json()["error"]) == (403, "forbidden"), path
+    for path in RESERVED_UNDER_WS:
+        answer = raw_get(front.port, path)
+        assert answer.status == 400, (path, answer)
+        assert answer.json()["error"] == "invalid_channel", (path, answer)
+    # What /ws/ is for, and what must stay open past the limit, still work.
+    for path in ["/ws/_x/1", "/_/health", "/_/static/style.css", "/_/openapi.json"]:
+        assert raw_get(front.port, path).status == 200, path
+    encoded = raw_get(front.port, "/%77s/users/1")
+    assert (encoded.status, encoded.json()["error"]) == (400, "bad_request")
+
+
+def raw_get(port: int, path: str) -> RawResponse:
+    """GET ``path`` exactly as written (no client normalizes it), on a fresh connection."""
+    request = f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode()
+    responses, _ = raw_exchange(port, request, timeout=WAIT)
+    assert responses, path
+    return responses[0]
+
+
+def test_no_log_of_the_deployment_holds_a_token(front: Deployment) -> None:
+    """Tokens however their name is spelled reach neither nginx's logs nor the worker's."""
+
+    async def scenario() -> None:
+        for query in TOKEN_QUERIES:
+            for url in (front.url, front.worker_url(0)):
+                assert (await post(f"{url}/users/1{query}", b"m")).code == 202
+                assert (await get(f"{url}/ws/a%2Fb{query}")).code == 400
+                assert (await post(f"{url}/a{query}", b"x" * 101)).code == 413
+            long = raw_get(front.port, f"/a{query}&q={'x' * 10240}")
+            assert long.status == 414
+            huge = raw_exchange(
+                front.port,
+                f"GET /a{query} HTTP/1.1\r\nHost: x\r\nX-Big: {'x' * 10240}\r\n\r\n".encode(),
+                timeout=WAIT,
+            )[0]
+            assert huge[0].status == 431
+
+        # The last line the worker logs; its log arrives through supervisord.
+        assert (await get(front.worker_url(0) + "/logged/last")).code == 200
+
+    run(scenario())
+    marker = "GET /logged/last"
+    deadline = time.monotonic() + WAIT
+    while marker not in front.logs() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    logs = front.logs()
+    assert marker in logs, logs
+    assert "[redacted]" in logs
+    nginx_lines = (front.run_dir / "nginx-access.log").read_text()
+    assert " 414 " in nginx_lines
+    assert '"POST /a HTTP/1.1" 413' in nginx_lines
+    assert '"GET /a HTTP/1.1" 431' in nginx_lines
+    everything = "\n".join(
+        path.read_text(errors="replace") for path in sorted(front.run_dir.glob("*.log"))
+    )
+    assert SECRET not in everything
+
+
+def test_ops_allow_renders_allow_lines_nginx_accepts(tmp_path: Path) -> None:
+    """TC_OPS_ALLOW's networks become allow lines then deny all, valid nginx; a bad one stops."""
+    env = {
+        "TC_RUN_DIR": str(tmp_path),
+        "TC_BASE_PORT": "6001",
+        "PATH": os.environ["PATH"],
+        "TC_OPS_ALLOW": "127.0.0.1, 10.0.0.0/8 ::1",
+    }
+    render = [sys.executable, str(DEPLOY / "render_nginx.py")]
+    result = subprocess.run(render, env=env, capture_output=True, text=True, timeout=WAIT)
+    assert result.returncode == 0, result.stderr
+    ops = result.stdout.split("location /_/ {")[1].split("}")[0].split()
+    assert ops[:8] == ["allow", "127.0.0.1/32;", "allow", "10.0.0.0/8;", "allow", "::1/128;",
+                       "deny", "all;"]  # fmt: skip
+    config = tmp_path / "nginx.conf"
+    config.write_text(result.stdout)
+    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+    checked = subprocess.run(
+        [nginx, "-t", "-q", "-c", str(config)], capture_output=True, text=True, timeout=WAIT
+    )
+    assert checked.returncode == 0, checked.stderr
+    bad = subprocess.run(
+        render, env={**env, "TC_OPS_ALLOW": "10.0.0.0/8; allow all"}, capture_output=True,
+        text=True, timeout=WAIT,
+    )  # fmt: skip
+    assert bad.returncode != 0
+    assert "TC_OPS_ALLOW" in bad.stderr
 
 
 def test_restarting_one_worker_leaves_the_other_delivering(deployment: Deploy) -> None:
@@ -296,7 +494,7 @@ def test_metrics_move_when_messages_flow(deployment: Deploy) -> None:
 
 
 def test_up_script_brings_everything_up_with_a_private_redis() -> None:
-    """deploy/up.sh with no Redis answering starts a private one, nginx and the workers."""
+    """up.sh with no Redis answering starts a private one, nginx, and workers listing no channel."""
     deployed = Deployment(workers=2)
     env = {
         **deployed.env,
@@ -325,6 +523,14 @@ def test_up_script_brings_everything_up_with_a_private_redis() -> None:
             ws = await connect(deployed.ws_url + "/ws/users/1")
             assert (await post(deployed.url + "/users/1", b"hello")).code == 202
             assert await receive(ws) == "hello"
+            # Channel names can be private: no worker's home page lists them.
+            private = await connect(deployed.ws_url + "/ws/private-room/7")
+            for number in range(deployed.workers):
+                home = (await get(deployed.worker_url(number) + "/")).body.decode()
+                assert 'id="go"' in home
+                assert "private-room" not in home
+                assert "Active channels" not in home
+            await hang_up(private)
             await hang_up(ws)
 
         run(scenario())

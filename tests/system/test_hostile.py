@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable
 
 from ..helpers import ServerProcess, connect, get, hang_up, post, raw_websocket, receive, run
+from ..helpers.support import rss_mib
 
 Start = Callable[..., ServerProcess]
 
@@ -102,15 +103,6 @@ def test_running_out_of_descriptors_neither_spins_nor_floods_the_log(servers: St
     assert log.count("cannot accept connections") == 1, log[-2000:]
     assert len(log.splitlines()) < 12, log[-2000:]
     assert "accepting again" in log
-
-
-def rss_mib(pid: int) -> float:
-    """Resident memory of ``pid`` in MiB."""
-    with open(f"/proc/{pid}/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    raise AssertionError("no VmRSS")
 
 
 def test_slow_consumer_is_closed_and_memory_stays_flat(servers: Start) -> None:

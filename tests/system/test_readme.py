@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from tornado.httpclient import HTTPRequest
 
 from ..helpers import ROOT, closed, connect, free_port, get, post, receive, run, wait_for_port
 
@@ -69,14 +70,44 @@ def test_the_readme_example_serves_channels_under_its_prefix_with_its_hooks(exam
         code, reason = await closed(listener)
         assert (code, reason) == (1008, "no spam")
         listener.close()
-        handshake = {
-            "Upgrade": "websocket",
-            "Connection": "Upgrade",
-            "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
-            "Sec-WebSocket-Version": "13",
-        }
-        refused = await get(base + "/live/private/x", headers={**handshake, "X-User": "mallory"})
+        refused = await get(base + "/live/private/x", headers={**HANDSHAKE, "X-User": "mallory"})
         assert refused.code == 403
         assert json.loads(refused.body)["error"] == "forbidden"
+
+    run(scenario())
+
+
+HANDSHAKE = {
+    "Upgrade": "websocket",
+    "Connection": "Upgrade",
+    "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+    "Sec-WebSocket-Version": "13",
+}
+
+
+def test_the_readme_hooks_keep_private_channels_from_every_subtree(example: int) -> None:
+    """/, private/ and private/x are refused (streams, presence too); public/x and public/ work."""
+    base, ws_base = f"http://127.0.0.1:{example}", f"ws://127.0.0.1:{example}"
+    key = {"Authorization": "Bearer s3cret"}
+
+    async def scenario() -> None:
+        for path in ("/live/", "/live/private/", "/live/private/x"):
+            refused = await get(base + path, headers={**HANDSHAKE, "X-User": "mallory"})
+            assert refused.code == 403, (path, refused.body)
+            assert json.loads(refused.body)["error"] == "forbidden"
+        stream = await get(base + "/live/", headers={"Accept": "text/event-stream"})
+        assert stream.code == 403, stream.body
+        assert (await get(base + "/live/_/presence/")).code == 403
+        channel = await connect(ws_base + "/live/public/x")
+        subtree = await connect(ws_base + "/live/public/")
+        assert (await post(base + "/live/public/x", b"news", headers=key)).code == 202
+        assert await receive(channel) == "news"
+        assert await receive(subtree) == "news"
+        # The private rule is the admin's to pass, for subtrees as for channels.
+        everything = await connect(HTTPRequest(ws_base + "/live/", headers={"X-User": "admin"}))
+        assert (await post(base + "/live/private/x", b"secret", headers=key)).code == 202
+        assert await receive(everything) == "secret"
+        for client in (channel, subtree, everything):
+            client.close()
 
     run(scenario())

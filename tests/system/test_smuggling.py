@@ -40,6 +40,38 @@ CORPUS: dict[str, bytes] = {
     "NUL in the request line": b"GET /a\x00b HTTP/1.1\r\nHost: x\r\n\r\n" + SMUGGLED,
     "no Host on HTTP/1.1": b"GET /a HTTP/1.1\r\n\r\n" + SMUGGLED,
     "two Hosts": b"GET /a HTTP/1.1\r\nHost: x\r\nHost: y\r\n\r\n" + SMUGGLED,
+    # A coding that a Unicode strip() would read as chunked: unknown to RFC 9110.
+    "chunked then NBSP": (
+        b"POST /a HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\xa0\r\n\r\n0\r\n\r\n" + SMUGGLED
+    ),
+    "NEL then chunked": (
+        b"POST /a HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: \x85chunked\r\n\r\n0\r\n\r\n" + SMUGGLED
+    ),
+    "NBSP then chunked": (
+        b"POST /a HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: \xa0chunked\r\n\r\n0\r\n\r\n" + SMUGGLED
+    ),
+    "bare LF after a chunk size": (
+        b"POST /a HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"3\nabc\r\n0\r\n\r\n" + SMUGGLED
+    ),
+    "LF inside a quoted chunk extension": (
+        b"POST /a HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b'3;ext="a\nb"\r\nabc\r\n0\r\n\r\n' + SMUGGLED
+    ),
+    "obsolete line folding": (
+        b"POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nX-A: 1\r\n"
+        b" Content-Length: 37\r\n\r\n" + SMUGGLED
+    ),
+    "bare LF line ends": b"GET /a HTTP/1.1\nHost: x\n\n" + SMUGGLED,
+}
+
+# nginx reads a bare LF as a line end, as RFC 9112 lets a recipient, and
+# frames the request again for the worker: behind it the two readings cannot
+# differ.  The worker itself, which may sit behind another proxy, refuses them.
+LENIENT_IN_NGINX = {
+    "bare LF after a chunk size",
+    "LF inside a quoted chunk extension",
+    "bare LF line ends",
 }
 
 STATUS = re.compile(rb"HTTP/1\.[01] (\d{3}) ")
@@ -77,7 +109,10 @@ def test_corpus_gets_one_refusal_directly_and_through_nginx(
     deployed: Deployment, name: str
 ) -> None:
     """Each malformed request is refused, alone: the request it hides is never answered."""
-    for port in (deployed.port, deployed.base_port):
+    ports = (
+        [deployed.base_port] if name in LENIENT_IN_NGINX else [deployed.port, deployed.base_port]
+    )
+    for port in ports:
         statuses = replay(port, CORPUS[name])
         assert statuses, f"{name}: no answer on port {port}"
         # 4xx, or nginx's 501 for a transfer coding it does not implement.

@@ -63,17 +63,41 @@ async def handshake_status(port: int, path: str) -> int:
 def test_the_minting_command_makes_tokens_the_server_accepts(servers: Start) -> None:
     """A token from `tornado-channels token` subscribes where it grants, and nowhere else."""
     server = servers(env={"TORNADO_CHANNELS_TOKEN_SECRET": SECRET})
-    token = minted("--sub", "u42", "--subscribe", "users/42,users/42/", "--ttl", "60")
+    token = minted(
+        "--sub", "u42", "--subscribe", "users/42,users/42/", "--publish", "users/42/", "--ttl", "60"
+    )
     claims = jwt.decode(token, SECRET, algorithms=["HS256"])
     assert (claims["sub"], claims["subscribe"]) == ("u42", ["users/42", "users/42/"])
+    bearer = {"Authorization": f"Bearer {token}"}
 
     async def scenario() -> None:
         assert await handshake_status(server.port, "/users/42") == 401
         assert await handshake_status(server.port, f"/users/43?token={token}") == 403
         ws = await connect(f"{server.ws_url}/users/42/inbox?token={token}")
-        assert (await post(server.url + "/users/42/inbox", b"for you")).code == 202
+        assert (await post(server.url + "/users/42/inbox", b"anonymous")).code == 401
+        assert (await post(server.url + "/users/42/inbox", b"for you", headers=bearer)).code == 202
         assert await receive(ws) == "for you"
         await hang_up(ws)
+
+    run(scenario())
+
+
+def test_tokens_without_exp_are_refused_unless_the_environment_allows_them(
+    servers: Start,
+) -> None:
+    """A no-exp token: 401 by default; TORNADO_CHANNELS_ALLOW_TOKENS_WITHOUT_EXP=1 admits it."""
+    token = jwt.encode({"sub": "u1", "subscribe": ["room"]}, SECRET, algorithm="HS256")
+    strict = servers(env={"TORNADO_CHANNELS_TOKEN_SECRET": SECRET})
+    lenient = servers(
+        env={
+            "TORNADO_CHANNELS_TOKEN_SECRET": SECRET,
+            "TORNADO_CHANNELS_ALLOW_TOKENS_WITHOUT_EXP": "1",
+        }
+    )
+
+    async def scenario() -> None:
+        assert await handshake_status(strict.port, f"/room?token={token}") == 401
+        assert await handshake_status(lenient.port, f"/room?token={token}") == 101
 
     run(scenario())
 
@@ -94,7 +118,7 @@ def test_minting_without_a_secret_says_what_is_missing() -> None:
 def test_a_flood_of_bad_tokens_harms_no_one_else(servers: Start) -> None:
     """Hundreds of invalid-token handshakes: each refused, the process healthy, others served."""
     server = servers(env={"TORNADO_CHANNELS_TOKEN_SECRET": SECRET})
-    good = minted("--subscribe", "room", "--ttl", "600")
+    good = minted("--subscribe", "room", "--publish", "room", "--ttl", "600")
     forged = minted("--subscribe", "room", secret="not-the-secret-but-just-as-long-!!!!!")
 
     async def scenario() -> None:
@@ -106,7 +130,10 @@ def test_a_flood_of_bad_tokens_harms_no_one_else(servers: Start) -> None:
                 *(handshake_status(server.port, f"/room?token={forged}") for _ in range(50))
             )
             assert set(statuses) == {401}
-            assert (await post(server.url + "/room", f"wave {wave}")).code == 202
+            published = await post(
+                server.url + "/room", f"wave {wave}", headers={"Authorization": f"Bearer {good}"}
+            )
+            assert published.code == 202
             assert await receive(listener) == f"wave {wave}"
         health = await get(server.url + "/_/health")
         assert health.code == 200

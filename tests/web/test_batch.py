@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Callable, Iterator
 from typing import Any
+from urllib.parse import quote
 
+import httpx
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from tornado.httpclient import HTTPResponse
 from tornado.httputil import HTTPServerRequest
 from tornado.testing import gen_test
@@ -16,7 +21,7 @@ from tornado_channels import ChannelHooks, Node, make_app
 from tornado_channels.core.batch import InvalidBatch, parse_batch
 from tornado_channels.core.channels import Channel, Subtree, Target
 
-from ..helpers import NodeAppTestCase, receive, silent
+from ..helpers import NodeAppTestCase, ServerProcess, receive, silent
 
 
 def parse(document: Any, **limits: int) -> list[tuple[Target, bytes]]:
@@ -71,6 +76,13 @@ def test_entries_become_targets_and_payloads_in_order():
         (b'{"messages": [{"channel": "a", "data": 5}]}', "invalid_batch", 0),
         (b'{"messages": [{"channel": "a", "data_base64": "not base64!"}]}', "invalid_batch", 0),
         (b'{"messages": [{"channel": "a", "data": "\\ud800"}]}', "invalid_batch", 0),
+        # Past what Python's decoder takes: nesting, and its int-string conversion limit.
+        (b"[" * 5000, "invalid_batch", None),
+        (b'{"a": ' * 3000, "invalid_batch", None),
+        (b'{"a": ' * 3000 + b"1" + b"}" * 3000, "invalid_batch", None),
+        (b"9" * 5000, "invalid_batch", None),
+        (b'{"messages": [{"channel": "a", "data": ' + b"9" * 5000 + b"}]}", "invalid_batch", 0),
+        (b'{"messages": [{"channel": ' + b"1" * 5000 + b', "data": "x"}]}', "invalid_batch", 0),
     ],
 )
 def test_a_bad_body_is_refused_naming_the_entry(body: bytes, error: str, index: int | None):
@@ -79,6 +91,69 @@ def test_a_bad_body_is_refused_naming_the_entry(body: bytes, error: str, index: 
         parse_batch(body, max_messages=10, max_message_size=16)
     assert (caught.value.error, caught.value.index, caught.value.too_large) == (error, index, False)
     assert str(caught.value)
+
+
+def test_numbers_anywhere_else_are_ignored_unread():
+    """A field the batch does not use may hold any number, even 5000 digits; the batch is fine."""
+    body = b'{"n": 1e999, "messages": [{"channel": "a", "data": "x", "n": ' + b"9" * 5000 + b"}]}"
+    assert parse_batch(body, max_messages=10, max_message_size=16) == [(Channel("a"), b"x")]
+
+
+# Bodies of every kind a client may send: arbitrary bytes, arbitrary JSON, batch-shaped
+# JSON with arbitrary entries, nesting past any stack, numbers past any conversion limit.
+_json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner),
+    max_leaves=20,
+)
+_entries = st.fixed_dictionaries(
+    {},
+    optional={
+        "channel": st.text(max_size=20) | _json_values,
+        "data": st.text(max_size=20) | _json_values,
+        "data_base64": st.text(max_size=20) | _json_values,
+    },
+)
+
+
+def _nested(depth: int, opener: str, closed: bool) -> bytes:
+    closer = {"[": "]", '{"a": ': "}"}[opener]
+    return (opener * depth + ("0" + closer * depth if closed else "")).encode()
+
+
+BODIES = st.one_of(
+    st.binary(max_size=300),
+    _json_values.map(lambda value: json.dumps(value).encode()),
+    st.lists(_entries | _json_values, max_size=5).map(
+        lambda entries: json.dumps({"messages": entries}).encode()
+    ),
+    st.builds(_nested, st.integers(500, 6000), st.sampled_from(["[", '{"a": ']), st.booleans()),
+    st.builds(
+        lambda digits, wrapped: (
+            b'{"messages": [{"channel": "a", "data": "x", "n": %s}]}' % digits
+            if wrapped
+            else digits
+        ),
+        st.integers(4000, 20000).map(lambda n: b"9" * n),
+        st.booleans(),
+    ),
+)
+
+
+@given(BODIES)
+@settings(deadline=None)
+def test_any_body_is_parsed_or_refused_as_invalid(body: bytes) -> None:
+    """Whatever the body, parse_batch returns pairs or raises InvalidBatch: nothing else."""
+    refusal = None
+    try:
+        pairs = parse_batch(body, max_messages=10, max_message_size=16)
+    except InvalidBatch as exc:
+        refusal, pairs = exc, []
+    assert all(isinstance(payload, bytes) for _, payload in pairs)
+    if refusal is not None:
+        kinds = ("invalid_batch", "invalid_channel", "batch_too_large", "message_too_large")
+        assert refusal.error in kinds
+        assert str(refusal)
 
 
 def test_too_many_messages_or_too_large_a_message_is_a_size_refusal():
@@ -202,3 +277,59 @@ class StoppedBrokerTest(BatchTestCase):
         response = await self.post_batch(batch(("a", "x")))
         self.assertEqual(response.code, 503)
         self.assertEqual(json.loads(response.body)["error"], "broker_unavailable")
+
+
+# --- A real server, fed generated bodies ------------------------------------------
+
+Start = Callable[..., ServerProcess]
+
+
+@pytest.fixture
+def fed_server(servers: Start) -> Iterator[httpx.Client]:
+    """A client of one real process on the embedded broker; its log holds no failure after."""
+    server = servers("--max-batch-messages", "10", "--max-message-size", "1000")
+    with httpx.Client(base_url=server.url, timeout=10) as client:
+        yield client
+    # Checked once, after every example: a failure would show as a 500 first.
+    output = server.output()
+    assert "Traceback" not in output, output[-3000:]
+    assert " ERROR " not in output, output[-3000:]
+
+
+#: Enough examples to meet each kind of body several times, few enough for a fast suite.
+FED = settings(
+    max_examples=200,
+    deadline=None,
+    # One server for every example, on purpose: starting one per example would take minutes.
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+
+
+@pytest.mark.processes
+@given(body=BODIES)
+@FED
+def test_no_batch_body_makes_a_real_server_fail(fed_server: httpx.Client, body: bytes) -> None:
+    """POST /_/publish answers every generated body 202, 400 or 413 in JSON, never a 500."""
+    response = fed_server.post("/_/publish", content=body)
+    assert response.status_code in (202, 400, 413), (response.status_code, response.text)
+    answer = response.json()
+    if response.status_code != 202:
+        assert answer["error"], answer
+        assert answer["message"], answer
+
+
+@pytest.mark.processes
+@given(
+    path=st.text(max_size=30).map(lambda text: quote(text, safe="/")),
+    body=st.binary(max_size=2000),
+    content_type=st.sampled_from(["application/json", "text/plain", "", "\u00e9/\u00e9"]),
+)
+@FED
+def test_no_single_publish_makes_a_real_server_fail(
+    fed_server: httpx.Client, path: str, body: bytes, content_type: str
+) -> None:
+    """POST /<channel> with any path, body and Content-Type is answered in JSON, never a 5xx."""
+    headers = {"Content-Type": content_type.encode()}  # raw UTF-8 bytes, for the last
+    response = fed_server.post(f"/fuzz/{path}", content=body, headers=headers)
+    assert response.status_code in (202, 400, 413), (response.status_code, response.text)
+    assert response.json()

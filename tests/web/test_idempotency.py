@@ -4,12 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 
+import jwt
+from tornado.httpclient import HTTPResponse
 from tornado.testing import gen_test
+from tornado.web import Application
 
-from tornado_channels import MemoryBroker, Node
+from tornado_channels import MemoryBroker, Node, make_app
 
 from ..helpers import NodeAppTestCase, receive, silent
+from .test_tokens import SECRET, mint
+
+KEY = "the-backend-key"
 
 
 class IdempotencyTest(NodeAppTestCase):
@@ -96,3 +103,85 @@ class IdempotencyTest(NodeAppTestCase):
         self.assertEqual(self.broker.idempotency_keys(), 1)
         for _ in range(51):
             self.assertEqual(await receive(ws), "x")
+
+
+class CallerScopeTest(NodeAppTestCase):
+    """Tokens and a publish key: keys are remembered per caller (a token's sub, or the key)."""
+
+    def make_app(self, node: Node) -> Application:
+        return make_app(node, token_secret=SECRET, publish_key=KEY, public=("/",))
+
+    async def post_as(self, credential: str, body: bytes, key: str = "order-1") -> HTTPResponse:
+        headers = {"Authorization": f"Bearer {credential}", "Idempotency-Key": key}
+        return await self.post("/a", body, headers=headers)
+
+    @gen_test
+    async def test_another_users_guess_of_a_key_neither_replays_nor_refuses(self) -> None:
+        """Others reusing u1's key publish their own (no 422, no replay); u1's retry replays."""
+        ws = await self.ws("/a")
+        first = await self.post_as(mint(publish=["a"], sub="u1"), b"u1 paid")
+        self.assertEqual(first.code, 202)
+        self.assertEqual(await receive(ws), "u1 paid")
+        for sub, body in (("u2", b"u2 other"), ("u3", b"u1 paid")):
+            with self.subTest(sub=sub):
+                guess = await self.post_as(mint(publish=["a"], sub=sub), body)
+                self.assertEqual(guess.code, 202)
+                self.assertNotIn("Idempotent-Replayed", guess.headers)
+                self.assertNotEqual(
+                    json.loads(guess.body)["position"], json.loads(first.body)["position"]
+                )
+                self.assertEqual(await receive(ws), body.decode())
+        # u1 again, with a renewed token (same sub): its own first answer, nothing new.
+        retry = await self.post_as(mint(publish=["a"], sub="u1", ttl=120), b"u1 paid")
+        self.assertEqual(retry.headers["Idempotent-Replayed"], "true")
+        self.assertEqual(json.loads(retry.body), json.loads(first.body))
+        reused = await self.post_as(mint(publish=["a"], sub="u1"), b"u1 refunded")
+        self.assertEqual(reused.code, 422)
+        await silent(ws)
+
+    @gen_test
+    async def test_the_key_holder_and_token_users_are_apart(self) -> None:
+        """The backend's key and a user's token with the same Idempotency-Key publish apart."""
+        ws = await self.ws("/a")
+        backend = await self.post_as(KEY, b"from the backend")
+        user = await self.post_as(mint(publish=["a"], sub="u1"), b"from a user")
+        self.assertEqual((backend.code, user.code), (202, 202))
+        got = [await receive(ws), await receive(ws)]
+        self.assertEqual(got, ["from the backend", "from a user"])
+        again = await self.post_as(KEY, b"from the backend")
+        self.assertEqual(json.loads(again.body), json.loads(backend.body))
+        self.assertEqual(again.headers["Idempotent-Replayed"], "true")
+        await silent(ws)
+
+    @gen_test
+    async def test_a_token_without_sub_is_its_own_caller(self) -> None:
+        """Two tokens with no sub and one key publish apart; the same token's retry replays."""
+        ws = await self.ws("/a")
+        now = int(time.time())
+        one, two = (
+            jwt.encode({"exp": now + 60 + n, "publish": ["a"]}, SECRET, algorithm="HS256")
+            for n in (0, 1)
+        )
+        first = await self.post_as(one, b"one")
+        self.assertEqual((await self.post_as(two, b"two")).code, 202)
+        self.assertEqual([await receive(ws), await receive(ws)], ["one", "two"])
+        retry = await self.post_as(one, b"one")
+        self.assertEqual(retry.headers["Idempotent-Replayed"], "true")
+        self.assertEqual(json.loads(retry.body), json.loads(first.body))
+        await silent(ws)
+
+    @gen_test
+    async def test_a_batch_key_is_scoped_too(self) -> None:
+        """POST /_/publish: another user's batch under the same key is published, not refused."""
+        ws = await self.ws("/a")
+        body = json.dumps({"messages": [{"channel": "a", "data": "batch"}]})
+        for sub in ("u1", "u2"):
+            headers = {
+                "Authorization": f"Bearer {mint(publish=['a'], sub=sub)}",
+                "Idempotency-Key": "batch-1",
+            }
+            answer = await self.post("/_/publish", body, headers=headers)
+            self.assertEqual(answer.code, 202)
+            self.assertNotIn("Idempotent-Replayed", answer.headers)
+            self.assertEqual(await receive(ws), "batch")
+        await silent(ws)

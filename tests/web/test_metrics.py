@@ -216,6 +216,7 @@ class StatsTest(MetricsTestCase):
                 "connected": True,
                 "connections": 3,
                 "subscriptions": 3,
+                "channel_count": 2,
                 "channels": {"users/1": 2, "users/2": 1},
                 "published": 1,
                 "delivered": 2,

@@ -4,16 +4,28 @@ from __future__ import annotations
 
 import asyncio
 import json
+from typing import Any
 
 from tornado.httpclient import HTTPClientError, HTTPResponse
 from tornado.httputil import HTTPServerRequest
 from tornado.testing import gen_test
 from tornado.web import Application, RequestHandler
 
-from tornado_channels import Channel, ChannelHooks, Node, Reject, Target, channel_routes
+from tornado_channels import (
+    Channel,
+    ChannelHooks,
+    Node,
+    Reject,
+    Target,
+    channel_routes,
+    http_server_options,
+)
 from tornado_channels.core.frames import CLOSE_POLICY_VIOLATION
+from tornado_channels.core.http1 import MAX_HEAD
+from tornado_channels.server.settings import ServerSettings
+from tornado_channels.web.config import MiB
 
-from ..helpers import NodeAppTestCase, closed, receive, silent
+from ..helpers import WAIT, NodeAppTestCase, closed, receive, silent
 
 
 class HostHome(RequestHandler):
@@ -139,3 +151,72 @@ class MountedTest(NodeAppTestCase):
         await silent(peer)
         await self.post_as("/live/room", b"still open")
         self.assertEqual(await receive(peer), "still open")
+
+
+def test_the_server_options_default_to_the_standalone_servers_limits() -> None:
+    """http_server_options() has the defaults of --idle-timeout, --body-timeout, the head limit."""
+    options = http_server_options()
+    standalone = ServerSettings()
+    assert options["idle_connection_timeout"] == standalone.idle_timeout
+    assert options["body_timeout"] == standalone.body_timeout
+    assert options["max_header_size"] == MAX_HEAD
+    # At least the 16 MiB a publish refusal reads, and more when the routes take more.
+    assert options["max_body_size"] == 16 * MiB
+    assert http_server_options(max_message_size=32 * MiB)["max_body_size"] == 32 * MiB
+    assert http_server_options(idle_timeout=30)["idle_connection_timeout"] == 30
+
+
+class MountedLimitsTest(NodeAppTestCase):
+    """A host application listening with http_server_options(), its timeouts made short."""
+
+    def make_app(self, node: Node) -> Application:
+        return Application([(r"/", HostHome), *channel_routes(node, prefix="/live/")])
+
+    def get_httpserver_options(self) -> dict[str, Any]:
+        return http_server_options(idle_timeout=0.5, body_timeout=0.5)
+
+    async def open(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        return await asyncio.open_connection("127.0.0.1", self.get_http_port())
+
+    async def until_closed(self, reader: asyncio.StreamReader) -> bytes:
+        """Everything the server sends until it closes the connection (bounded by WAIT)."""
+        return await asyncio.wait_for(reader.read(), WAIT)
+
+    @gen_test(timeout=WAIT * 2)
+    async def test_a_connection_that_sends_nothing_is_closed_after_the_idle_timeout(self) -> None:
+        """A client that connects and never sends a request is disconnected, unanswered."""
+        reader, writer = await self.open()
+        try:
+            self.assertEqual(await self.until_closed(reader), b"")
+        finally:
+            writer.close()
+
+    @gen_test(timeout=WAIT * 2)
+    async def test_a_connection_idle_after_a_request_is_closed_after_the_idle_timeout(self) -> None:
+        """A kept-alive connection that sends no second request is disconnected after its answer."""
+        reader, writer = await self.open()
+        try:
+            writer.write(b"GET /live/_/health HTTP/1.1\r\nHost: x\r\n\r\n")
+            answer = await self.until_closed(reader)
+            self.assertTrue(answer.startswith(b"HTTP/1.1 200 "), answer[:100])
+        finally:
+            writer.close()
+
+    @gen_test(timeout=WAIT * 2)
+    async def test_a_body_that_stops_arriving_is_closed_after_the_body_timeout(self) -> None:
+        """A POST whose body stalls halfway is disconnected, and nothing is published."""
+        listener = await self.ws("/live/a")
+        reader, writer = await self.open()
+        try:
+            writer.write(b"POST /live/a HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nhalf")
+            self.assertEqual(await self.until_closed(reader), b"")
+        finally:
+            writer.close()
+        await silent(listener)
+
+    @gen_test(timeout=WAIT * 2)
+    async def test_a_body_over_the_message_limit_still_gets_the_routes_json_413(self) -> None:
+        """A 9 MiB POST (over the routes' limits, under the server's) is the routes' JSON 413."""
+        response = await self.post("/live/a", b"x" * (9 * MiB))
+        self.assertEqual(response.code, 413)
+        self.assertEqual(json.loads(response.body)["error"], "message_too_large")

@@ -104,8 +104,10 @@ class GuardedPresenceTest(PresenceTestCase):
         assert (await self.presence(f"/users/1?token={mint(['users/'])}"))[0] == 200
         assert (await self.presence("/users/", Authorization=f"Bearer {KEY}"))[0] == 200
         assert (await self.presence("/news/1"))[0] == 200
-        code, body = await self.presence("/users/1", Authorization="Bearer not-a-token")
+        code, body = await self.presence("/users/1", Authorization="Bearer not.a.token")
         assert (code, body["error"]) == (401, "invalid_token")
+        code, body = await self.presence("/users/1", Authorization="Bearer not-a-token")
+        assert (code, body) == (403, {"error": "forbidden", "message": "wrong publish key"})
 
 
 class KeyOnlyPresenceTest(PresenceTestCase):

@@ -23,6 +23,8 @@ from tornado_channels.web.app import make_app
 from tornado_channels.web.hooks import ChannelHooks, Reject
 from tornado_channels.web.tokens import claims_of
 
+from ..helpers.support import bound_socket
+
 SECRET = "a-test-secret-that-is-at-least-32-bytes-long"
 KEY = "the-publish-key"
 
@@ -81,7 +83,15 @@ REQUESTS = {
     "a broken token": post("/users/1", b"t", "Authorization: Bearer abc.def.ghi"),
     "a hook's refusal": post("/hooks/no"),
     "a hook's Reject": post("/hooks/reject"),
-    "a hook's view": post("/hooks/yes?q=1", b"v", "X-Trace: abc", "X-Real-IP: 10.0.0.9"),
+    "a hook's view": post(
+        "/hooks/yes?q=1",
+        b"v",
+        "X-Trace: abc",
+        "X-Real-IP: 10.0.0.9",
+        # A token: where tokens are on, an anonymous POST never reaches the hooks.
+        f"Authorization: Bearer {token(['hooks/'])}",
+    ),
+    "an anonymous hook's view": post("/hooks/yes", b"v"),
     "an invalid name": post("/a//b"),
     "a dot segment": post("/a/../b"),
     "the reserved namespace": post("/_/nothing"),
@@ -173,7 +183,7 @@ async def compare(configuration: dict[str, Any]) -> None:
                 app, xheaders=True, shortcut=app.publish_shortcut if shortcut else None
             )
             loop = asyncio.get_running_loop()
-            server = await loop.create_server(wire.protocol, "127.0.0.1", 0)
+            server = await loop.create_server(wire.protocol, sock=bound_socket())
             servers.append(server)
             ports.append(server.sockets[0].getsockname()[1])
         for name, data in REQUESTS.items():
@@ -193,6 +203,7 @@ async def compare(configuration: dict[str, Any]) -> None:
         [view] = [seen for seen in fast_hooks.seen if seen[7] == "hooks/yes"]
         expected = ("POST", "/hooks/yes?q=1", "/hooks/yes", {"q": [b"1"]}, "abc", "10.0.0.9")
         assert view[:6] == expected
+        assert view[8] == "ann"
         assert ("users/2", "ann") in {(seen[7], seen[8]) for seen in fast_hooks.seen}
     else:
         assert [seen[7] for seen in fast_hooks.seen] == ["keyed/1"]

@@ -1,4 +1,4 @@
-"""Who may publish: the publish key, cross-site requests, read-only channels."""
+"""Who may publish and see what: the publish key, tokens, cross-site requests, read-only."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from tornado_channels import Node, make_app
 from tornado_channels.core.frames import CLOSE_POLICY_VIOLATION
 
 from ..helpers import NodeAppTestCase, closed, raw_websocket, receive, silent
+from .test_tokens import SECRET, mint
 
 KEY = "s3cret-key"
 
@@ -59,6 +60,103 @@ class PublishKeyTest(PostingTestCase):
         self.assertEqual(await receive(ws), "x")
 
 
+class TokenOnlyPublishingTest(NodeAppTestCase):
+    """Tokens on, no publish key: every read public, so a listener on / hears any leak."""
+
+    def make_app(self, node: Node) -> Application:
+        return make_app(node, token_secret=SECRET, public=("/",))
+
+    @gen_test
+    async def test_anonymous_posts_are_refused_once_tokens_are_on(self) -> None:
+        """POST /news, /news/, / and /_/publish without a credential: 401, nothing published."""
+        everything = await self.ws("/")
+        batch = json.dumps({"messages": [{"channel": "news", "data": "x"}]})
+        for path, body in (("/news", "x"), ("/news/", "x"), ("/", "x"), ("/_/publish", batch)):
+            with self.subTest(path=path):
+                response = await self.post(path, body)
+                self.assertEqual(response.code, 401)
+                self.assertEqual(json.loads(response.body)["error"], "unauthorized")
+                self.assertIn("publish grant", json.loads(response.body)["message"])
+                self.assertIn("Bearer", response.headers["WWW-Authenticate"])
+        await silent(everything)
+
+    @gen_test
+    async def test_a_post_needs_a_publish_grant_for_its_target(self) -> None:
+        """A token publishes where its publish grant reaches; POST / needs a grant of / itself."""
+        everything = await self.ws("/")
+        cases = [
+            ([], "/news", 403),
+            (["news"], "/news", 202),
+            (["news"], "/news/", 403),
+            (["news/"], "/news/a", 202),
+            (["news/"], "/", 403),
+            (["news", "sport/"], "/", 403),
+            (["/"], "/", 202),
+            (["/"], "/anything/at/all", 202),
+        ]
+        for grants, path, status in cases:
+            with self.subTest(grants=grants, path=path):
+                headers = {"Authorization": f"Bearer {mint(['/'], grants)}"}
+                response = await self.post(path, f"{grants}{path}", headers=headers)
+                self.assertEqual(response.code, status)
+                if status == 202:
+                    self.assertEqual(await receive(everything), f"{grants}{path}")
+        await silent(everything)
+
+    @gen_test
+    async def test_a_batch_needs_a_publish_grant_for_every_target(self) -> None:
+        """POST /_/publish with a token: all targets granted publishes, a root target needs /."""
+        everything = await self.ws("/")
+        root = json.dumps(
+            {"messages": [{"channel": "news", "data": "a"}, {"channel": "/", "data": "b"}]}
+        )
+        headers = {"Authorization": f"Bearer {mint(['/'], ['news'])}"}
+        self.assertEqual((await self.post("/_/publish", root, headers=headers)).code, 403)
+        await silent(everything)
+        headers = {"Authorization": f"Bearer {mint(['/'], ['/'])}"}
+        self.assertEqual((await self.post("/_/publish", root, headers=headers)).code, 202)
+        self.assertEqual([await receive(everything), await receive(everything)], ["a", "b"])
+
+    @gen_test
+    async def test_chat_needs_a_publish_grant(self) -> None:
+        """An anonymous listener's message closes it with 1008; a granted client's publishes."""
+        listener = await self.ws("/room")
+        anonymous = await self.ws("/room")
+        await anonymous.write_message("spoofed")
+        code, reason = await closed(anonymous)
+        self.assertEqual(code, CLOSE_POLICY_VIOLATION)
+        self.assertEqual(reason, "no token grants publishing here")
+        await silent(listener)
+        granted = await self.ws(f"/room?token={mint(['/'], ['room'])}")
+        await granted.write_message("hello")
+        self.assertEqual(await receive(listener), "hello")
+
+
+class KeyOnlyChatTest(NodeAppTestCase):
+    def make_app(self, node: Node) -> Application:
+        return make_app(node, publish_key=KEY)
+
+    @gen_test
+    async def test_chat_needs_the_key_once_one_is_set(self) -> None:
+        """Key only: a client's message closes it with 1008, unless its handshake had the key."""
+        listener = await self.ws("/room")
+        anonymous = await self.ws("/room")
+        await anonymous.write_message("spoofed")
+        code, reason = await closed(anonymous)
+        self.assertEqual(
+            (code, reason), (CLOSE_POLICY_VIOLATION, "publishing needs the publish key")
+        )
+        await silent(listener)
+        request = HTTPRequest(
+            f"ws://127.0.0.1:{self.get_http_port()}/room",
+            headers={"Authorization": f"Bearer {KEY}"},
+        )
+        backend = await websocket_connect(request)
+        self.clients.append(backend)
+        await backend.write_message("from the backend")
+        self.assertEqual(await receive(listener), "from the backend")
+
+
 class CrossSiteTest(PostingTestCase):
     def make_app(self, node: Node) -> Application:
         return make_app(node, trusted_origins=("https://app.example",))
@@ -76,6 +174,31 @@ class CrossSiteTest(PostingTestCase):
                 self.assertEqual(response.code, 403)
                 self.assertEqual(json.loads(response.body)["error"], "forbidden")
         await silent(ws)
+
+    @gen_test
+    async def test_sec_fetch_site_decides_when_present(self) -> None:
+        """Sec-Fetch-Site other than same-origin/none is 403 even with the server's own Origin."""
+        ws = await self.ws("/news")
+        own = f"http://127.0.0.1:{self.get_http_port()}"
+        for headers in (
+            {"Origin": own, "Sec-Fetch-Site": "cross-site"},
+            {"Origin": own, "Sec-Fetch-Site": "same-site"},
+            {"Sec-Fetch-Site": "cross-site"},
+            {"Origin": "https://evil.example", "Sec-Fetch-Site": "same-origin-ish"},
+        ):
+            with self.subTest(headers=headers):
+                response = await self.post_news(headers)
+                self.assertEqual(response.code, 403)
+                self.assertEqual(json.loads(response.body)["error"], "forbidden")
+        await silent(ws)
+        for headers in (
+            {"Origin": "https://evil.example", "Sec-Fetch-Site": "same-origin"},
+            {"Sec-Fetch-Site": "none"},
+            {"Origin": "https://app.example", "Sec-Fetch-Site": "same-site"},
+        ):
+            with self.subTest(headers=headers):
+                self.assertEqual((await self.post_news(headers)).code, 202)
+                self.assertEqual(await receive(ws), "x")
 
     @gen_test
     async def test_same_site_trusted_and_non_browser_posts_pass(self) -> None:
@@ -109,6 +232,20 @@ class WebSocketOriginTest(NodeAppTestCase):
         self.assertEqual(caught.exception.code, 403)
         assert caught.exception.response is not None
         self.assertEqual(json.loads(caught.exception.response.body)["error"], "forbidden_origin")
+
+    @gen_test
+    async def test_sec_fetch_site_decides_the_handshake_too(self) -> None:
+        """A handshake saying Sec-Fetch-Site: cross-site is 403 even with the server's Origin."""
+        request = HTTPRequest(
+            f"ws://127.0.0.1:{self.get_http_port()}/news",
+            headers={
+                "Origin": f"http://127.0.0.1:{self.get_http_port()}",
+                "Sec-Fetch-Site": "cross-site",
+            },
+        )
+        with self.assertRaises(HTTPClientError) as caught:
+            self.clients.append(await websocket_connect(request))
+        self.assertEqual(caught.exception.code, 403)
 
     @gen_test
     async def test_same_site_and_trusted_handshakes_pass(self) -> None:
@@ -250,3 +387,60 @@ class FragmentFloodTest(NodeAppTestCase):
         self.assertEqual(int.from_bytes(head[2:4], "big"), CLOSE_POLICY_VIOLATION)
         writer.close()
         await writer.wait_closed()
+
+
+class StatsTestCase(NodeAppTestCase):
+    """GET /_/stats with one subscriber of a private-sounding channel."""
+
+    async def stats(self, **headers: str) -> dict[str, object]:
+        response = await self.http_client.fetch(self.get_url("/_/stats"), headers=headers)
+        self.assertEqual(response.code, 200)
+        result: dict[str, object] = json.loads(response.body)
+        return result
+
+
+class TokenGatedStatsTest(StatsTestCase):
+    def make_app(self, node: Node) -> Application:
+        return make_app(node, token_secret=SECRET, publish_key=KEY)
+
+    @gen_test
+    async def test_names_only_to_the_publish_key(self) -> None:
+        """Anonymous, a token or a wrong key get counts without names; the key gets the names."""
+        await self.ws(f"/secret/merger?token={mint(['secret/merger'])}")
+        token = mint(["/"], ["/"])
+        for headers in ({}, {"Authorization": f"Bearer {token}"}, {"Authorization": "Bearer no"}):
+            with self.subTest(headers=headers):
+                stats = await self.stats(**headers)
+                self.assertNotIn("channels", stats)
+                self.assertNotIn("secret/merger", json.dumps(stats))
+                self.assertEqual((stats["subscriptions"], stats["channel_count"]), (1, 1))
+        keyed = await self.stats(Authorization=f"Bearer {KEY}")
+        self.assertEqual(keyed["channels"], {"secret/merger": 1})
+
+
+class TokenOnlyStatsTest(StatsTestCase):
+    def make_app(self, node: Node) -> Application:
+        return make_app(node, token_secret=SECRET, public=("/",))
+
+    @gen_test
+    async def test_a_token_gated_server_without_a_key_never_names_channels(self) -> None:
+        """No publish key to show: names to no one, even a token granting everything."""
+        await self.ws("/secret/merger")
+        for headers in ({}, {"Authorization": f"Bearer {mint(['/'], ['/'])}"}):
+            with self.subTest(headers=headers):
+                stats = await self.stats(**headers)
+                self.assertNotIn("channels", stats)
+                self.assertEqual(stats["channel_count"], 1)
+
+
+class KeyOnlyStatsTest(StatsTestCase):
+    def make_app(self, node: Node) -> Application:
+        return make_app(node, publish_key=KEY)
+
+    @gen_test
+    async def test_a_keyed_server_names_channels_to_the_key_only(self) -> None:
+        """Key only: anonymous stats have counts, the key's have names too."""
+        await self.ws("/secret/merger")
+        self.assertNotIn("channels", await self.stats())
+        keyed = await self.stats(Authorization=f"Bearer {KEY}")
+        self.assertEqual(keyed["channels"], {"secret/merger": 1})

@@ -22,7 +22,8 @@ from tornado.websocket import websocket_connect
 
 from tornado_channels import ChannelHooks, Node, make_app
 from tornado_channels.core.frames import CLOSE_POLICY_VIOLATION, CLOSE_TOKEN_EXPIRED
-from tornado_channels.web.tokens import VERIFIED_CACHE, TokenVerifier, claims_of
+from tornado_channels.web.errors import ApiError
+from tornado_channels.web.tokens import VERIFIED_CACHE, TokenVerifier, claims_of, looks_like_jwt
 
 from ..helpers import EventStream, NodeAppTestCase, closed, receive, silent
 
@@ -127,7 +128,10 @@ class HandshakeTokenTest(TokenTestCase):
             "x" * 9000: "larger than",
             "not.a.token": "malformed",
             mint(["users//42"]): "'subscribe' claim",
-            jwt.encode({"subscribe": "users/42"}, SECRET, algorithm="HS256"): "list of channel",
+            jwt.encode(
+                {"subscribe": "users/42", "exp": time.time() + 60}, SECRET, algorithm="HS256"
+            ): "list of channel",
+            jwt.encode({"subscribe": ["users/42"]}, SECRET, algorithm="HS256"): "no 'exp'",
         }
         for token, why in cases.items():
             with self.subTest(why=why):
@@ -194,11 +198,37 @@ class PostTokenTest(TokenTestCase):
 
     @gen_test
     async def test_an_invalid_token_on_a_post_is_401(self) -> None:
-        """A Bearer credential that is neither the key nor a valid token is refused."""
-        response = await self.post("/users/42", b"m", headers={"Authorization": "Bearer junk"})
-        self.assertEqual(
-            (response.code, json.loads(response.body)["error"]), (401, "invalid_token")
-        )
+        """A Bearer credential shaped like a JWT that does not verify is 401 invalid_token."""
+        forged = mint(publish=["users/42"], secret=OTHER_SECRET)
+        for credential in ("junk.junk.junk", forged):
+            with self.subTest(credential=credential):
+                response = await self.post(
+                    "/users/42", b"m", headers={"Authorization": f"Bearer {credential}"}
+                )
+                self.assertEqual(
+                    (response.code, json.loads(response.body)["error"]), (401, "invalid_token")
+                )
+
+    @gen_test
+    async def test_a_wrong_key_is_403_even_where_tokens_are_on(self) -> None:
+        """A Bearer credential that is neither the key nor JWT-shaped is a wrong key: 403."""
+        listener = await self.ws("/news/today")
+        for path, body in (
+            ("/news/today", b"m"),
+            ("/", b"m"),
+            ("/_/publish", json.dumps({"messages": [{"channel": "news/today", "data": "m"}]})),
+        ):
+            for credential in ("junk", f"{KEY}x", KEY[:-1], "a.b"):
+                with self.subTest(path=path, credential=credential):
+                    response = await self.post(
+                        path, body, headers={"Authorization": f"Bearer {credential}"}
+                    )
+                    self.assertEqual(response.code, 403)
+                    self.assertEqual(
+                        json.loads(response.body),
+                        {"error": "forbidden", "message": "wrong publish key"},
+                    )
+        await silent(listener)
 
     @gen_test
     async def test_a_batch_with_a_token_needs_every_target_granted(self) -> None:
@@ -282,6 +312,58 @@ class ExpiryTest(TokenTestCase):
             self.assertIsNone(await stream.next(timeout=5))
         finally:
             stream.close()
+
+
+def without_exp(subscribe: list[str], publish: list[str] | None = None, **claims: Any) -> str:
+    """A token that never expires, as a careless backend would mint it."""
+    payload: dict[str, Any] = {"sub": "u42", "iat": int(time.time()), "subscribe": subscribe}
+    if publish is not None:
+        payload["publish"] = publish
+    return jwt.encode({**payload, **claims}, SECRET, algorithm="HS256")
+
+
+class ExpRequiredTest(TokenTestCase):
+    @gen_test
+    async def test_a_token_without_exp_is_refused_everywhere(self) -> None:
+        """No exp: handshake, event stream, page and POST all answer 401 invalid_token naming it."""
+        token = without_exp(["users/42"], ["users/42"])
+        code, body = await self.refused(f"/users/42?token={token}")
+        self.assertEqual((code, body["error"]), (401, "invalid_token"))
+        self.assertIn("'exp'", body["message"])
+        for headers in ({"Accept": "text/event-stream"}, {"Accept": "text/html"}):
+            with self.subTest(headers=headers):
+                response = await self.http_client.fetch(
+                    self.get_url(f"/users/42?token={token}"), headers=headers, raise_error=False
+                )
+                self.assertEqual(response.code, 401)
+                self.assertIn("'exp'", json.loads(response.body)["message"])
+        response = await self.post("/users/42", b"m", headers={"Authorization": f"Bearer {token}"})
+        self.assertEqual(
+            (response.code, json.loads(response.body)["error"]), (401, "invalid_token")
+        )
+        self.assertIn("no 'exp' claim", json.loads(response.body)["message"])
+
+
+class TokensWithoutExpAllowedTest(NodeAppTestCase):
+    def make_app(self, node: Node) -> Application:
+        return make_app(node, token_secret=SECRET, allow_tokens_without_exp=True)
+
+    @gen_test
+    async def test_the_flag_lets_tokens_without_exp_in_and_still_checks_the_rest(self) -> None:
+        """With the flag a no-exp token subscribes and chats; expired or early ones still fail."""
+        talker = await self.ws(f"/room?token={without_exp(['room'], ['room'])}")
+        await talker.write_message("still here")
+        self.assertEqual(await receive(talker), "still here")
+        for token, why in (
+            (mint(["room"], ttl=-60), "expired"),
+            (without_exp(["room"], nbf=time.time() + 600), "not valid yet"),
+        ):
+            with self.subTest(why=why):
+                response = await self.http_client.fetch(
+                    self.get_url(f"/room?token={token}"), raise_error=False
+                )
+                self.assertEqual(response.code, 401)
+                self.assertIn(why, json.loads(response.body)["message"])
 
 
 class AudienceTest(NodeAppTestCase):
@@ -404,6 +486,38 @@ class RedactionTest(TokenTestCase):
         text = "\n".join(logs.output)
         self.assertNotIn(token, text)
         self.assertIn("token=[redacted]", text)
+
+
+@pytest.mark.parametrize(
+    ("credential", "shaped"),
+    [
+        (mint(["a"]), True),
+        ("eyJhbGciOiJub25lIn0.eyJzdWIiOiJ4In0.", True),  # alg none: a JWT, refused once parsed
+        ("abc.def.ghi", True),
+        ("not.a.token", True),
+        ("publish-key", False),
+        ("0123456789abcdef" * 4, False),  # openssl rand -hex 32
+        ("a.b", False),
+        ("a.b.c.d", False),
+        ("a..c", False),
+        ("a.b.c ", False),
+        ("a+b.c/d.e=", False),  # base64, not base64url
+        ("", False),
+    ],
+)
+def test_a_jwt_is_told_from_a_key_by_its_shape(credential: str, shaped: bool) -> None:
+    """Three base64url parts joined by dots look like a JWT; anything else is taken for a key."""
+    assert looks_like_jwt(credential) is shaped
+
+
+def test_a_verifier_requires_exp_unless_told_otherwise() -> None:
+    """TokenVerifier refuses a token without exp by default, and accepts it with require_exp off."""
+    token = without_exp(["a"])
+    with pytest.raises(ApiError) as refused:
+        TokenVerifier([SECRET]).verify(token)
+    assert (refused.value.status_code, refused.value.error) == (401, "invalid_token")
+    claims = TokenVerifier([SECRET], require_exp=False).verify(token)
+    assert (claims.subject, claims.expires_at) == ("u42", None)
 
 
 def test_a_short_secret_is_refused_at_once() -> None:

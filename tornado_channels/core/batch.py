@@ -40,9 +40,13 @@ def parse_batch(
 ) -> list[tuple[Target, bytes]]:
     """The (target, payload) pairs of a batch body, in order; raise InvalidBatch if any is bad."""
     try:
-        document = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        document = json.loads(body, parse_int=_number, parse_float=_number)
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError: both ValueErrors
         raise InvalidBatch("invalid_batch", f"the body is not JSON: {exc}") from None
+    except RecursionError:
+        # The decoder recurses per level of [ or {: thousands of them exhaust
+        # the stack.  A batch is three levels deep; nothing valid comes near.
+        raise InvalidBatch("invalid_batch", "the body's JSON is nested too deeply") from None
     messages = document.get("messages") if isinstance(document, dict) else None
     if not isinstance(messages, list):
         raise InvalidBatch(
@@ -55,6 +59,25 @@ def parse_batch(
             too_large=True,
         )
     return [_entry(i, entry, max_message_size) for i, entry in enumerate(messages)]
+
+
+class _Number:
+    """Where the body had a number: no field of a batch is one, so its digits are never read."""
+
+    def __repr__(self) -> str:
+        return "<a JSON number>"
+
+
+_NUMBER = _Number()
+
+
+def _number(digits: str) -> _Number:
+    # Read as int, 5000 digits raise ValueError (Python's int-string conversion
+    # limit), and where a host application lifted the limit, a megabyte of them
+    # takes seconds; read as float they would still be parsed.  Not read at all,
+    # any number costs what the decoder's scan of it costs, and every check
+    # below refuses it where a string, object or array belongs.
+    return _NUMBER
 
 
 def _entry(index: int, entry: Any, max_message_size: int) -> tuple[Target, bytes]:

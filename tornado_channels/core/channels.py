@@ -40,6 +40,26 @@ class Channel:
         segments = self.name.split("/")
         return tuple("/".join(segments[:depth]) for depth in range(len(segments)))
 
+    @property
+    def is_subtree(self) -> bool:
+        """False: one channel (a :class:`Subtree` is many)."""
+        return False
+
+    def overlaps(self, prefix: str) -> bool:
+        """Whether this channel lies at or below ``prefix``, by whole segments.
+
+        ``prefix`` is spelled as for ``--public``: ``private`` and
+        ``private/`` both mean ``private`` and every channel below it (never
+        ``privateer``); ``/`` means every channel.  For one channel this is
+        :meth:`within` too; both exist so that a hook asks the same question
+        of a channel and of a :class:`Subtree`.
+        """
+        return covers(prefix, self.name)
+
+    def within(self, prefix: str) -> bool:
+        """Whether this channel lies at or below ``prefix`` (see :meth:`overlaps`)."""
+        return covers(prefix, self.name)
+
     def __str__(self) -> str:
         return self.name
 
@@ -55,6 +75,33 @@ class Subtree:
         if not self.prefix:
             return True
         return channel.name.startswith(self.prefix + "/")
+
+    @property
+    def is_subtree(self) -> bool:
+        """True: every channel below a prefix (a :class:`Channel` is one)."""
+        return True
+
+    def overlaps(self, prefix: str) -> bool:
+        """Whether a subscriber of this subtree hears *any* channel at or below ``prefix``.
+
+        What a hook refusing a part of the tree asks: ``/`` and ``users/``
+        overlap ``users/1/`` (they hear ``users/1/a``), and so does
+        ``users/1/a/`` (everything it hears is below ``users/1``); ``news/``
+        does not.  ``prefix`` is spelled as for ``--public`` (see
+        :meth:`Channel.overlaps`).
+        """
+        # Either the subtree lies at or below the prefix (it hears only such
+        # channels), or the prefix lies below the subtree (it hears that part).
+        return covers(prefix, self.prefix) or covers(self.prefix, prefix.strip("/"))
+
+    def within(self, prefix: str) -> bool:
+        """Whether *every* channel a subscriber of this subtree hears lies at or below ``prefix``.
+
+        What a hook allowing only a part of the tree asks: ``users/1/`` is
+        within ``users/`` (and ``users``), ``users/`` within ``users/``;
+        ``/`` is within ``/`` only.  ``prefix`` is spelled as for ``--public``.
+        """
+        return covers(prefix, self.prefix)
 
     def __str__(self) -> str:
         return self.prefix + "/" if self.prefix else "/"

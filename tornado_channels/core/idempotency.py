@@ -7,6 +7,13 @@ and publishes nothing new, for as long as the broker remembers the key.  The
 key is bound to what was published (its *fingerprint*): the same key for a
 different request is refused rather than silently answered with another
 request's positions.
+
+Keys are scoped to their caller: a token holder's key is remembered under a
+short hash of who it is (:func:`scoped`), so a caller who guesses another's
+key neither gets its answer nor turns its publish into a ``422``.  Trusted
+publishers (the publish key's holders, ``Node.publish``, ``RedisPublisher``,
+and anyone on a server with no credentials configured, where no one has an
+identity) share the unscoped keys.
 """
 
 from __future__ import annotations
@@ -25,6 +32,10 @@ IDEMPOTENCY_TTL = 300.0
 
 # Visible ASCII only: a key is echoed in logs and stored as a Redis key.
 _KEY = re.compile(rf"^[\x21-\x7e]{{1,{MAX_KEY_LENGTH}}}$")
+
+
+# Personalizes the caller hash: it is not comparable with any other digest of the same text.
+_PERSON = b"tc-idem-caller"
 
 
 class InvalidIdempotencyKey(ValueError):
@@ -61,10 +72,27 @@ def fingerprint(messages: Iterable[tuple[Target, bytes]]) -> str:
     return digest.hexdigest()
 
 
+def scoped(key: str, caller: str | None) -> str:
+    """``key`` as remembered for ``caller`` (an opaque identity; None: the trusted, unscoped one).
+
+    The prefix is a hash of the caller, not the caller: a token's subject
+    (or the token itself) must not end up in Redis keys (and a subject is
+    any JSON string, lone surrogates included: hashed as they are).  It has a fixed
+    length (16 hex digits and ``~``), so two callers' keys never meet.
+    """
+    if caller is None:
+        return key
+    digest = hashlib.blake2b(caller.encode("utf-8", "surrogatepass"), digest_size=8, person=_PERSON)
+    return f"{digest.hexdigest()}~{key}"
+
+
 def idempotency_for(
-    key: str | None, messages: Iterable[tuple[Target, bytes]]
+    key: str | None, messages: Iterable[tuple[Target, bytes]], caller: str | None = None
 ) -> Idempotency | None:
-    """The :class:`Idempotency` of a publish of ``messages`` under ``key`` (None without one)."""
+    """The :class:`Idempotency` of ``caller``'s publish of ``messages`` under ``key``.
+
+    None without a key; ``caller`` scopes the key (see :func:`scoped`).
+    """
     if key is None:
         return None
-    return Idempotency(parse_key(key), fingerprint(messages))
+    return Idempotency(scoped(parse_key(key), caller), fingerprint(messages))

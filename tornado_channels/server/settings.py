@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from ..core.settings import setting
 from ..hub import MAX_BUFFERED_BYTES
+from ..web.limits import BODY_TIMEOUT, IDLE_TIMEOUT
 
 
 @dataclass(frozen=True)
@@ -17,13 +18,14 @@ class ServerSettings:
     xheaders: bool = setting(
         False, "trust X-Real-IP/X-Forwarded-For/X-Forwarded-Proto (set it behind a proxy only)"
     )
+    # Shared with mounted applications (web/limits.py: http_server_options).
     idle_timeout: float = setting(
-        10.0,
+        IDLE_TIMEOUT,
         "seconds a connection may take to send a request's headers, or sit idle between requests",
         metavar="SECONDS",
     )
     body_timeout: float = setting(
-        10.0, "seconds a request may take to send its body", metavar="SECONDS"
+        BODY_TIMEOUT, "seconds a request may take to send its body", metavar="SECONDS"
     )
     max_buffered_bytes: int = setting(
         MAX_BUFFERED_BYTES,

@@ -1,18 +1,20 @@
-"""The standalone server's HTTP/1.1 wire: requests read by :mod:`.http1`, served by Tornado.
+"""The standalone server's HTTP/1.1 wire: requests read by llhttp, served by Tornado.
 
 Each connection is an :class:`HTTPWire`, a small asyncio protocol on the
-event loop's own transport.  It reads requests with the strict
-:class:`~.http1.RequestReader` and hands each one to the Tornado application
-through Tornado's public server interface
-(:class:`~tornado.httputil.HTTPServerConnectionDelegate`, with an
-:class:`Exchange` as the request's :class:`~tornado.httputil.HTTPConnection`),
-so routing and handlers are Tornado's own; a POST is first offered to the
-application's publishing shortcut, which serves publishes from the head alone
-(web/publishing.py) and declines everything else.  What it does itself:
+event loop's own transport.  It reads requests with
+:class:`~.http1.RequestReader` (``httptools``, the parser uvicorn and Node
+use) and hands each one to the Tornado application through Tornado's public
+server interface (:class:`~tornado.httputil.HTTPServerConnectionDelegate`,
+with an :class:`Exchange` as the request's connection: Tornado's
+:class:`~tornado.httputil.HTTPConnection` and the web layer's
+:class:`~..web.server_connection.ServerConnection`), so routing and handlers
+are Tornado's own; a POST is first offered to the application's publishing
+shortcut, which serves publishes from the head alone (web/publishing.py) and
+declines everything else.  What it does itself:
 
 - every refusal it makes is answered, in JSON like every other error:
   malformed requests (400, 501, 505), heads too large (431, 414), bodies
-  past the server's cap (413), requests that stall (408);
+  past the server's cap (413, from the head), requests that stall (408);
 - an answer given before the request's body was read still reaches the
   client: the rest of the body is read and dropped, and the connection lives
   on when that rest is small, or is closed gracefully after it (``Connection:
@@ -20,6 +22,9 @@ application's publishing shortcut, which serves publishes from the head alone
   while the client is still sending;
 - keep-alive and pipelining (answers in order, one request at a time),
   ``Expect: 100-continue``, chunked bodies and answers, HEAD;
+- flow control: while the transport holds more than its high-water mark of
+  answers the client has not read, nothing more is read or started, so a
+  client that pipelines without reading costs a bounded buffer;
 - the header and body timeouts;
 - handing the socket over to another protocol (the WebSocket edge) with the
   bytes that came after the handshake.
@@ -35,14 +40,12 @@ from typing import Any
 from tornado import httputil
 from tornado.iostream import StreamClosedError
 
-from ..core.http1 import END, BadRequest, RequestHead, RequestReader, http_date
-from ..web.errors import JSON_TYPE, error_body, reason
+from ..core.http1 import END, BadRequest, RequestHead, RequestReader
+from ..web.server_connection import ProtocolFactory
+from .exchange import Exchange, WireContext, apply_xheaders, call_quietly, error_response
 
 log = logging.getLogger("tornado_channels.server")
 
-#: Body bytes still to come after an early answer that are read and dropped
-#: with the connection kept alive; with more, the answer closes it.
-DISCARD_KEEPALIVE = 64 << 10
 #: After an answer that closes the connection: how long, and how many body
 #: bytes, it is still read (and dropped) so the answer is never lost to a reset.
 LINGER_TIME = 5.0
@@ -51,235 +54,9 @@ LINGER_BYTES = 64 << 20
 #: reading pauses.
 MAX_BUFFERED = 1 << 20
 
-_CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
-_NONE, _FIXED, _CHUNKED, _UNTIL_CLOSE = range(4)
 
 #: Serves a request straight from its head (see WireServer), or declines with None.
 Shortcut = Callable[["Exchange", RequestHead], "httputil.HTTPMessageDelegate | None"]
-
-
-class WireContext:
-    """What Tornado's request reads from its connection: the peer's address and the scheme."""
-
-    __slots__ = ("protocol", "remote_ip")
-
-    def __init__(self, remote_ip: str, protocol: str) -> None:
-        self.remote_ip = remote_ip
-        self.protocol = protocol
-
-    def __str__(self) -> str:
-        return self.remote_ip
-
-
-def apply_xheaders(context: WireContext, head: RequestHead) -> None:
-    """Take the client's address and scheme from a trusted proxy's headers (``--xheaders``)."""
-    forwarded = head.field("X-Forwarded-For")
-    real_ip = head.field("X-Real-Ip") or (forwarded.split(",")[-1].strip() if forwarded else None)
-    if real_ip:
-        context.remote_ip = real_ip
-    scheme = head.field("X-Scheme") or head.field("X-Forwarded-Proto")
-    if scheme:
-        scheme = scheme.split(",")[-1].strip().lower()
-        if scheme in ("http", "https"):
-            context.protocol = scheme
-
-
-def error_response(
-    status: int, error: str, message: str, *, close: bool, head_only: bool = False
-) -> bytes:
-    """A whole JSON error answer, as every refusal is written."""
-    body = error_body(error, message)
-    lines = [
-        f"HTTP/1.1 {status} {reason(status)}",
-        f"Content-Type: {JSON_TYPE}",
-        f"Content-Length: {len(body)}",
-        "Cache-Control: no-store",
-        f"Date: {http_date()}",
-    ]
-    if close:
-        lines.append("Connection: close")
-    head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
-    return head if head_only else head + body
-
-
-class Exchange(httputil.HTTPConnection):
-    """One request and its answer on an :class:`HTTPWire`: Tornado's view of the connection."""
-
-    def __init__(self, wire: HTTPWire, head: RequestHead, context: WireContext) -> None:
-        self.wire = wire
-        self.head = head
-        self.context = context
-        self.delegate: httputil.HTTPMessageDelegate | None = None
-        #: Whether the request's body is still being read, and whether reading
-        #: it waits for the application (a streaming handler's coroutine).
-        self.reading = True
-        self.waiting = False
-        self.received = 0
-        #: Whether the answer has begun, and whether it is complete.
-        self.started = False
-        self.finished = False
-        self.detached = False
-        #: This connection answers early refusals itself without losing them
-        #: (see HTTPWire._linger); an edge need not read a body to refuse it.
-        self.lingers = True
-        self.keep_alive = head.keep_alive
-        self._framing = _NONE
-        self._remaining = 0
-        self._close_callback: Callable[[], None] | None = None
-        self._continue_sent = False
-
-    @property
-    def loop(self) -> asyncio.AbstractEventLoop:
-        """The connection's event loop (asked once per connection, not per request)."""
-        return self.wire._loop
-
-    # httputil.HTTPConnection
-
-    def write_headers(
-        self,
-        start_line: httputil.RequestStartLine | httputil.ResponseStartLine,
-        headers: httputil.HTTPHeaders,
-        chunk: bytes | None = None,
-    ) -> asyncio.Future[None]:
-        """Write the answer's status line and headers (and a first piece of body)."""
-        assert isinstance(start_line, httputil.ResponseStartLine)
-        self.started = True
-        code = start_line.code
-        method = self.head.method
-        if method == "HEAD" or code in (204, 304) or 100 <= code < 200:
-            self._framing = _NONE
-        elif "Content-Length" in headers:
-            self._framing = _FIXED
-            self._remaining = int(headers["Content-Length"])
-        elif self.head.version == "HTTP/1.1":
-            self._framing = _CHUNKED
-            headers["Transfer-Encoding"] = "chunked"
-        else:
-            self._framing = _UNTIL_CLOSE
-            self.keep_alive = False
-        connection = self._connection_field()
-        if connection:
-            headers["Connection"] = connection
-        lines = [f"HTTP/1.1 {code} {start_line.reason}"]
-        lines += [f"{name}: {value}" for name, value in headers.get_all()]
-        for line in lines:
-            if "\r" in line or "\n" in line:
-                raise ValueError(f"illegal characters (CR or LF) in a header: {line!r}")
-        data = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
-        if chunk:
-            data += self._frame(chunk)
-        return self.wire.write(data)
-
-    def write_answer(self, code: int, reason: str, fields: str, body: bytes | None) -> None:
-        """Write a whole answer and finish: ``fields`` are CRLF-ended lines with Content-Length.
-
-        What :meth:`write_headers`, :meth:`write` and :meth:`finish` do for
-        an answer known whole, without Tornado's objects (the publishing
-        shortcut); ``body`` is None for a HEAD.  Nothing in ``fields`` may
-        come from the client unchecked: they are written as they are.
-        """
-        self.started = True
-        self._framing = _NONE
-        connection = self._connection_field()
-        if connection:
-            fields += f"Connection: {connection}\r\n"
-        head = f"HTTP/1.1 {code} {reason}\r\n{fields}\r\n".encode("latin-1")
-        self.wire.write(head + body if body else head)
-        self.finish()
-
-    def _connection_field(self) -> str:
-        """The answer's ``Connection`` value ("" for none); decides whether the connection lives."""
-        if self.reading and not self._small_rest():
-            # Answered before its body was read, with much of it still to come.
-            self.keep_alive = False
-        if self.wire.closing:
-            self.keep_alive = False
-        if not self.keep_alive:
-            return "close"
-        return "keep-alive" if self.head.version == "HTTP/1.0" else ""
-
-    def write(self, chunk: bytes) -> asyncio.Future[None]:
-        """Write a piece of the answer's body."""
-        return self.wire.write(self._frame(chunk))
-
-    def finish(self) -> None:
-        """The answer is complete."""
-        if self._framing == _CHUNKED:
-            self.wire.write(b"0\r\n\r\n")
-        elif self._framing == _FIXED and self._remaining:
-            log.error("an answer ended %d bytes short of its Content-Length", self._remaining)
-            self.keep_alive = False
-        elif self._framing == _UNTIL_CLOSE:
-            self.keep_alive = False
-        self.finished = True
-        self._close_callback = None
-        self.wire.answered(self)
-
-    def set_close_callback(self, callback: Callable[[], None] | None) -> None:
-        """Call ``callback`` if the client goes away before the answer is complete."""
-        self._close_callback = callback
-
-    def set_body_timeout(self, timeout: float) -> None:
-        """Not adjustable per request here (the server's --body-timeout applies)."""
-
-    def set_max_body_size(self, max_body_size: int) -> None:
-        """Not adjustable per request here (the server's cap applies)."""
-
-    def detach(self) -> Exchange:
-        """Stop serving HTTP on this connection; :meth:`switch_protocol` then takes it over."""
-        self.detached = True
-        self.finished = True
-        self.wire.detach()
-        return self
-
-    # For the WebSocket edge (duck-typed there: it knows no server module)
-
-    def switch_protocol(self, factory: Callable[[bytes], asyncio.Protocol]) -> None:
-        """Hand the socket to ``factory(rest)``; ``rest`` is what the client sent after its head."""
-        self.wire.switch_protocol(factory)
-
-    def buffered_bytes(self) -> int:
-        """Bytes written to the client that it has not yet taken."""
-        transport = self.wire.transport
-        return transport.get_write_buffer_size() if transport is not None else 0
-
-    # From the wire
-
-    def connection_lost(self) -> None:
-        """The client went away: tell whoever is still waiting for this request."""
-        delegate = self.delegate
-        if delegate is not None and self.reading:
-            _call(delegate.on_connection_close)
-        elif self._close_callback is not None:
-            _call(self._close_callback)
-        self._close_callback = None
-
-    def maybe_continue(self) -> None:
-        """Invite the body (``Expect: 100-continue``) unless the request was already answered."""
-        if self.head.expect_continue and self.head.has_body and not self.started:
-            self._continue_sent = True
-            self.wire.write(_CONTINUE)
-
-    def _small_rest(self) -> bool:
-        """Whether the body still to come is known to be small enough to read and drop."""
-        head = self.head
-        if head.expect_continue and not self._continue_sent:
-            return False  # The client may or may not send it: only closing is clear.
-        if head.chunked or head.length is None:
-            return not head.has_body
-        return head.length - self.received <= DISCARD_KEEPALIVE
-
-    def _frame(self, chunk: bytes) -> bytes:
-        framing = self._framing
-        if framing == _NONE or not chunk:
-            return b""
-        if framing == _CHUNKED:
-            return b"%x\r\n%s\r\n" % (len(chunk), chunk)
-        if framing == _FIXED:
-            if len(chunk) > self._remaining:
-                raise httputil.HTTPOutputError("tried to write more data than Content-Length")
-            self._remaining -= len(chunk)
-        return chunk
 
 
 class HTTPWire(asyncio.Protocol):
@@ -351,16 +128,25 @@ class HTTPWire(asyncio.Protocol):
         self._drained.clear()
 
     def pause_writing(self) -> None:
-        """The transport's buffer is full: writers wait (see :meth:`write`)."""
+        """The transport's buffer is above its high-water mark: stop reading, writers wait.
+
+        Flow control as uvicorn's: a client that sends requests but does not
+        read the answers would otherwise have them buffered without limit
+        (pipelined refusals cost nothing to send).  Reading, and starting the
+        next request, wait until the client has taken what was written.
+        """
         self._paused_writing = True
+        self._flow()
 
     def resume_writing(self) -> None:
-        """The transport's buffer drained: release the writers."""
+        """The transport's buffer drained: release the writers, read on."""
         self._paused_writing = False
         waiters, self._drained = self._drained, []
         for waiter in waiters:
             if not waiter.done():
                 waiter.set_result(None)
+        if self.transport is not None and not self._lingering:
+            self._advance()
 
     # Writing
 
@@ -391,6 +177,8 @@ class HTTPWire(asyncio.Protocol):
             while self.transport is not None and not self._lingering:
                 exchange = self.exchange
                 if exchange is None:
+                    if self._paused_writing:
+                        break  # The next request waits until the answers drain.
                     head = self.reader.next()
                     if head is None:
                         break
@@ -418,7 +206,7 @@ class HTTPWire(asyncio.Protocol):
         transport = self.transport
         if transport is None or (self.exchange is not None and self.exchange.detached):
             return
-        full = self.reader.buffered > MAX_BUFFERED
+        full = self._paused_writing or self.reader.buffered > MAX_BUFFERED
         if full != self._paused_reading:
             self._paused_reading = full
             if full:
@@ -432,6 +220,13 @@ class HTTPWire(asyncio.Protocol):
         if self.server.xheaders:
             apply_xheaders(context, head)
         exchange = self.exchange = Exchange(self, head, context)
+        limit = self.server.max_body_size
+        if head.length is not None and head.length > limit:
+            # Refused from the head, as Tornado's server does, before any body.
+            self._refuse(
+                413, "request_too_large", f"the body exceeds the server's limit of {limit} bytes"
+            )
+            return
         if head.has_body:
             self._set_timer(self.server.body_timeout, self._body_timeout)
         else:
@@ -503,7 +298,7 @@ class HTTPWire(asyncio.Protocol):
             return  # Answered already: the rest is read and dropped.
         if exchange.received > self.server.max_body_size:
             if exchange.delegate is not None:
-                _call(exchange.delegate.on_connection_close)
+                call_quietly(exchange.delegate.on_connection_close)
             raise BadRequest(
                 413,
                 "request_too_large",
@@ -614,7 +409,7 @@ class HTTPWire(asyncio.Protocol):
         self._cancel_timer()
         self.server.connections.discard(self)
 
-    def switch_protocol(self, factory: Callable[[bytes], asyncio.Protocol]) -> None:
+    def switch_protocol(self, factory: ProtocolFactory) -> None:
         """Give the transport to ``factory(rest)`` and call its ``connection_made``."""
         transport = self.transport
         assert transport is not None
@@ -677,7 +472,7 @@ class HTTPWire(asyncio.Protocol):
     def _body_timeout(self) -> None:
         exchange = self.exchange
         if exchange is not None and exchange.delegate is not None and not exchange.finished:
-            _call(exchange.delegate.on_connection_close)
+            call_quietly(exchange.delegate.on_connection_close)
         self._refuse(408, "request_timeout", "the request body did not arrive in time")
 
 
@@ -736,10 +531,3 @@ def _origin_form(target: str) -> str:
         slash = rest.find("/")
         return rest[slash:] if slash >= 0 else "/"
     return target
-
-
-def _call(callback: Callable[[], Any]) -> None:
-    try:
-        callback()
-    except Exception:
-        log.exception("a connection-close callback failed")

@@ -8,6 +8,13 @@ pauses reading while too many wait (so a burst costs the client, not the
 server's memory).  A protocol error fails the connection only once the
 messages before the bad frame are published, so the client still gets its
 own message back first.
+
+A client message is a publish, so it needs what a POST to its channel
+needs: nothing on a server with no credentials configured; where tokens are
+on, a token granting the channel for publishing; where only a publish key is
+set, the key on the handshake (``Authorization: Bearer <key>``: a backend's
+client; browsers cannot send it, so their messages close the connection).
+``--read-only`` prefixes are closed to every client, whatever it carries.
 """
 
 from __future__ import annotations
@@ -28,7 +35,7 @@ from ..subscription import Subscription
 from .config import ChannelConfig
 from .connection import WebSocketConnection
 from .hooks import ChannelHooks, Reject, resolve
-from .tokens import Guard
+from .tokens import Guard, carries_key
 
 log = logging.getLogger("tornado_channels.websocket")
 
@@ -55,6 +62,8 @@ class Chat:
         self.guard = guard
         #: The client's token's claims (None without one): what it may publish to.
         self.claims = claims
+        #: Whether the handshake carried the publish key: such a client publishes anywhere.
+        self.keyed = carries_key(request.headers, config.publish_key)
         self.connection: WebSocketConnection | None = None
         self._budget = TokenBucket(config.client_rate, config.client_burst, time.monotonic())
         # Client messages waiting to be published, one at a time, in order.
@@ -132,6 +141,18 @@ class Chat:
         if self._fail_after is not None:
             self.subscription.fail(*self._fail_after)
 
+    def _refusal(self, channel: Channel) -> str | None:
+        """Why this client may not publish to ``channel`` (the close reason), or None if it may."""
+        if self.keyed:
+            return None
+        if self.guard.enabled:
+            if self.guard.may_publish(self.claims, channel):
+                return None
+            return "no token grants publishing here"
+        if self.config.publish_key is not None:
+            return "publishing needs the publish key"
+        return None
+
     async def _publish(self, raw: bytes) -> None:
         """Publish one client message to its channel, through the message hook."""
         connection = self.connection
@@ -150,8 +171,9 @@ class Chat:
                 CLOSE_POLICY_VIOLATION, "publishing here is disabled for WebSocket clients"
             )
             return
-        if not self.guard.may_publish(self.claims, channel):
-            subscription.close(CLOSE_POLICY_VIOLATION, "no token grants publishing here")
+        refusal = self._refusal(channel)
+        if refusal is not None:
+            subscription.close(CLOSE_POLICY_VIOLATION, refusal)
             return
         try:
             payload = await resolve(self.hooks.on_client_message(self.request, channel, raw))

@@ -54,7 +54,8 @@ class ChannelConfig:
     )
     publish_key: str | None = setting(
         None,
-        "require 'Authorization: Bearer <key>' on every POST (401 without, 403 if wrong); "
+        "require 'Authorization: Bearer <key>' (or, with a token key, a token's publish "
+        "grant) on every POST and WebSocket client message (401 without, 403 if wrong); "
         "best set through the environment, where other users cannot see it",
         metavar="KEY",
     )
@@ -89,8 +90,8 @@ class ChannelConfig:
     token_secret: str | None = setting(
         None,
         "verify channel tokens signed with this HMAC secret (HS256/384/512); with a token key "
-        "set, subscribing and client publishing need a token that grants the channel; best "
-        "set through the environment",
+        "set, subscribing and publishing need a token that grants the channel (or, to "
+        "publish, the publish key); best set through the environment",
         metavar="SECRET",
     )
     token_public_key: tuple[str, ...] = setting(
@@ -108,10 +109,15 @@ class ChannelConfig:
         "seconds of clock skew allowed when checking a token's exp, nbf and iat",
         metavar="SECONDS",
     )
+    allow_tokens_without_exp: bool = setting(
+        False,
+        "accept channel tokens that have no 'exp' claim (off: such a token is refused, 401 "
+        "invalid_token, since nothing but a key rotation would ever end it)",
+    )
     public: tuple[str, ...] = setting(
         (),
         "comma-separated channel prefixes anyone may subscribe to without a token ('/' for "
-        "every channel: tokens then only gate client publishing)",
+        "every channel: tokens then only gate publishing)",
         metavar="PREFIXES",
     )
     max_batch_messages: int = setting(1000, "most messages in one POST /_/publish")

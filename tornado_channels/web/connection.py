@@ -354,7 +354,7 @@ class StreamTransport:
     instead, with the same interface the protocol uses.
     """
 
-    def __init__(self, stream: IOStream, protocol: WebSocketConnection) -> None:
+    def __init__(self, stream: IOStream, protocol: asyncio.Protocol) -> None:
         self.stream = stream
         self.protocol = protocol
         self._closing = False

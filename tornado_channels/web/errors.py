@@ -13,6 +13,7 @@ from http import HTTPStatus
 from typing import Any
 
 import tornado.web
+from tornado.log import app_log, gen_log
 
 from ..core.channels import InvalidChannel
 from . import _tornado
@@ -114,12 +115,21 @@ class JSONErrorsMixin(tornado.web.RequestHandler):
         return _tornado.request_summary(self)
 
     def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
-        """Log server errors only."""
+        """Log server errors only, naming the request by its redacted summary alone."""
         # A client error is already in the access log (at WARNING); logging
         # it again here would double every line a bad client causes.
         if isinstance(value, ApiError) and value.status_code < 500:
             return
-        super().log_exception(typ, value, tb)
+        if isinstance(value, tornado.web.HTTPError):
+            text = value.get_message()
+            if text:
+                gen_log.warning(
+                    "%d %s: %s", value.status_code, self._request_summary(), _tornado.redact(text)
+                )
+            return
+        # Tornado's own line adds repr(self.request): the whole URI and every
+        # header, a ?token= and an Authorization: Bearer among them.
+        app_log.error("Uncaught exception %s", self._request_summary(), exc_info=(typ, value, tb))
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         """Answer ``{"error": code, "message": text}``."""

@@ -3,6 +3,12 @@
 Subclass :class:`ChannelHooks`, override what you need, and pass an instance
 to :func:`tornado_channels.channel_routes` (or ``make_app``).  Every hook may
 be a plain method or a coroutine.
+
+Subscribing to one channel asks :meth:`ChannelHooks.authorize_subscribe`;
+subscribing to a subtree (``ws://host/users/``, ``ws://host/``: everything
+below it) asks :meth:`ChannelHooks.authorize_subtree` instead.  An
+application that decides channels but not subtrees has its subtree
+subscriptions refused, never let past its channel rules.
 """
 
 from __future__ import annotations
@@ -13,7 +19,7 @@ from typing import TypeVar
 
 from tornado.httputil import HTTPServerRequest
 
-from ..core.channels import Channel, Target
+from ..core.channels import Channel, Subtree, Target
 
 T = TypeVar("T")
 
@@ -34,12 +40,35 @@ class ChannelHooks:
     """Default hooks: everyone may subscribe and publish; messages pass unchanged."""
 
     def authorize_subscribe(
-        self, request: HTTPServerRequest, channel: Target
+        self, request: HTTPServerRequest, channel: Channel
     ) -> bool | Awaitable[bool]:
-        """Whether ``request`` may subscribe to ``channel`` (or a subtree: ``users/``).
+        """Whether ``request`` may subscribe to the one ``channel`` (``users/1``).
 
-        Runs before the upgrade: False (or :class:`Reject`) answers 403.
+        Asked for WebSocket handshakes and event streams (before the upgrade),
+        and for presence queries that no publish key answers: False (or
+        :class:`Reject`) answers 403.  Subtrees go to :meth:`authorize_subtree`.
         """
+        return True
+
+    def authorize_subtree(
+        self, request: HTTPServerRequest, subtree: Subtree
+    ) -> bool | Awaitable[bool]:
+        """Whether ``request`` may subscribe to every channel below ``subtree`` (``users/``, ``/``).
+
+        Asked where :meth:`authorize_subscribe` is asked for a channel.  By
+        default it allows what :meth:`authorize_subscribe` allows when that is
+        not overridden either (everyone, everywhere), and refuses every
+        subtree when it is: rules written for channels (``channel.name``)
+        cannot see what a subtree reaches, and a subscriber of ``/`` would
+        hear all of them.  Override it to allow subtrees; ``subtree.overlaps(
+        "private/")`` and ``subtree.within("public/")`` say what it reaches.
+        """
+        if _overridden(self, "authorize_subscribe"):
+            raise Reject(
+                f"subtree subscriptions ('{subtree}') are not enabled here: this application "
+                "decides subscriptions channel by channel, and subtrees need an opt-in "
+                "(an authorize_subtree hook)"
+            )
         return True
 
     def authorize_publish(
@@ -58,6 +87,11 @@ class ChannelHooks:
         with 1008 and the reason.  ``request`` is the client's handshake.
         """
         return payload
+
+
+def _overridden(hooks: ChannelHooks, name: str) -> bool:
+    """Whether ``hooks``' class replaces the default hook ``name``."""
+    return getattr(type(hooks), name) is not getattr(ChannelHooks, name)
 
 
 async def resolve(result: T | Awaitable[T]) -> T:

@@ -4,9 +4,12 @@
 served as it is.
 
 They describe this process only; with several processes behind a proxy,
-scrape each one directly.  ``/_/stats`` names channels, which can be private:
-public deployments should restrict ``/_/`` at the proxy.  (``/_/publish`` is
-in publishing.py.)
+scrape each one directly.  ``/_/stats`` counts for anyone, and names
+channels (which can be private) only to the publish key's holders, or to
+anyone on a server with no credentials configured at all (as the original):
+a token-gated server never names them anonymously.  Public deployments
+should restrict ``/_/`` at the proxy all the same.  (``/_/publish`` is in
+publishing.py.)
 """
 
 from __future__ import annotations
@@ -16,8 +19,10 @@ from importlib import resources
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from ..node import Node
+from .config import ChannelConfig
 from .errors import JSON_TYPE, JSONErrorsMixin
 from .metrics import NodeMetrics
+from .tokens import Guard, carries_key
 
 
 class HealthHandler(JSONErrorsMixin):
@@ -64,26 +69,42 @@ class MetricsHandler(JSONErrorsMixin):
 class StatsHandler(JSONErrorsMixin):
     """``GET /_/stats``: this node's connections and channels as JSON."""
 
-    def initialize(self, node: Node) -> None:
-        """Take the node from the route table."""
+    def initialize(self, node: Node, config: ChannelConfig, guard: Guard) -> None:
+        """Take the node, the mount point's settings and token guard from the route table."""
         self.node = node
+        self.config = config
+        self.guard = guard
 
     def get(self) -> None:
-        """Report the broker state, the counters, and subscribers per channel."""
+        """Report the broker state, the counters, and subscribers per channel (to whom may see)."""
         node, hub = self.node, self.node.hub
+        channels = hub.channels()
+        stats: dict[str, object] = {
+            "broker": node.broker.kind,
+            "connected": node.connected,
+            # One channel per WebSocket today, so the two are equal.
+            "connections": len(hub),
+            "subscriptions": len(hub),
+            "channel_count": len(channels),
+            "published": node.published,
+            "delivered": hub.delivered,
+        }
+        if self.may_see_names():
+            stats["channels"] = channels
         self.set_header("Cache-Control", "no-store")
-        self.finish(
-            {
-                "broker": node.broker.kind,
-                "connected": node.connected,
-                # One channel per WebSocket today, so the two are equal.
-                "connections": len(hub),
-                "subscriptions": len(hub),
-                "channels": hub.channels(),
-                "published": node.published,
-                "delivered": hub.delivered,
-            }
-        )
+        self.finish(stats)
+
+    def may_see_names(self) -> bool:
+        """Whether this request may see channel names, which can be private.
+
+        With the publish key, always; without it, only where no credential
+        is configured at all (neither a key nor tokens), since there anyone
+        may subscribe to any channel anyway.
+        """
+        key = self.config.publish_key
+        if carries_key(self.request.headers, key):
+            return True
+        return key is None and not self.guard.enabled
 
     head = get
 

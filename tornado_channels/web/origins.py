@@ -24,16 +24,23 @@ def allowed(headers: Mapping[str, str], trusted: Collection[str]) -> bool:
 
     ``trusted`` are the origins the configuration trusts.
 
-    The algorithm of Tornado's ``cross_origin_protection``: ``Sec-Fetch-Site``
-    first (``same-origin``, or ``none`` for a user's own navigation), then
-    ``Origin`` against the host and the trusted list.
+    The algorithm of Tornado's ``cross_origin_protection`` (and Go's
+    ``CrossOriginProtection``): when the browser sends ``Sec-Fetch-Site``,
+    it decides, since the browser computed it from both whole origins
+    (scheme, host and port) and no page can set it: ``same-origin``, or
+    ``none`` for a user's own navigation, passes; ``same-site`` and
+    ``cross-site`` pass only from a trusted origin.  Only without it (an
+    older browser, plain HTTP, or no browser at all) is ``Origin`` compared
+    with ``Host``, a weaker test: it ignores the scheme (a page on
+    ``http://host`` matches a server on ``https://host``), and a proxy may
+    have rewritten ``Host``.
     """
     site = headers.get("sec-fetch-site")
-    if site in ("same-origin", "none"):
-        return True
     origin = headers.get("origin")
+    if site is not None:
+        if site in ("same-origin", "none"):
+            return True
+        return origin is not None and origin in trusted
     if origin is None:
-        # No Origin: not a browser, unless it says it is (a cross-site fetch
-        # always carries an Origin, so this one is not to be trusted).
-        return site is None
+        return True  # Not a browser (a cross-site fetch always carries an Origin).
     return origin in trusted or same_origin(origin, headers)

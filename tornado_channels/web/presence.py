@@ -9,7 +9,10 @@ Who may ask: a backend with the publish key, or a client whose token grants
 subscribing to that channel or subtree (or anyone, for a ``--public`` one).
 Otherwise a mount point that has a publish key or tokens refuses: 401
 without credentials, 403 for a wrong key or a token that does not grant it;
-one that has neither answers anyone, as it lets anyone publish.
+one that has neither answers anyone, as it lets anyone publish.  Except
+with the publish key, the application's subscribe hooks are asked too
+(``authorize_subscribe``, ``authorize_subtree``): who may not subscribe
+somewhere may not count who did.
 """
 
 from __future__ import annotations
@@ -20,7 +23,9 @@ from ..core.presence import DEFAULT_LIMIT, MAX_LIMIT
 from ..node import Node
 from .config import ChannelConfig
 from .errors import ApiError, JSONErrorsMixin, broker_unavailable, invalid_channel
-from .tokens import Guard, bearer_of, carries_key, token_of
+from .hooks import ChannelHooks
+from .subscribing import ask_hooks
+from .tokens import Guard, bearer_of, carries_key, token_of, wrong_key
 
 #: The longest cursor taken: a channel name is never longer (see core/channels.py).
 MAX_CURSOR = 4096
@@ -29,11 +34,14 @@ MAX_CURSOR = 4096
 class PresenceHandler(JSONErrorsMixin):
     """Answers presence queries for one mount point."""
 
-    def initialize(self, node: Node, config: ChannelConfig, guard: Guard) -> None:
-        """Take the node, the mount point's settings and its token guard from the route table."""
+    def initialize(
+        self, node: Node, config: ChannelConfig, guard: Guard, hooks: ChannelHooks
+    ) -> None:
+        """Take the node, the mount point's settings, token guard and hooks from the route table."""
         self.node = node
         self.config = config
         self.guard = guard
+        self.hooks = hooks
 
     async def get(self, path: str) -> None:
         """Answer the presence of the channel or subtree at ``path``."""
@@ -42,6 +50,8 @@ class PresenceHandler(JSONErrorsMixin):
         except InvalidChannel as exc:
             raise invalid_channel(exc) from None
         self.check_access(target)
+        if not carries_key(self.request.headers, self.config.publish_key):
+            await ask_hooks(self.hooks, self.request, target)
         self.set_header("Cache-Control", "no-store")
         presence = self.node.presence
         try:
@@ -75,7 +85,7 @@ class PresenceHandler(JSONErrorsMixin):
         if carries_key(self.request.headers, key):
             return
         bearer = bearer_of(self.request.headers)
-        if key is not None and bearer is not None and not self.guard.enabled:
+        if wrong_key(bearer, key, self.guard):
             raise ApiError(403, "forbidden", "wrong publish key")
         if self.guard.enabled and token_of(self.request) is not None:
             # Raises the 401 that says why a token is refused; a valid one must grant it.

@@ -40,7 +40,8 @@ from ..core.idempotency import InvalidIdempotencyKey, parse_key
 from ..core.publication import Receipt
 from . import origins
 from .errors import JSON_TYPE, ApiError, authorize, broker_unavailable, invalid_channel, reason
-from .tokens import bearer_of, carries_key, query_token, redact
+from .server_connection import ServerConnection
+from .tokens import bearer_of, caller_of, carries_key, query_token, redact, wrong_key
 
 if TYPE_CHECKING:
     from .publishing import PublishEndpoint
@@ -64,10 +65,14 @@ class PublishRequest(httputil.HTTPMessageDelegate):
     or what builds it on demand.
     """
 
+    #: Who publishes, to scope its idempotency key (tokens.caller_of): set by
+    #: check_credentials for a token's bearer; None for the trusted caller.
+    caller: str | None = None
+
     def __init__(
         self,
         endpoint: PublishEndpoint,
-        connection: httputil.HTTPConnection,
+        connection: ServerConnection,
         method: str,
         uri: str,
         headers: Mapping[str, str],
@@ -156,10 +161,7 @@ class PublishRequest(httputil.HTTPMessageDelegate):
         if self.deferred is not None:
             self.refuse(self.deferred)
             return
-        # The standalone wire hands over its loop: asking for the running loop
-        # costs a getpid() system call per request (CPython checks for a fork).
-        loop = getattr(self.connection, "loop", None) or asyncio.get_running_loop()
-        task = run_eagerly(self.publish(), loop)
+        task = run_eagerly(self.publish(), self.connection.loop)
         if task is None:
             return  # Published and answered already (the embedded broker never waits).
         tasks = self.endpoint.tasks
@@ -181,7 +183,7 @@ class PublishRequest(httputil.HTTPMessageDelegate):
         The standalone server's wire does (it reads and drops the rest of the
         body, then closes gracefully); Tornado's own server closes at once.
         """
-        return bool(getattr(self.connection, "lingers", False))
+        return self.connection.lingers
 
     def has_body(self) -> bool:
         """Whether the request declares a body."""
@@ -242,33 +244,46 @@ class PublishRequest(httputil.HTTPMessageDelegate):
     def check_credentials(self) -> None:
         """Who publishes: a backend with the publish key, or a client with a token.
 
-        ``Authorization: Bearer <publish key>`` publishes anywhere.  A request
-        that carries a token (``?token=``, or a Bearer credential that is not
-        the key) publishes where the token grants it (checked per target, in
-        :meth:`authorize`).  Without either, a configured publish key refuses
-        it (401), as does a wrong key (403).
+        ``Authorization: Bearer <publish key>`` publishes anywhere.  Where
+        tokens are on, a request that carries one (``?token=``, or a Bearer
+        credential shaped like a JWT) publishes where it grants (checked per
+        target, in :meth:`authorize`).  Once any credential is configured
+        (a key or tokens), a request with neither is refused (401), and a
+        Bearer credential that is neither the key nor a token is a wrong key
+        (403; see tokens.wrong_key).  With nothing configured, anyone publishes.
         """
         endpoint = self.endpoint
         key = endpoint.config.publish_key
+        guard = endpoint.guard
         headers = self.headers
         if carries_key(headers, key):
-            return
+            return  # The trusted caller: its idempotency keys are the unscoped ones.
         bearer = bearer_of(headers)
-        if endpoint.guard.enabled:
+        if wrong_key(bearer, key, guard):
+            raise ApiError(403, "forbidden", "wrong publish key")
+        if guard.enabled:
+            # The same precedence as tokens.token_of: the query's, then the header's.
             token = query_token(self.uri.partition("?")[2])
-            if token is not None or bearer is not None:
-                self.claims = endpoint.guard.authenticate(self.request)
+            if token is None:
+                token = bearer
+            if token is not None:
+                claims = guard.authenticate(self.request, token)
+                assert claims is not None  # A guard with a verifier verifies or raises.
+                self.claims = claims
+                self.caller = caller_of(claims, token)
                 return
-        if key is None:
-            return
-        if bearer is None:
-            raise ApiError(
-                401,
-                "unauthorized",
-                "publishing needs the header 'Authorization: Bearer <key>'",
-                {"WWW-Authenticate": 'Bearer realm="publish"'},
-            )
-        raise ApiError(403, "forbidden", "wrong publish key")
+        if key is None and not guard.enabled:
+            return  # Nothing configured: an open server, as the original.
+        needed = "the header 'Authorization: Bearer <key>'" if key is not None else ""
+        if guard.enabled:
+            grant = "a token with a publish grant (?token= or Authorization: Bearer)"
+            needed = f"{needed} or {grant}" if needed else grant
+        raise ApiError(
+            401,
+            "unauthorized",
+            f"publishing needs {needed}",
+            {"WWW-Authenticate": 'Bearer realm="publish"'},
+        )
 
     def check_origin(self) -> None:
         """Refuse cross-site POSTs from browsers unless their origin is trusted.
@@ -303,10 +318,14 @@ class PublishRequest(httputil.HTTPMessageDelegate):
             self.answer(202, answer, headers)
 
     async def submit(self, messages: list[tuple[Target, bytes]], batch: bool) -> Receipt:
-        """Publish through the node with the request's idempotency key; refusals as answers."""
+        """Publish through the node with the request's idempotency key; refusals as answers.
+
+        The key is scoped to the caller, so another caller's guess of it
+        neither replays this one's answer nor refuses its own publish.
+        """
         try:
             return await self.endpoint.node.submit(
-                messages, idempotency_key=self.idempotency_key, batch=batch
+                messages, idempotency_key=self.idempotency_key, batch=batch, caller=self.caller
             )
         except PublishError as exc:
             raise broker_refusal(exc) from None
@@ -388,27 +407,12 @@ class PublishRequest(httputil.HTTPMessageDelegate):
             "Cache-Control": "no-store",
             **(headers or {}),
         }
-        write_answer = getattr(self.connection, "write_answer", None)
-        if write_answer is not None:
-            # The standalone wire: the head as text, in one piece.
-            lines = "".join(f"{name}: {value}\r\n" for name, value in fields.items())
-            write_answer(status, reason(status), lines, chunk)
-        else:
-            self.write_through_tornado(status, fields, chunk)
+        if not self.finished_reading and self.has_body() and not self.connection.lingers:
+            # Tornado's server closes a connection answered mid-body: say so.
+            fields["Connection"] = "close"
+        self.connection.write_answer(status, reason(status), fields, chunk)
         self.end_flight()
         self.log(status)
-
-    def write_through_tornado(
-        self, status: int, fields: dict[str, str], chunk: bytes | None
-    ) -> None:
-        """Write the answer through a Tornado ``HTTPConnection`` (a mounted application's)."""
-        response = httputil.HTTPHeaders(fields)
-        if not self.finished_reading and self.has_body() and not self.lingers():
-            # Tornado's server closes a connection answered mid-body: say so.
-            response["Connection"] = "close"
-        start_line = httputil.ResponseStartLine("HTTP/1.1", status, reason(status))
-        self.connection.write_headers(start_line, response, chunk)
-        self.connection.finish()
 
     def end_flight(self) -> None:
         """End this publish's flight: a shutdown no longer waits for it."""
@@ -421,7 +425,7 @@ class PublishRequest(httputil.HTTPMessageDelegate):
         level = logging.INFO if status < 400 else logging.WARNING if status < 500 else logging.ERROR
         if access_log.isEnabledFor(level):
             elapsed = 1000 * (time.monotonic() - self.started)
-            remote_ip = getattr(getattr(self.connection, "context", None), "remote_ip", None)
+            remote_ip = self.connection.remote_ip
             summary = f"{self.method} {redact(self.uri)} ({remote_ip})"
             access_log.log(level, "%d %s %.2fms", status, summary, elapsed)
 

@@ -28,6 +28,7 @@ from ..node import Node
 from .config import ChannelConfig
 from .hooks import ChannelHooks
 from .publish_request import PublishRequest
+from .server_connection import WireConnection, connection_of
 from .tokens import Guard
 
 
@@ -103,7 +104,8 @@ class PublishEndpoint(Router):
         path = kwargs.get("path_kwargs", {}).get("path", "")
         assert request.connection is not None
         method, uri = request.method or "", request.uri or ""
-        return PublishRequest(self, request.connection, method, uri, request.headers, path, request)
+        connection = connection_of(request)
+        return PublishRequest(self, connection, method, uri, request.headers, path, request)
 
 
 #: Query fields past which the shortcut leaves a request to Tornado: the most
@@ -127,9 +129,7 @@ class PublishShortcut:
         self.channels = channels
         self.batch = batch
 
-    def __call__(
-        self, connection: httputil.HTTPConnection, head: RequestHead
-    ) -> PublishRequest | None:
+    def __call__(self, connection: WireConnection, head: RequestHead) -> PublishRequest | None:
         """The publishing request ``head`` starts on ``connection``, or None if not one."""
         if head.method != "POST" or not head.target.startswith("/"):
             return None

@@ -163,12 +163,16 @@ def mount(
         Rule(PathMatches(prefix + "_/health"), HealthHandler, {"node": node}),
         Rule(PathMatches(prefix + "_/publish"), batch),
         Rule(PathMatches(prefix + "_/metrics"), MetricsHandler, {"metrics": metrics}),
-        Rule(PathMatches(prefix + "_/stats"), StatsHandler, {"node": node}),
+        Rule(
+            PathMatches(prefix + "_/stats"),
+            StatsHandler,
+            {"node": node, "config": config, "guard": guard},
+        ),
         Rule(PathMatches(prefix + "_/openapi.json"), OpenAPIHandler),
         Rule(
             PresenceMatcher(prefix),
             PresenceHandler,
-            {"node": node, "config": config, "guard": guard},
+            {"node": node, "config": config, "guard": guard, "hooks": hooks},
         ),
         Rule(
             PathMatches(prefix + r"_/static/(.*)"),

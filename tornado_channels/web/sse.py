@@ -17,10 +17,10 @@ from tornado.ioloop import PeriodicCallback
 
 from ..core.frames import SSE_HEARTBEAT, Encoding, sse_control
 from ..node import Node
-from . import _tornado
 from .config import ChannelConfig
 from .errors import JSONErrorsMixin
 from .hooks import ChannelHooks
+from .server_connection import connection_of
 from .subscribing import admit, start
 from .tokens import Guard
 
@@ -45,12 +45,8 @@ class EventStream:
 
     def buffered(self) -> int:
         """Bytes written to this client that the kernel has not yet accepted."""
-        connection = self.handler.request.connection
-        # The standalone server's wire says; Tornado's own server keeps them in its IOStream.
-        buffered = getattr(connection, "buffered_bytes", None)
-        if buffered is not None:
-            return int(buffered())
-        return _tornado.queued_bytes(getattr(connection, "stream", None))
+        request = self.handler.request
+        return connection_of(request).buffered_bytes() if request.connection is not None else 0
 
     def close(self, code: int | None, reason: str | None) -> None:
         """Say why the stream ends (the WebSocket close code and reason), then end it."""

@@ -2,8 +2,10 @@
 
 The channel's name (or a subtree's: ``users/`` is everything below it),
 the request's origin, this process's capacity, its
-token (when the mount point requires tokens), the ``authorize_subscribe``
-hook, and the position to resume from.  A client that
+token (when the mount point requires tokens), the application's hook
+(``authorize_subscribe`` for a channel, ``authorize_subtree`` for a subtree:
+:func:`ask_hooks`, which presence queries ask too), and the position to
+resume from.  A client that
 asks for positions without having one starts from the head, read *before*
 subscribing: what is published from then on is its own, and resuming from
 the head leaves no gap before the live subscription takes over.
@@ -11,14 +13,16 @@ the head leaves no gap before the live subscription takes over.
 
 from __future__ import annotations
 
+import logging
 import time
-from collections.abc import Collection
+from collections.abc import Awaitable, Collection
 from dataclasses import dataclass
 
+import tornado.web
 from tornado.httputil import HTTPServerRequest
 
 from ..brokers.base import BrokerUnavailable
-from ..core.channels import InvalidChannel, Subtree, Target, parse_target
+from ..core.channels import Channel, InvalidChannel, Subtree, Target, parse_target
 from ..core.frames import CLOSE_TOKEN_EXPIRED, Encoding
 from ..core.grants import Claims
 from ..core.publication import InvalidPosition, Position
@@ -27,8 +31,10 @@ from ..subscription import Subscription
 from . import origins
 from .config import ChannelConfig
 from .errors import ApiError, authorize, broker_unavailable, invalid_channel
-from .hooks import ChannelHooks
+from .hooks import ChannelHooks, Reject
 from .tokens import Guard
+
+log = logging.getLogger("tornado_channels.hooks")
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,10 +83,7 @@ async def admit(
             {"Retry-After": "1"},
         )
     claims = guard.subscriber(request, channel)
-    await authorize(
-        hooks.authorize_subscribe(request, channel),
-        f"subscribing to '{channel}' is not allowed",
-    )
+    await ask_hooks(hooks, request, channel)
     position: Position | None = None
     if since is not None:
         try:
@@ -109,6 +112,35 @@ async def admit(
         presence_events=presence == b"1",
     )
     return Admission(subscription, claims)
+
+
+async def ask_hooks(hooks: ChannelHooks, request: HTTPServerRequest, target: Target) -> None:
+    """Ask the application whether ``request`` may subscribe to ``target``; raise the refusal.
+
+    A channel goes to ``authorize_subscribe``, a subtree to
+    ``authorize_subtree`` (whose default refuses subtrees when only channels
+    are decided: see hooks.py).  A hook that fails is the application's bug:
+    logged here with its traceback, answered as a plain 500 that says
+    nothing of it.
+    """
+    decision: bool | Awaitable[bool]
+    name = "authorize_subtree" if isinstance(target, Subtree) else "authorize_subscribe"
+    try:
+        if isinstance(target, Channel):
+            decision = hooks.authorize_subscribe(request, target)
+        else:
+            decision = hooks.authorize_subtree(request, target)
+        await authorize(decision, f"subscribing to '{target}' is not allowed")
+    except Reject as exc:
+        # Raised by the call itself (a plain method), before authorize could see it.
+        raise ApiError(403, "forbidden", exc.reason) from None
+    except tornado.web.HTTPError:
+        raise  # A refusal (ours, or one the hook chose to raise).
+    except Exception:
+        log.exception("the %s hook failed for '%s'", name, target)
+        raise ApiError(
+            500, "internal_error", "the server failed to authorize this request"
+        ) from None
 
 
 async def start(admission: Admission, leeway: float) -> Subscription:

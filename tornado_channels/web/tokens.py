@@ -13,12 +13,20 @@ expiry, audience, issuer), ``401 invalid_token`` saying which; one without
 the grant, ``403 forbidden``.  ``alg: none`` is never accepted, and an
 HMAC-signed token is refused where only public keys are configured (so a
 public key can never be used as an HMAC secret).  Tokens over 8 KiB are
-refused before they are parsed.
+refused before they are parsed, and a token without ``exp`` is refused
+unless ``--allow-tokens-without-exp`` says otherwise: a leaked token that
+never expires could only be ended by rotating the key.
+
+A Bearer credential is either the publish key or a token.  One shaped like a
+JWT (three base64url parts: :func:`looks_like_jwt`) is verified as a token
+where tokens are on; anything else that is not the key is a wrong key
+(``403``) where a key is set.
 """
 
 from __future__ import annotations
 
 import hmac
+import re
 import time
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
@@ -65,7 +73,12 @@ ASYMMETRIC = (
 # The request attribute verified claims are kept under, for hooks (see claims_of).
 _ATTRIBUTE = "tornado_channels_claims"
 
+# A JWS in compact form: header, payload and signature, base64url each (the
+# signature empty only for alg none, which is refused once parsed).
+_JWT_SHAPE = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
+
 _WHY = (
+    (jwt.MissingRequiredClaimError, "the token has no 'exp' claim: tokens must expire"),
     (jwt.ExpiredSignatureError, "the token has expired"),
     (jwt.ImmatureSignatureError, "the token is not valid yet"),
     (jwt.InvalidAudienceError, "the token is for another audience"),
@@ -95,6 +108,7 @@ class TokenVerifier:
         audience: str | None = None,
         issuer: str | None = None,
         leeway: float = 5.0,
+        require_exp: bool = True,
     ) -> None:
         if not secrets and not public_keys:
             raise ValueError("a token verifier needs a secret or a public key")
@@ -111,6 +125,8 @@ class TokenVerifier:
         self.audience = audience
         self.issuer = issuer
         self.leeway = leeway
+        #: Whether a token without ``exp`` is refused (``--allow-tokens-without-exp`` turns it off).
+        self.require_exp = require_exp
         # Tokens verified lately and their claims: a client reconnecting with
         # the same token (a reload, a server restart) skips the signature
         # check; its expiry is still checked every time.  Bounded (LRU).
@@ -128,6 +144,7 @@ class TokenVerifier:
             audience=config.token_audience,
             issuer=config.token_issuer,
             leeway=config.token_leeway,
+            require_exp=not config.allow_tokens_without_exp,
         )
 
     def verify(self, token: str) -> Claims:
@@ -175,7 +192,10 @@ class TokenVerifier:
                     audience=self.audience,
                     issuer=self.issuer,
                     leeway=self.leeway,
-                    options={"verify_aud": self.audience is not None},
+                    options={
+                        "verify_aud": self.audience is not None,
+                        "require": ["exp"] if self.require_exp else [],
+                    },
                 )
                 break
             except jwt.InvalidSignatureError:
@@ -291,6 +311,39 @@ def bearer_of(headers: Mapping[str, str]) -> str | None:
     return credential.strip()
 
 
+def looks_like_jwt(credential: str) -> bool:
+    """Whether ``credential`` has a JWT's shape: three base64url parts joined by dots.
+
+    How a Bearer credential that is not the publish key is told apart: a
+    token to verify (``401 invalid_token`` if it does not), or a wrong key
+    (``403``).  A publish key of that shape would be taken for a token:
+    ``openssl rand -hex 32`` keys never are.
+    """
+    return _JWT_SHAPE.fullmatch(credential) is not None
+
+
+def wrong_key(bearer: str | None, key: str | None, guard: Guard) -> bool:
+    """Whether a Bearer credential that is not the publish key is a wrong key (403).
+
+    Where a key is set: always, unless tokens are on and it looks like a JWT
+    (then it is verified as a token).  Where none is set, a credential can
+    only be a token (or nothing the server checks).
+    """
+    if bearer is None or key is None:
+        return False
+    return not (guard.enabled and looks_like_jwt(bearer))
+
+
+def caller_of(claims: Claims, token: str) -> str:
+    """Who publishes with ``token``, for scoping its idempotency keys (core/idempotency.py).
+
+    Its subject, the user id, which every token of one user shares (a retry
+    with a renewed token is still that user's); a token without one is its
+    own caller.  Tagged, so no subject can pass for a token.
+    """
+    return f"sub:{claims.subject}" if claims.subject is not None else f"token:{token}"
+
+
 def carries_key(headers: Mapping[str, str], key: str | None) -> bool:
     """Whether ``headers`` carry ``key`` as ``Authorization: Bearer <key>`` (never, if None)."""
     if key is None:
@@ -307,7 +360,7 @@ def claims_of(request: HTTPServerRequest) -> Claims | None:
 
 
 def redact(uri: str) -> str:
-    """``uri`` with any ``token=`` value hidden, for logs."""
+    """``uri`` with the value of every parameter named ``token`` (however encoded) hidden."""
     return _tornado.redact(uri)
 
 

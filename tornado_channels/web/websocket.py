@@ -20,10 +20,7 @@ first get what they missed since then.
 
 from __future__ import annotations
 
-import asyncio
 import logging
-
-from tornado.iostream import IOStream
 
 from ..core.deflate import Agreement, negotiate
 from ..core.frames import CLOSE_INTERNAL_ERROR, Encoding
@@ -32,9 +29,10 @@ from ..node import Node
 from . import _tornado
 from .chat import Chat
 from .config import ChannelConfig
-from .connection import Heartbeat, StreamTransport, WebSocketConnection
+from .connection import Heartbeat, WebSocketConnection
 from .errors import ApiError, JSONErrorsMixin
 from .hooks import ChannelHooks
+from .server_connection import connection_of
 from .subscribing import admit, start
 from .tokens import Guard
 
@@ -122,35 +120,8 @@ class ChannelSocketHandler(JSONErrorsMixin):
             )
             return chat.connection
 
-        detached: object = self.detach()
-        switch = getattr(detached, "switch_protocol", None)
-        if switch is not None:
-            # The standalone server's wire hands over its transport, with what
-            # the client sent after its request.
-            switch(connect)
-        else:
-            assert isinstance(detached, IOStream)
-            await _adopt(detached, connect)
+        await connection_of(self.request).take_over(self, connect)
         # The HTTP side is done with: let its objects go (hooks keep the request).
         _tornado.release(self)
         self.request.connection = None
         self.request.server_connection = None
-
-
-async def _adopt(stream: IOStream, connect: object) -> None:
-    """Take a socket over from Tornado's own server (a mounted application)."""
-    assert callable(connect)
-    # What the client sent after its request (frames the stream already read).
-    connection = connect(_tornado.read_ahead(stream))
-    if type(stream) is IOStream and stream.socket is not None:
-        # A duplicate of the socket goes to the loop's transport; closing
-        # the stream then releases only its own descriptor.
-        sock = stream.socket.dup()
-        stream.close()
-        try:
-            await asyncio.get_running_loop().connect_accepted_socket(lambda: connection, sock=sock)
-        except BaseException:
-            sock.close()
-            raise
-    else:
-        StreamTransport(stream, connection)  # TLS: the session stays in its SSLSocket.
