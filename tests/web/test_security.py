@@ -52,6 +52,16 @@ class PublishKeyTest(PostingTestCase):
         await silent(ws)
 
     @gen_test
+    async def test_a_channel_page_offers_no_send_box_a_browser_could_not_use(self) -> None:
+        """With only a publish key, the live page has no send box (a browser cannot send it)."""
+        response = await self.http_client.fetch(
+            self.get_url("/news"), headers={"Accept": "text/html"}
+        )
+        page = response.body.decode()
+        self.assertIn('data-channel="news"', page)
+        self.assertNotIn('id="send"', page)
+
+    @gen_test
     async def test_post_with_the_key_publishes(self) -> None:
         """A POST carrying 'Authorization: Bearer <key>' publishes as usual."""
         ws = await self.ws("/news")

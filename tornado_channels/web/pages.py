@@ -74,6 +74,9 @@ class ChannelHandler(JSONErrorsMixin):
                 presence_url=f"{self.config.prefix}_/presence/{self.path_kwargs['path']}",
                 publish_url=self._url_without_query(),
                 needs_token=needs_token,
+                # Where only a publish key lets anyone publish, a browser (which
+                # cannot send it) gets no send box that would only close its stream.
+                can_send=self.guard.enabled or self.config.publish_key is None,
                 **namespace,
             )
         else:
