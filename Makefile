@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 PORT   ?= 5000
 PYTEST_ARGS ?=
 
-.PHONY: help install run-deps test-deps run stop status serve test test-fast lint format flags clean conformance bench bench-nchan compile fresh-build uncompile
+.PHONY: help install run-deps test-deps run stop status serve test test-fast lint format flags clean conformance bench bench-nchan
 
 help:
 	@echo "make run    - one worker per core under supervisord, nginx in front on http://127.0.0.1:$(PORT), Redis"
@@ -19,7 +19,6 @@ help:
 	@echo "make bench  - fan-out, latency, publish cost, memory per connection, the clients' publishing paths, a 3-minute soak (BENCH_ARGS=--idle 10000; --soak 3600 --soak-channels 5000000; --soak-only)"
 	@echo "make bench-nchan - the same scenarios against ours and against Nchan (nginx), side by side"
 	@echo "make conformance - Autobahn|Testsuite against a worker and through nginx (needs Python 2.7: PYTHON27=...)"
-	@echo "make compile - build the hot path with mypyc (optional, faster; make uncompile for pure Python again)"
 	@echo "make clean  - remove the virtualenv and build leftovers"
 
 # The virtualenv, rebuilt whenever the package's requirements change.
@@ -29,6 +28,9 @@ $(STAMP): setup.cfg setup.py pyproject.toml
 	@# setuptools says, on every editable install, that a folder named like the
 	@# package may shadow it: true of every checkout, and noise here.
 	PYTHONWARNINGS="ignore:Editable installation" $(BIN)/python -m pip install --quiet -e '.[client,test,lint,deploy]'
+	@# A checkout that once ran the (since removed) mypyc build: its extension
+	@# modules would be imported before the sources they were built from.
+	find tornado_channels -name '*.so' -delete
 	touch $@
 
 install: $(STAMP)
@@ -63,7 +65,7 @@ test-deps:
 	$(call install_missing,$(TEST_DEPS))
 
 # Everything up in the background: workers under supervisord, nginx on $(PORT).
-run: install fresh-build run-deps
+run: install run-deps
 	TC_PORT=$(PORT) $(if $(REDIS_URL),TORNADO_CHANNELS_REDIS_URL=$(REDIS_URL)) deploy/up.sh
 
 # Returns once supervisord and everything under it have exited (workers drain first).
@@ -80,15 +82,15 @@ status:
 	else echo "not running (make run starts it)"; fi
 
 # One process in the foreground on the embedded broker: no Redis, no nginx.
-serve: install fresh-build
+serve: install
 	@echo "one process on http://127.0.0.1:$(PORT) (no nginx here: subscribe at ws://127.0.0.1:$(PORT)/<channel>)"
 	$(BIN)/tornado-channels --port $(PORT) $(if $(REDIS_URL),--redis-url $(REDIS_URL))
 
-test: install fresh-build test-deps
+test: install test-deps
 	$(BIN)/python -m pytest -W error $(PYTEST_ARGS)
 
 # No processes, private Redis servers, nginx or browser: seconds, for the edit-test loop.
-test-fast: install fresh-build
+test-fast: install
 	$(BIN)/python -m pytest -W error -m "not processes" --ignore=tests/system $(PYTEST_ARGS)
 
 lint: install
@@ -104,30 +106,8 @@ format: install
 flags: install
 	$(BIN)/python -m tests.helpers.flags_doc
 
-# The hot path (tornado_channels/compiled.py) as C extensions built by mypyc, next to its
-# sources: Python imports them first, so make run, serve, test and bench use them.  Optional;
-# the pure sources stay; a source edited after a build makes the server refuse to start
-# (make's own targets build again first: fresh-build).
-compile: install
-	$(call install_missing,gcc=gcc $(shell $(BIN)/python -c 'import sysconfig; print(sysconfig.get_paths()["include"])')/Python.h=python3-dev)
-	TORNADO_CHANNELS_COMPILE=1 $(BIN)/python setup.py --quiet build_ext --inplace
-	@# An edit that leaves the C code as it was relinks nothing, and the copy keeps the old
-	@# time: the build now matches its sources, so it is dated now (see stale_modules()).
-	find tornado_channels -name '*.so' -exec touch {} +
-
-# A build older than its sources (an edit, a pull) is built again before anything runs it:
-# the server refuses to start on a stale one.  Nothing happens when nothing was built.
-fresh-build: install
-	@if [ -n "$$(find tornado_channels -name '*.so' -print -quit)" ] && ! $(BIN)/python -c \
-	  'import sys; from tornado_channels.compiled import stale_modules; sys.exit(bool(stale_modules()))' \
-	  2>/dev/null; then echo "the compiled hot path is older than its sources: building it again"; \
-	  $(MAKE) --no-print-directory compile; fi
-
-uncompile:
+clean:
 	find tornado_channels -name '*.so' -delete
-	rm -rf build/temp.* build/lib.*
-
-clean: uncompile
 	rm -rf $(VENV) build dist *.egg-info .mypy_cache .ruff_cache .pytest_cache .hypothesis
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
 
@@ -145,18 +125,18 @@ $(AUTOBAHN_STAMP):
 	$(AUTOBAHN_VENV)/bin/python -m pip install --quiet autobahntestsuite==25.10.1
 	touch $@
 
-conformance: install fresh-build run-deps $(AUTOBAHN_STAMP)
+conformance: install run-deps $(AUTOBAHN_STAMP)
 	$(BIN)/python -m tests.conformance.run --wstest $(AUTOBAHN_VENV)/bin/wstest
 
 # Fan-out, latency, publish cost and idle memory of one process on the embedded broker (then
 # two on a private Redis); prints a Markdown table, fails on any lost/duplicated/reordered message.
-bench: install fresh-build
+bench: install
 	$(BIN)/python -m tests.bench.run $(BENCH_ARGS)
 
 # Every scenario against ours (as `make bench`) and against Nchan (Debian's nginx with
 # libnginx-mod-nchan, one worker; two for the 2-process scenario) in one run, side by side.
 # Nchan is a module, not a command: installed when its .so is there.
 NCHAN_MODULE := /usr/lib/nginx/modules/ngx_nchan_module.so
-bench-nchan: install fresh-build
+bench-nchan: install
 	$(call install_missing,nginx=nginx $(NCHAN_MODULE)=libnginx-mod-nchan)
 	$(BIN)/python -m tests.bench.run --nchan $(BENCH_ARGS)

@@ -6,8 +6,6 @@ import logging
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Protocol
 
-from mypy_extensions import mypyc_attr
-
 from .core.channels import Channel, Subtree, Target
 from .core.deflate import Deflate
 from .core.frames import CLOSE_INTERNAL_ERROR, CLOSE_SLOW_CONSUMER, Encoding, MessageFrames
@@ -67,8 +65,6 @@ class Subscriber(Protocol):
         """Close the connection with a WebSocket close code."""
 
 
-# Host applications and tests subclass it, also when the hot path is compiled.
-@mypyc_attr(allow_interpreted_subclasses=True)
 class Hub:
     """Local subscribers by channel, and the broadcast that feeds them.
 

@@ -13,8 +13,6 @@ import logging
 import time
 from collections.abc import Sequence
 
-from mypy_extensions import mypyc_attr
-
 from .brokers.base import Broker, BrokerUnavailable, PublishOutcomeUnknown
 from .brokers.memory import MemoryBroker
 from .core.channels import Target
@@ -34,8 +32,6 @@ log = logging.getLogger("tornado_channels.node")
 PUBLISH_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
 
 
-# Host applications and tests subclass it, also when the hot path is compiled.
-@mypyc_attr(allow_interpreted_subclasses=True)
 class Node:
     """One process's view of the channels: its subscribers and its broker.
 

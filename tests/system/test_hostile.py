@@ -119,7 +119,7 @@ def test_slow_consumer_is_closed_and_memory_stays_flat(servers: Start) -> None:
         # From here the slow client reads nothing at all.
         fast = await connect(server.ws_url + "/flood", max_message_size=1 << 20)
         # A few first, so the baseline has the publish path's code and buffers paged in
-        # (a compiled build's extension modules are mapped as they are first run).
+        # (modules and buffers are mapped as they are first used).
         for _ in range(4):
             assert (await post(server.url + "/flood", chunk)).code == 202
             assert await receive(fast) == chunk.decode()

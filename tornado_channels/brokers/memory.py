@@ -9,8 +9,6 @@ import time
 from collections import OrderedDict
 from collections.abc import Sequence
 
-from mypy_extensions import mypyc_attr
-
 from ..core.channels import Channel, Target
 from ..core.history import (
     HISTORY_AGE,
@@ -27,8 +25,6 @@ from ..core.publication import Position, Publication, Receipt, Recovery, decode,
 from .base import Broker, BrokerEvents, BrokerUnavailable, IdempotencyConflict
 
 
-# Host applications and tests subclass it, also when the hot path is compiled.
-@mypyc_attr(allow_interpreted_subclasses=True)
 class MemoryBroker(Broker):
     """Delivers every publication straight back to its own node.
 

@@ -11,7 +11,6 @@ from typing import TYPE_CHECKING
 from tornado.netutil import bind_sockets
 
 from ..brokers.settings import make_broker
-from ..compiled import HOT_MODULES, compiled_modules, stale_modules
 from ..node import Node
 from ..web.app import make_app
 from ..web.publishing import InFlight
@@ -24,31 +23,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("tornado_channels")
 
 
-def check_compiled() -> bool:
-    """Refuse a stale build of the hot path (make compile); say when it runs compiled.
-
-    A compiled module older than its source would run the old code next to
-    the other modules' new code: an error at start, not a subtle one later.
-    """
-    stale = stale_modules()
-    if stale:
-        log.error(
-            "compiled modules are older than their sources and would run old code: %s "
-            "(make compile again, or make uncompile)",
-            ", ".join(stale),
-        )
-        return False
-    compiled = compiled_modules()
-    if compiled:
-        log.info("hot path compiled with mypyc: %d of %d modules", len(compiled), len(HOT_MODULES))
-    return True
-
-
 async def serve(settings: Settings) -> int:
     """Run one server until SIGTERM or SIGINT, then shut down gracefully."""
     server_settings, channels = settings.server, settings.channels
-    if not check_compiled():
-        return 2
     try:
         broker = make_broker(settings.broker)
     except ValueError as exc:

@@ -231,7 +231,6 @@ class PublishRequest(httputil.HTTPMessageDelegate):
         if key is not None:
             try:
                 self.idempotency_key = parse_key(key)
-            # Named apart from the clause above: compiled, one name keeps one type.
             except InvalidIdempotencyKey as bad_key:
                 raise ApiError(400, "invalid_idempotency_key", str(bad_key)) from None
         # Counted from here, so a shutdown waits for bodies still arriving.
