@@ -126,7 +126,7 @@ def test_survives_redis_kill_and_resubscribes(redis_server: RedisServer) -> None
         loop = asyncio.get_running_loop()
         back = loop.time()
         await until(lambda: node.connected, what="reconnected")
-        assert loop.time() - back < 2.0
+        assert loop.time() - back < 5.0  # Promptly, with room for a loaded machine.
         # The subscription held before the outage was renewed with the connection.
         await node.publish(Channel("room"), b"after")
         assert await inbox.next() == b"after"

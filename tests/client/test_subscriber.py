@@ -78,7 +78,7 @@ def test_it_resumes_across_a_server_restart_with_200_messages_published_meanwhil
             subscribe(server.ws_url + "/users/1") as messages,
         ):
             first = asyncio.ensure_future(anext(messages))
-            await asyncio.sleep(0.3)
+            await until_subscribers(server, 1)
             before = await publisher.publish("users/1", "before")
             assert await asyncio.wait_for(first, WAIT) == Message(before, "before")
             server.terminate()
@@ -105,7 +105,7 @@ def test_a_lost_history_raises_recovery_failed_and_the_stream_goes_on(servers: S
     async def scenario() -> None:
         async with subscribe(server.ws_url + "/news") as messages:
             first = asyncio.ensure_future(anext(messages))
-            await asyncio.sleep(0.3)
+            await until_subscribers(server, 1)
             async with AsyncPublisher(server.url) as publisher:
                 await publisher.publish("news", "one")
             assert (await asyncio.wait_for(first, WAIT)).data == "one"
@@ -164,7 +164,7 @@ def test_a_token_provider_renews_expiring_tokens_without_losing_a_message(
             AsyncPublisher(server.url, key=key) as publisher,
         ):
             first = asyncio.ensure_future(anext(messages))
-            await asyncio.sleep(0.3)
+            await until_subscribers(server, 1)
             sent = [await publisher.publish("users/1", "m0")]
             got = [await asyncio.wait_for(first, WAIT)]
             started = time.monotonic()

@@ -151,6 +151,22 @@ def test_any_payload_round_trips(payload: bytes, bits: int) -> None:
         assert inflate(compressed, bits) == payload
 
 
+@given(
+    st.binary(min_size=1, max_size=30),
+    st.integers(min_value=10, max_value=200),
+    st.integers(min_value=9, max_value=15),
+)
+def test_a_repetitive_payload_is_compressed_and_round_trips(
+    chunk: bytes, times: int, bits: int
+) -> None:
+    """A payload that repeats itself always deflates smaller, and inflates back whole."""
+    payload = chunk * times
+    compressed = Deflate(bits, 0).compress(payload)
+    assert compressed is not None
+    assert len(compressed) < len(payload)
+    assert inflate(compressed, bits) == payload
+
+
 def test_each_frame_is_made_once_per_encoding_and_parameter_set() -> None:
     """The same bytes object for every ask with the same (encoding, parameters)."""
     message = MessageFrames("e:1", MESSAGE, "users/1")

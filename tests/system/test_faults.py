@@ -95,7 +95,8 @@ def test_redis_killed_and_restarted_mid_stream(servers: Start, redis_server: Red
     figures = run(scenario())
     assert server.process is not None
     assert server.process.poll() is None, "the process exited"
-    assert figures["resubscribed"] < 2.0, figures
+    # Promptly (the reconnect backoff starts small), with room for a loaded machine.
+    assert figures["resubscribed"] < 5.0, figures
     print(f"\nredis kill -9 figures: {figures}")
 
 

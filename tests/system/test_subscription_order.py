@@ -12,6 +12,7 @@ import pytest
 from prometheus_client import generate_latest
 
 from tornado_channels import Channel, MemoryBroker, Node, RedisBroker
+from tornado_channels.brokers.base import BrokerUnavailable
 from tornado_channels.web.metrics import NodeMetrics
 
 from ..helpers import WAIT, Inbox, RedisServer, ServerProcess, post, raw_websocket, run, until
@@ -183,7 +184,7 @@ def test_memory_broker_confirms_at_once_and_refuses_when_stopped() -> None:
         broker.subscribe(Channel("a"))
         await broker.confirm(Channel("a"))
         await node.stop()
-        with pytest.raises(Exception, match="stopped"):
+        with pytest.raises(BrokerUnavailable, match="stopped"):
             await broker.confirm(Channel("a"))
 
     run(scenario())

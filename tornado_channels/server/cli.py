@@ -15,14 +15,13 @@ import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from .. import __version__
 from ..brokers.settings import BrokerSettings
 from ..core import settings as declare
 from ..web.config import ChannelConfig
-from .settings import ServerSettings
+from .settings import ServerSettings, Settings
 
 #: The settings classes the command line is made of, in the order --help shows them.
 GROUPS: tuple[tuple[str, type], ...] = (
@@ -30,15 +29,6 @@ GROUPS: tuple[tuple[str, type], ...] = (
     ("broker and history", BrokerSettings),
     ("channels", ChannelConfig),
 )
-
-
-@dataclass(frozen=True)
-class Settings:
-    """Everything one server process is configured with."""
-
-    server: ServerSettings
-    broker: BrokerSettings
-    channels: ChannelConfig
 
 
 def build_parser(environ: dict[str, str] | None = None) -> argparse.ArgumentParser:

@@ -6,7 +6,6 @@ import asyncio
 import gc
 import logging
 import signal
-from typing import TYPE_CHECKING
 
 from tornado.netutil import bind_sockets
 
@@ -15,10 +14,8 @@ from ..node import Node
 from ..web.app import make_app
 from ..web.publishing import InFlight
 from .accept import Acceptor
+from .settings import Settings
 from .wire import WireServer
-
-if TYPE_CHECKING:
-    from .cli import Settings
 
 log = logging.getLogger("tornado_channels")
 

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..brokers.settings import BrokerSettings
 from ..core.settings import setting
 from ..hub import MAX_BUFFERED_BYTES
+from ..web.config import ChannelConfig
 from ..web.limits import BODY_TIMEOUT, IDLE_TIMEOUT
 
 
@@ -54,3 +56,12 @@ class ServerSettings:
         "debug logs every message published and delivered, and every request",
         choices=("debug", "info", "warning", "error"),
     )
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything one server process is configured with."""
+
+    server: ServerSettings
+    broker: BrokerSettings
+    channels: ChannelConfig
