@@ -53,6 +53,7 @@ from .base import (
 from .coalescer import PublishCoalescer, Request
 from .keys import KeyLayout
 from .link import Link
+from .pipe import Pipes
 from .presence import PresenceStore
 from .redis_history import Group, RedisHistory, ReplicasBehind
 from .redis_presence import PRESENCE_TTL, RedisPresence
@@ -154,6 +155,8 @@ class RedisBroker(Broker):
             # WAIT ends before the command timeout: beyond it, 504 (not a hang).
             wait_timeout=command_timeout * 0.8,
         )
+        # The publish script's connections (see pipe.py), one per master.
+        self._pipes = Pipes()
         node = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}".encode()
         self.node_id = node
         self.presence_ttl = presence_ttl
@@ -244,6 +247,7 @@ class RedisBroker(Broker):
             *([self._renewer] if self._renewer is not None else []),
             return_exceptions=True,
         )
+        self._pipes.close()
         await self.topology.close()
         events, self._events = self._events, None
         if events is not None:
@@ -415,9 +419,13 @@ class RedisBroker(Broker):
                     parts[-1][1].append(publication)
             homes.append(home)
         order = sorted(plan)
-        outcomes = await asyncio.gather(
-            *(self._publish_partition(p, plan[p], requests) for p in order)
-        )
+        if len(order) == 1:
+            # The common case, one partition: no task to gather.
+            outcomes = [await self._publish_partition(order[0], plan[order[0]], requests)]
+        else:
+            outcomes = await asyncio.gather(
+                *(self._publish_partition(p, plan[p], requests) for p in order)
+            )
         # Request index -> partition -> its receipt there, or the error.
         results: list[dict[int, Receipt | PublishError]] = [{} for _ in requests]
         for partition, outcome in zip(order, outcomes, strict=True):
@@ -435,7 +443,10 @@ class RedisBroker(Broker):
         groups = [Group(publications, requests[index][1]) for index, publications in parts]
         try:
             results = await self._command(
-                partition, lambda client: self.history.publish(client, partition, groups)
+                partition,
+                lambda client: self.history.publish(
+                    client, partition, groups, self._pipes.of(client)
+                ),
             )
         except PublishError as exc:
             return [type(exc)(*exc.args) for _ in parts]
