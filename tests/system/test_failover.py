@@ -68,7 +68,8 @@ class Follower:
 
 
 @pytest.mark.parametrize("own_redis_mode", ["sentinel", "cluster"], indirect=True)
-def test_killing_a_master_loses_nothing_silently(servers: Start, own_redis_mode: RedisMode) -> None:
+# The Redis deployment first: it is then torn down last, after the servers stopped.
+def test_killing_a_master_loses_nothing_silently(own_redis_mode: RedisMode, servers: Start) -> None:
     """Under a publish every 50 ms, a killed master: every 202 is delivered or reported lost."""
     mode = own_redis_mode
     options = ["--redis-probe-interval", "0.5", "--redis-timeout", "1"]

@@ -126,7 +126,7 @@ def test_an_idempotency_key_publishes_once_across_processes(
 
 
 def test_health_is_503_while_a_needed_master_is_unreachable(
-    servers: Start, own_redis_mode: RedisMode
+    own_redis_mode: RedisMode, servers: Start
 ) -> None:
     """Health answers 503 once a master is gone, and 200 again once Redis serves again."""
     mode = own_redis_mode
@@ -143,7 +143,7 @@ def test_health_is_503_while_a_needed_master_is_unreachable(
 
 @pytest.mark.parametrize("own_redis_mode", ["sentinel"], indirect=True)
 def test_waiting_for_a_replica_acknowledges_only_what_it_holds(
-    servers: Start, own_redis_mode: RedisMode
+    own_redis_mode: RedisMode, servers: Start
 ) -> None:
     """With --redis-wait-replicas 1: 202 while the replica confirms, 504 once it cannot."""
     assert isinstance(own_redis_mode, Sentinel)

@@ -31,8 +31,9 @@ Start = Callable[..., ServerProcess]
 #: Clients per run, and the drops each makes before its last round.
 CLIENTS = 10
 DROPS = 3
-#: Runs per test: the race showed up in one client of three per run before the fix.
-RUNS = 5
+#: Runs per test: before the fix the race showed up in about one client of
+#: three per run (ten clients), so three runs miss it with odds near zero.
+RUNS = 3
 #: Bounds on the publisher: it stops when every client is in its last round.
 MOST_MESSAGES = 4000
 #: Seconds any single wait may take.

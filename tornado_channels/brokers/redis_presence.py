@@ -54,6 +54,8 @@ Confirm = Callable[[int, Sequence[bytes]], Awaitable[bool | None]]
 PRESENCE_SCRIPT = (resources.files(__package__) / "presence.lua").read_bytes()
 #: Seconds a process's presence counts without being renewed (the default).
 PRESENCE_TTL = 10.0
+#: Seconds a stopping process spends withdrawing its tally before it gives up.
+WITHDRAW_TIMEOUT = 2.0
 #: Seconds between a change and its publication: a burst of joins is one write.
 DEBOUNCE = 0.25
 #: Names per script call: each call stays short, however many changed at once.
@@ -156,10 +158,15 @@ class RedisPresence(PresenceStore):
             await asyncio.gather(self._task, return_exceptions=True)
             self._task = None
         try:
-            await asyncio.gather(*(self._leave(p) for p in range(self.layout.partitions)))
-        except BrokerUnavailable as exc:
+            # Bounded: with Redis (or every Sentinel) unreachable, a shutdown
+            # would otherwise wait on the client's own retries.
+            await asyncio.wait_for(
+                asyncio.gather(*(self._leave(p) for p in range(self.layout.partitions))),
+                WITHDRAW_TIMEOUT,
+            )
+        except (BrokerUnavailable, asyncio.TimeoutError) as exc:
             # Redis drops it at its deadline anyway.
-            log.debug("withdrawing presence failed: %s", exc)
+            log.debug("withdrawing presence failed: %r", exc)
 
     async def _leave(self, partition: int) -> None:
         # A thousand entries per call; bounded, should Redis keep refusing the last.
