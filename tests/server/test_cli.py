@@ -11,7 +11,13 @@ import pytest
 
 from tornado_channels.brokers.settings import BrokerSettings
 from tornado_channels.core import settings as declare
-from tornado_channels.server.cli import GROUPS, event_loop_factory, flags_table, parse_settings
+from tornado_channels.server.cli import (
+    GROUPS,
+    event_loop_factory,
+    flags_table,
+    main,
+    parse_settings,
+)
 from tornado_channels.server.settings import ServerSettings
 from tornado_channels.web.config import ChannelConfig
 
@@ -114,3 +120,22 @@ def test_event_loop_factories() -> None:
     assert event_loop_factory("auto") is uvloop.new_event_loop
     assert event_loop_factory("uvloop") is uvloop.new_event_loop
     assert event_loop_factory("asyncio") is asyncio.new_event_loop
+
+
+def test_a_bad_environment_value_is_a_one_line_error_even_for_help(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """TORNADO_CHANNELS_PORT=abc: exit status 2 and a line naming the variable, no traceback."""
+    monkeypatch.setenv("TORNADO_CHANNELS_PORT", "abc")
+    assert main(["--help"]) == 2
+    error = capsys.readouterr().err
+    assert "TORNADO_CHANNELS_PORT='abc'" in error
+    assert "Traceback" not in error
+    assert len(error.strip().splitlines()) == 1
+
+
+def test_help_points_to_the_token_command(capsys: pytest.CaptureFixture[str]) -> None:
+    """--help names 'tornado-channels token', the development token minter."""
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    assert "tornado-channels token" in capsys.readouterr().out

@@ -39,15 +39,20 @@ def build_parser(environ: dict[str, str] | None = None) -> argparse.ArgumentPars
         description="WebSocket channels: subscribe at ws://host/<channel>, "
         "publish with POST /<channel> (or POST /<prefix>/ for every channel below it).",
         epilog=f"Every flag can be set in the environment as {declare.ENV_PREFIX}<FLAG>, "
-        f"e.g. {declare.ENV_PREFIX}REDIS_URL.",
+        f"e.g. {declare.ENV_PREFIX}REDIS_URL. 'tornado-channels token --help': mint a "
+        "channel token for development.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     for title, cls in GROUPS:
         group = parser.add_argument_group(title)
         for field, about in declare.declared(cls):
             default = field.default
-            if declare.env_name(field) in environ:
-                default = declare.parse(field, environ[declare.env_name(field)])
+            name = declare.env_name(field)
+            if name in environ:
+                try:
+                    default = declare.parse(field, environ[name])
+                except ValueError as exc:
+                    raise ValueError(f"{name}={environ[name]!r}: {exc}") from None
             options: dict[str, Any] = {"default": default, "help": about.help, "dest": field.name}
             if declare.kind(field) == "bool":
                 options["action"] = argparse.BooleanOptionalAction
@@ -157,7 +162,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = parse_settings(argv)
     except ValueError as exc:
-        build_parser().error(str(exc))
+        # Said as argparse says its errors, without building the parser (which
+        # reads the environment) again: a bad variable fails even for --help.
+        print(f"tornado-channels: error: {exc}", file=sys.stderr)
+        return 2
     configure_logging(settings.server.log_level)
     loop_factory = event_loop_factory(settings.server.event_loop)
     if loop_factory is None:
