@@ -2,7 +2,7 @@
 
 Once the handshake is answered, Tornado's WebSocket machinery keeps, per idle
 connection, an IOStream with its queues, a protocol object, and a chain of
-coroutines waiting for the next frame: about 15 KiB each (tracemalloc, see the
+coroutines waiting for the next frame: about 15 KiB each (tracemalloc, see
 docs/performance.md).  Here the socket goes to the event loop's own
 transport (uvloop's, written in C, when it runs) with this protocol on top:
 frames the clients send are parsed by :mod:`.inbound`, frames for them are
