@@ -405,3 +405,12 @@ def test_pipelined_answers_a_client_never_reads_do_not_grow_memory(
     finally:
         sock.close()
     assert grown < 8, f"RSS grew {grown:.1f} MiB"
+
+
+def test_connect_is_a_json_405_that_ends_the_connection(server: ServerProcess) -> None:
+    """CONNECT asks to switch protocols: refused in JSON, and the connection closes after it."""
+    raw = b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n\x16\x03\x01"
+    responses, closed = raw_exchange(server.port, raw)
+    assert_json_error(responses[0], 405, "method_not_allowed")
+    assert responses[0].json()["message"] == "CONNECT not allowed here"
+    assert closed

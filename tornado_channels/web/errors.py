@@ -143,6 +143,8 @@ class JSONErrorsMixin(tornado.web.RequestHandler):
         if status_code == 405:
             allowed = self.allowed_methods()
             self.set_header("Allow", ", ".join(allowed))
-            message = f"{self.request.method} not allowed here; use {' or '.join(allowed)}"
+            message = f"{self.request.method} not allowed here"
+            if allowed:
+                message += f"; use {' or '.join(allowed)}"
         self.set_header("Content-Type", JSON_TYPE)
         self.finish(error_body(error, message, **details))
