@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import struct
 from collections.abc import Iterator
 
@@ -25,7 +26,7 @@ from ..helpers import (
     receive,
     run,
 )
-from ..helpers.support import rss_mib
+from ..helpers.support import WAIT, rss_mib, until
 
 pytestmark = pytest.mark.processes
 
@@ -414,3 +415,30 @@ def test_connect_is_a_json_405_that_ends_the_connection(server: ServerProcess) -
     assert_json_error(responses[0], 405, "method_not_allowed")
     assert responses[0].json()["message"] == "CONNECT not allowed here"
     assert closed
+
+
+def test_a_stopping_server_answers_on_a_kept_alive_connection_left_to_its_client() -> None:
+    """With --keepalive-grace, a stopping server answers on an idle connection, then ends it."""
+    process = ServerProcess("--keepalive-grace", "4").start().wait_healthy()
+    try:
+
+        async def scenario() -> bytes:
+            reader, writer = await asyncio.open_connection("127.0.0.1", process.port)
+            try:
+                writer.write(request("POST", "/grace", b"before"))
+                assert b" 202 " in await asyncio.wait_for(reader.readuntil(b"}"), WAIT)
+                process.send_signal(signal.SIGTERM)
+                # The server is past accepting and draining, holding this connection open.
+                await until(lambda: "for their clients to close" in process.output())
+                writer.write(request("POST", "/grace", b"during"))
+                return await asyncio.wait_for(reader.read(), WAIT)  # Up to the server's FIN.
+            finally:
+                writer.close()
+
+        answer = run(scenario())
+        assert answer.startswith(b"HTTP/1.1 202 "), answer
+        assert b"\r\nConnection: close\r\n" in answer, answer
+        assert process.wait_exit() == 0
+    finally:
+        process.terminate()
+        process.log.unlink(missing_ok=True)

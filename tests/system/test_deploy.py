@@ -320,18 +320,23 @@ def test_ops_allow_renders_allow_lines_nginx_accepts(tmp_path: Path) -> None:
 
 
 def test_restarting_one_worker_leaves_the_other_delivering(deployment: Deploy) -> None:
-    """While supervisorctl restarts one worker, the other delivers and nginx takes new clients."""
+    """While supervisorctl restarts one worker, every POST through nginx's pool gets through."""
     deployed = deployment()
 
     async def scenario() -> None:
         on_second = await connect(deployed.worker_url(1, "ws") + "/room")
+        # Pooled connections to both workers, idle when the restart begins.
+        for number in range(20):
+            assert (await post(deployed.url + "/warm", f"w{number}")).code == 202
         restart = asyncio.ensure_future(
             asyncio.to_thread(deployed.ctl, "restart", deployed.worker_name(0))
         )
         delivered = 0
         while not restart.done():
-            response = await post(deployed.worker_url(1) + "/room", f"m{delivered}")
-            assert response.code == 202
+            # Through nginx: the stopping worker must never close a pooled
+            # connection under a POST (nginx would not resend it).
+            response = await post(deployed.url + "/room", f"m{delivered}")
+            assert response.code == 202, (delivered, response.code, response.body)
             assert await receive(on_second) == f"m{delivered}"
             delivered += 1
             fresh = await connect(deployed.ws_url + "/ws/room")
@@ -356,6 +361,9 @@ def test_killed_worker_is_restarted_and_nginx_fails_over(deployment: Deploy) -> 
 
     async def scenario() -> float:
         listener = await connect(deployed.worker_url(1, "ws") + "/news")
+        # nginx's pool holds connections to both workers when one is killed.
+        for number in range(20):
+            assert (await post(deployed.url + "/warm", f"w{number}")).code == 202
         os.kill(victim, signal.SIGKILL)
         loop = asyncio.get_running_loop()
         killed_at = loop.time()

@@ -77,8 +77,15 @@ async def serve(settings: Settings) -> int:
     await node.drain(drain)
     if not await in_flight.wait_idle(drain):
         log.warning("publishes still in progress after %.1fs; closing anyway", drain)
+    grace = server_settings.keepalive_grace
+    if grace and wire.connections:
+        log.info(
+            "leaving %d connections up to %.1fs for their clients to close",
+            len(wire.connections),
+            grace,
+        )
     try:
-        await asyncio.wait_for(wire.close_all_connections(), drain)
+        await asyncio.wait_for(wire.close_all_connections(grace), grace + drain)
     except asyncio.TimeoutError:
         log.warning("connections still open after %.1fs; closing anyway", drain)
     await node.stop()

@@ -46,6 +46,14 @@ class ServerSettings:
         "idle connections",
         metavar="SECONDS",
     )
+    keepalive_grace: float = setting(
+        0.0,
+        "on shutdown, seconds an idle kept-alive connection is left for its client to close "
+        "(requests on it are still answered, with Connection: close); behind a proxy that "
+        "pools connections, above its keepalive_timeout, so it never sends a request on a "
+        "connection as the server closes it",
+        metavar="SECONDS",
+    )
     event_loop: str = setting(
         "auto",
         "asyncio event loop: uvloop (faster; 'auto' uses it when installed) or asyncio's own",

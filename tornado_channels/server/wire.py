@@ -515,11 +515,26 @@ class WireServer:
         """A protocol for one new connection."""
         return HTTPWire(self)
 
-    async def close_all_connections(self) -> None:
-        """Close idle connections now, busy ones after their answer; return once all are gone."""
+    async def close_all_connections(self, grace: float = 0.0) -> None:
+        """Close every connection, busy ones after their answer; return once all are gone.
+
+        With ``grace``, idle connections are first left open that long for
+        their clients to close, and every answer meanwhile ends its
+        connection (``Connection: close``).  A proxy's keep-alive pool (nginx
+        in front of the workers) may be sending a request on an idle
+        connection at the very moment the server closes it, and that POST
+        then fails after it was sent, which the proxy must not resend; left
+        to close them itself (its ``keepalive_timeout`` below ``grace``), it
+        never loses one.
+        """
+        for wire in list(self.connections):
+            wire.closing = True
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace
         while self.connections:
-            for wire in list(self.connections):
-                wire.shut_down()
+            if loop.time() >= deadline:
+                for wire in list(self.connections):
+                    wire.shut_down()
             await asyncio.sleep(0.05)
 
 
