@@ -86,12 +86,15 @@ serve: install
 	@echo "one process on http://127.0.0.1:$(PORT) (no nginx here: subscribe at ws://127.0.0.1:$(PORT)/<channel>)"
 	$(BIN)/tornado-channels --port $(PORT) $(if $(REDIS_URL),--redis-url $(REDIS_URL))
 
+# In parallel, one pytest process per core (tests/helpers/support.py gives each its own ports);
+# TEST_WORKERS=0 runs it in one process.
+TEST_WORKERS ?= 2
 test: install test-deps
-	$(BIN)/python -m pytest -W error $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -W error -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
 # No processes, private Redis servers, nginx or browser: seconds, for the edit-test loop.
 test-fast: install
-	$(BIN)/python -m pytest -W error -m "not processes" --ignore=tests/system $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -W error -n $(TEST_WORKERS) -m "not processes" --ignore=tests/system $(PYTEST_ARGS)
 
 lint: install
 	$(BIN)/ruff check tornado_channels tests

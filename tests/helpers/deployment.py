@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from .support import WAIT, ephemeral_start, free_port, port_is_free, wait_healthy
+from .support import WAIT, free_port, port_blocks, port_is_free, wait_healthy
 
 #: For tests that run nginx (make test installs it when missing).
 needs_nginx = pytest.mark.skipif(
@@ -30,9 +30,10 @@ DEPLOY = ROOT / "deploy"
 
 def free_port_range(count: int) -> int:
     """The first of ``count`` consecutive ports that are all free right now."""
+    blocks = port_blocks()
     for _ in range(100):
         base = free_port()
-        if base + count >= ephemeral_start():
+        if not any(start <= base and base + count <= stop for start, stop in blocks):
             continue
         if all(port_is_free(port) for port in range(base + 1, base + count)):
             return base

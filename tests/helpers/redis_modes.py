@@ -18,14 +18,10 @@ from .support import (
     WAIT,
     RedisServer,
     _end,
-    ephemeral_start,
     free_port,
-    port_is_free,
     wait_for_port,
 )
 
-#: A cluster node's bus port is its port plus this.
-BUS_OFFSET = 10000
 #: Redis Cluster and Sentinel detect a dead master after this long (ms).
 NODE_TIMEOUT = 1000
 #: A replica's first sync starts at once (Redis 7 waits 5 s for more replicas by default).
@@ -34,11 +30,7 @@ FAST_SYNC = ["--repl-diskless-sync-delay", "0"]
 
 def _cluster_port() -> int:
     """A free port whose cluster bus port (+10000) is free too, both below the ephemeral range."""
-    for _ in range(200):
-        port = free_port(highest=ephemeral_start() - 1 - BUS_OFFSET)
-        if port_is_free(port + BUS_OFFSET):
-            return port
-    raise AssertionError("no free port pair for a cluster node")
+    return free_port(cluster=True)
 
 
 def _cli(port: int, *args: str, timeout: float = WAIT) -> str:

@@ -102,18 +102,46 @@ def bind_unused_port(
     return sock, sock.getsockname()[1]
 
 
-def free_port(highest: int | None = None) -> int:
+#: A Redis Cluster node's bus port is its port + 10000: cluster nodes take their ports
+#: from CLUSTER_PORTS, and no other port is ever taken from the band their bus ports fall in.
+CLUSTER_PORTS = (LOWEST_PORT, 16000)
+BUS_BAND = (CLUSTER_PORTS[0] + 10000, CLUSTER_PORTS[1] + 10000)
+
+
+def _share(start: int, stop: int) -> tuple[int, int]:
+    """The block of ports ``start``..``stop`` this test process owns: one per pytest-xdist worker.
+
+    Parallel workers never pick the same port, nor a block of consecutive ports
+    that overlaps another worker's.
+    """
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    count = max(1, int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")))
+    index = int(worker.removeprefix("gw") or 0) % count
+    size = (stop - start) // count
+    return start + index * size, start + (index + 1) * size
+
+
+def port_blocks(cluster: bool = False) -> list[tuple[int, int]]:
+    """The ports (half-open ranges) this test process may take for listeners."""
+    if cluster:
+        return [_share(*CLUSTER_PORTS)]
+    # Between the cluster band and the ephemeral range, but the bus band.
+    return [_share(CLUSTER_PORTS[1], BUS_BAND[0]), _share(BUS_BAND[1], ephemeral_start())]
+
+
+def free_port(cluster: bool = False) -> int:
     """A TCP port on 127.0.0.1, below the ephemeral range, that nothing listens on right now.
 
-    ``highest`` bounds it further (a Redis Cluster node's bus port is its port + 10000).
+    ``cluster``: for a Redis Cluster node, whose bus port (+10000) is then free too.
     """
-    top = min(highest or 65535, ephemeral_start() - 1)
+    blocks = port_blocks(cluster)
     for _ in range(1000):
-        port = random.randint(LOWEST_PORT, top)
-        if port_is_free(port):
+        start, stop = random.choice(blocks)
+        port = random.randrange(start, stop)
+        if port_is_free(port) and (not cluster or port_is_free(port + 10000)):
             _handed_out.add(port)
             return port
-    raise AssertionError(f"no free port in {LOWEST_PORT}-{top}")
+    raise AssertionError(f"no free port in {blocks}")
 
 
 def healthy(url: str) -> bool:

@@ -15,6 +15,10 @@ from tornado_channels.core.frames import CLOSE_TRY_AGAIN_LATER
 
 from ..helpers import Inbox, NetnsUnavailable, TestHost, run, until, wait_for_host_port
 
+# One network namespace at a time: every TestHost has the same addresses, so the
+# tests that make one run in the same pytest-xdist worker (--dist loadgroup).
+pytestmark = pytest.mark.xdist_group("netns")
+
 PORT = 6399
 
 

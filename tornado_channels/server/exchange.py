@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import tornado.web
 from tornado import httputil
@@ -21,14 +21,39 @@ from ..core.http1 import RequestHead, http_date
 from ..web.errors import JSON_TYPE, error_body, reason
 from ..web.server_connection import ProtocolFactory, WireConnection
 
-if TYPE_CHECKING:
-    from .wire import HTTPWire
-
 log = logging.getLogger("tornado_channels.server")
 
 #: Body bytes still to come after an early answer that are read and dropped
 #: with the connection kept alive; with more, the answer closes it.
 DISCARD_KEEPALIVE = 64 << 10
+
+
+
+class Carrier(Protocol):
+    """What an exchange needs of the connection it travels on (server/wire.py's ``HTTPWire``)."""
+
+    transport: asyncio.Transport | None
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        """The connection's event loop."""
+
+    @property
+    def closing(self) -> bool:
+        """Whether the connection ends after the answer in progress (shutting down)."""
+
+    def write(self, data: bytes) -> asyncio.Future[None]:
+        """Send ``data``; the future resolves once the transport has room again."""
+
+    def answered(self, exchange: Exchange) -> None:
+        """``exchange``'s answer is complete: end the connection or read the next request."""
+
+    def detach(self) -> None:
+        """No more HTTP on this connection."""
+
+    def switch_protocol(self, factory: ProtocolFactory) -> None:
+        """Hand the transport, and what was read past the request, to ``factory``'s protocol."""
+
 
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 _NONE, _FIXED, _CHUNKED, _UNTIL_CLOSE = range(4)
@@ -81,13 +106,13 @@ def error_response(
 
 
 class Exchange(WireConnection):
-    """One request and its answer on an :class:`HTTPWire`.
+    """One request and its answer on a connection (a :class:`Carrier`: server/wire.py's).
 
     Tornado's view of the connection (``HTTPConnection``), and the web
     layer's (``ServerConnection``).
     """
 
-    def __init__(self, wire: HTTPWire, head: RequestHead, context: WireContext) -> None:
+    def __init__(self, wire: Carrier, head: RequestHead, context: WireContext) -> None:
         self.wire = wire
         self.head = head
         self.context = context
@@ -112,7 +137,7 @@ class Exchange(WireConnection):
     @property
     def loop(self) -> asyncio.AbstractEventLoop:
         """The connection's event loop (asked once per connection, not per request)."""
-        return self.wire._loop
+        return self.wire.loop
 
     @property
     def lingers(self) -> bool:

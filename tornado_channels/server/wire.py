@@ -148,6 +148,11 @@ class HTTPWire(asyncio.Protocol):
         if self.transport is not None and not self._lingering:
             self._advance()
 
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        """The connection's event loop (asked once, not per request)."""
+        return self._loop
+
     # Writing
 
     def write(self, data: bytes) -> asyncio.Future[None]:
