@@ -28,7 +28,6 @@ log = logging.getLogger("tornado_channels.server")
 DISCARD_KEEPALIVE = 64 << 10
 
 
-
 class Carrier(Protocol):
     """What an exchange needs of the connection it travels on (server/wire.py's ``HTTPWire``)."""
 
