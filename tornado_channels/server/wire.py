@@ -42,6 +42,7 @@ from tornado.iostream import StreamClosedError
 
 from ..core.http1 import END, BadRequest, RequestHead, RequestReader
 from ..web.server_connection import ProtocolFactory
+from .deadline import Deadline
 from .exchange import Exchange, WireContext, apply_xheaders, call_quietly, error_response
 
 log = logging.getLogger("tornado_channels.server")
@@ -73,9 +74,8 @@ class HTTPWire(asyncio.Protocol):
         #: Set on shutdown: the connection ends after the answer in progress.
         self.closing = False
         self._advancing = False
-        self._timer: asyncio.TimerHandle | None = None
-        self._deadline = 0.0
-        self._on_time: Callable[[], None] | None = None
+        #: The idle, body or linger deadline: one at a time.
+        self.deadline = Deadline(self._loop)
         self._paused_reading = False
         self._paused_writing = False
         self._drained: list[asyncio.Future[None]] = []
@@ -92,7 +92,7 @@ class HTTPWire(asyncio.Protocol):
         if isinstance(peer, tuple) and peer:
             self.peer = str(peer[0])
         self.server.connections.add(self)
-        self._set_timer(self.server.idle_timeout, self._idle_timeout)
+        self.deadline.set(self.server.idle_timeout, self._idle_timeout)
 
     def data_received(self, data: bytes) -> None:
         """Read what the bytes complete."""
@@ -115,7 +115,7 @@ class HTTPWire(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         """Gone: stop the timers, tell the request in progress."""
         self._gone = True
-        self._cancel_timer()
+        self.deadline.cancel()
         self.server.connections.discard(self)
         self.transport = None
         exchange, self.exchange = self.exchange, None
@@ -233,9 +233,9 @@ class HTTPWire(asyncio.Protocol):
             )
             return
         if head.has_body:
-            self._set_timer(self.server.body_timeout, self._body_timeout)
+            self.deadline.set(self.server.body_timeout, self._body_timeout)
         else:
-            self._disarm()
+            self.deadline.disarm()
         shortcut = self.server.shortcut
         if shortcut is not None and head.method == "POST":
             try:
@@ -314,7 +314,7 @@ class HTTPWire(asyncio.Protocol):
 
     def _body_done(self, exchange: Exchange) -> None:
         exchange.reading = False
-        self._disarm()
+        self.deadline.disarm()
         if exchange.finished:
             self._next(exchange)
             return
@@ -337,7 +337,7 @@ class HTTPWire(asyncio.Protocol):
             self._close_after(exchange)
             return
         self.exchange = None
-        self._set_timer(self.server.idle_timeout, self._idle_timeout)
+        self.deadline.set(self.server.idle_timeout, self._idle_timeout)
         if not self._advancing:
             # Pipelined requests may be waiting; read them on the next pass,
             # not deeper in this stack.
@@ -388,7 +388,7 @@ class HTTPWire(asyncio.Protocol):
             self._paused_reading = False
         if transport.can_write_eof():
             transport.write_eof()
-        self._set_timer(LINGER_TIME, self.close)
+        self.deadline.set(LINGER_TIME, self.close)
 
     def _linger_read(self, size: int) -> None:
         self._lingering += size
@@ -397,7 +397,7 @@ class HTTPWire(asyncio.Protocol):
 
     def close(self) -> None:
         """Close the connection (what is written is still sent)."""
-        self._cancel_timer()
+        self.deadline.cancel()
         if self.transport is not None and not self.transport.is_closing():
             self.transport.close()
 
@@ -411,7 +411,7 @@ class HTTPWire(asyncio.Protocol):
 
     def detach(self) -> None:
         """No more HTTP on this connection (see :meth:`switch_protocol`)."""
-        self._cancel_timer()
+        self.deadline.cancel()
         self.server.connections.discard(self)
 
     def switch_protocol(self, factory: ProtocolFactory) -> None:
@@ -426,47 +426,7 @@ class HTTPWire(asyncio.Protocol):
             transport.resume_reading()
         protocol.connection_made(transport)
 
-    # Timers
-
-    # One deadline at a time (idle, body, linger), kept lazily: moving it
-    # later, as every request on a kept-alive connection does twice, only
-    # writes it down; the timer already set fires first and sets itself again
-    # for the rest.  A timer made and cancelled per request was measurable.
-
-    def _set_timer(self, delay: float, callback: Callable[[], None]) -> None:
-        if delay <= 0:
-            self._cancel_timer()
-            return
-        deadline = self._loop.time() + delay
-        self._deadline = deadline
-        self._on_time = callback
-        timer = self._timer
-        if timer is not None:
-            if timer.when() <= deadline:
-                return
-            timer.cancel()
-        self._timer = self._loop.call_at(deadline, self._ring)
-
-    def _disarm(self) -> None:
-        """No deadline for now (the timer, if set, will find nothing to do)."""
-        self._on_time = None
-
-    def _cancel_timer(self) -> None:
-        self._on_time = None
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-
-    def _ring(self) -> None:
-        self._timer = None
-        callback = self._on_time
-        if callback is None:
-            return
-        if self._deadline > self._loop.time():
-            self._timer = self._loop.call_at(self._deadline, self._ring)
-            return
-        self._on_time = None
-        callback()
+    # Deadlines
 
     def _idle_timeout(self) -> None:
         if self.reader.between_requests:
