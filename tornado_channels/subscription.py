@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from typing import Protocol
 
 from .brokers.base import BrokerUnavailable
@@ -53,6 +54,7 @@ class Subscription:
     __slots__ = (
         "_closing",
         "_deadline",
+        "_over",
         "_pending",
         "_resume",
         "_transport",
@@ -92,6 +94,8 @@ class Subscription:
         self._pending: list[bytes] | None = []
         self._closing: tuple[int | None, str | None] | None = None
         self._deadline: asyncio.TimerHandle | None = None
+        # Ended or closed: no deadline may be set any more.
+        self._over = False
 
     async def start(self) -> None:
         """Subscribe; return once the broker delivers to it (raise BrokerUnavailable if not)."""
@@ -110,15 +114,26 @@ class Subscription:
 
     def end(self) -> None:
         """The connection is gone (or never came): leave the target.  Safe to call again."""
+        self._over = True
         self._cancel_deadline()
         self.node.unsubscribe(self.target, self)
         self._transport = None
 
     def close_at(self, delay: float, code: int, reason: str) -> None:
         """Close in ``delay`` seconds with ``code`` (a token's expiry), unless it ends first."""
+        self.at(delay, lambda: self.close(code, reason))
+
+    def at(self, delay: float, callback: Callable[[], object]) -> None:
+        """Call ``callback`` in ``delay`` seconds (an expiry), unless this ends or closes first.
+
+        One deadline at a time: a new one replaces the last.  Once ended or
+        closed, nothing is scheduled (a re-authorization that answers late).
+        """
         self._cancel_deadline()
+        if self._over:
+            return
         loop = asyncio.get_running_loop()
-        self._deadline = loop.call_later(max(delay, 0.0), self.close, code, reason)
+        self._deadline = loop.call_later(max(delay, 0.0), callback)
 
     def _cancel_deadline(self) -> None:
         if self._deadline is not None:
@@ -204,6 +219,7 @@ class Subscription:
             if self._pending is not None:
                 self._closing = (code, reason)
             return
+        self._over = True
         transport.close(code, reason)
         self.node.unsubscribe(self.target, self)
 
