@@ -121,6 +121,8 @@ class BackendHooks(ChannelHooks):
         self._asking: dict[tuple[bytes, str], asyncio.Future[_Answer]] = {}
         #: Requests sent to the backend, by kind (for tests and metrics).
         self.requests = {"subscribe": 0, "publish": 0}
+        #: Asks that waited for an identical one under way instead of asking.
+        self.collapsed = 0
 
     def close(self) -> None:
         """Close the HTTP client (its connections)."""
@@ -155,6 +157,8 @@ class BackendHooks(ChannelHooks):
                 asking = asyncio.ensure_future(self._ask(key, target, headers, request.remote_ip))
                 self._asking[key] = asking
                 asking.add_done_callback(lambda _: self._asking.pop(key, None))
+            else:
+                self.collapsed += 1
             # Shielded: one waiter that goes away must not cancel the others' answer.
             answer = await asyncio.shield(asking)
         if isinstance(answer, ApiError):
