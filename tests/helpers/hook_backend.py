@@ -102,3 +102,19 @@ class _Hook(tornado.web.RequestHandler):
             self.finish()
             return
         self.finish(json.dumps(body) if isinstance(body, dict) else body)
+
+
+async def _serve(port: int) -> None:
+    """Serve an allow-everything backend on ``port`` until killed (the bench's)."""
+    backend = HookBackend(port).start()
+    try:
+        await asyncio.Event().wait()
+    finally:
+        await backend.stop()
+
+
+if __name__ == "__main__":
+    # python -m tests.helpers.hook_backend PORT: the backend in a process of its own.
+    import sys
+
+    asyncio.run(_serve(int(sys.argv[1])))

@@ -115,8 +115,8 @@ class BackendHooks(ChannelHooks):
         self.settings = settings
         self.authenticates = settings.auth_url is not None
         self._client: AsyncHTTPClient | None = None
-        # (credentials digest, target) -> (when it expires, monotonic; the answer).
-        self._cache: OrderedDict[tuple[bytes, str], tuple[float, _Answer]] = OrderedDict()
+        # (credentials digest, target) -> (when asked and when it expires, monotonic; answer).
+        self._cache: OrderedDict[tuple[bytes, str], tuple[float, float, _Answer]] = OrderedDict()
         # The same keys -> the ask under way: identical asks wait for it.
         self._asking: dict[tuple[bytes, str], asyncio.Future[_Answer]] = {}
         #: Requests sent to the backend, by kind (for tests and metrics).
@@ -170,10 +170,15 @@ class BackendHooks(ChannelHooks):
         entry = self._cache.get(key)
         if entry is None:
             return None
-        if entry[0] <= time.monotonic():
+        asked, expires, answer = entry
+        now = time.monotonic()
+        if expires <= now:
             del self._cache[key]
             return None
-        return entry[1]
+        if isinstance(answer, Allow) and answer.expires_in is not None:
+            # The backend's expiry counts from when it answered, not from now.
+            return Allow(answer.user, answer.expires_in - (now - asked))
+        return answer
 
     async def _ask(
         self, key: tuple[bytes, str], target: Target, headers: dict[str, str], remote_ip: Any
@@ -195,7 +200,8 @@ class BackendHooks(ChannelHooks):
         if isinstance(answer, Allow) and answer.expires_in is not None:
             ttl = min(ttl, answer.expires_in)
         if ttl > 0:
-            self._cache[key] = (time.monotonic() + ttl, answer)
+            now = time.monotonic()
+            self._cache[key] = (now, now + ttl, answer)
             self._cache.move_to_end(key)
             while len(self._cache) > CACHE_ENTRIES:
                 self._cache.popitem(last=False)
