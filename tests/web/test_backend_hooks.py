@@ -269,6 +269,20 @@ class PublishUrlTest(BackendHooksTestCase):
         await self.publish("/room", "next")
         assert await receive(watcher) == "next"
 
+    @gen_test
+    async def test_chat_with_a_backend_too_slow_closes_1008_and_publishes_nothing(self) -> None:
+        """A publish hook that does not answer in time closes the client 1008 saying so."""
+        conn = await self.ws_with("/room", **COOKIE)
+        watcher = await self.ws_with("/room", Cookie="session=u7")
+        self.backend.hold = True
+        conn.write_message("late")
+        code, reason = await closed(conn)
+        assert code == 1008
+        assert "did not answer" in str(reason)
+        self.backend.release()
+        await self.publish("/room", "next")
+        assert await receive(watcher) == "next"
+
 
 class PublishKeyBypassTest(BackendHooksTestCase):
     def make_app(self, node: Node) -> Application:
