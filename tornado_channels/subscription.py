@@ -56,6 +56,7 @@ class Subscription:
         "_deadline",
         "_over",
         "_pending",
+        "_recheck",
         "_resume",
         "_transport",
         "deflate",
@@ -94,7 +95,9 @@ class Subscription:
         self._pending: list[bytes] | None = []
         self._closing: tuple[int | None, str | None] | None = None
         self._deadline: asyncio.TimerHandle | None = None
-        # Ended or closed: no deadline may be set any more.
+        # A re-authorization's timer (see at), apart from a token's deadline.
+        self._recheck: asyncio.TimerHandle | None = None
+        # Ended or closed: no timer may be set any more.
         self._over = False
 
     async def start(self) -> None:
@@ -121,24 +124,33 @@ class Subscription:
 
     def close_at(self, delay: float, code: int, reason: str) -> None:
         """Close in ``delay`` seconds with ``code`` (a token's expiry), unless it ends first."""
-        self.at(delay, lambda: self.close(code, reason))
+        if self._deadline is not None:
+            self._deadline.cancel()
+        loop = asyncio.get_running_loop()
+        self._deadline = loop.call_later(max(delay, 0.0), self.close, code, reason)
 
     def at(self, delay: float, callback: Callable[[], object]) -> None:
-        """Call ``callback`` in ``delay`` seconds (an expiry), unless this ends or closes first.
+        """Call ``callback`` in ``delay`` seconds (a re-authorization), unless this ends first.
 
-        One deadline at a time: a new one replaces the last.  Once ended or
-        closed, nothing is scheduled (a re-authorization that answers late).
+        One such timer at a time (a new one replaces the last), apart from
+        :meth:`close_at`'s, which it never moves.  Once ended or closed,
+        nothing is scheduled (a re-authorization that answers late).
         """
-        self._cancel_deadline()
-        if self._over:
-            return
-        loop = asyncio.get_running_loop()
-        self._deadline = loop.call_later(max(delay, 0.0), callback)
+        if self._recheck is not None:
+            self._recheck.cancel()
+            self._recheck = None
+        if not self._over:
+            loop = asyncio.get_running_loop()
+            self._recheck = loop.call_later(max(delay, 0.0), callback)
 
     def _cancel_deadline(self) -> None:
+        """Cancel both timers: the subscription ends or closes."""
         if self._deadline is not None:
             self._deadline.cancel()
             self._deadline = None
+        if self._recheck is not None:
+            self._recheck.cancel()
+            self._recheck = None
 
     async def resume(self) -> None:
         """Send what was missed since the client's position, the outcome, then the live frames."""
