@@ -57,6 +57,8 @@ MAX_REQUESTS = 64
 FORWARDED = ("Cookie", "Authorization", "Origin", "User-Agent")
 #: The longest message taken from a backend's refusal.
 MAX_REASON = 200
+#: Seconds between two log lines about a failing backend (an outage is not a line per client).
+LOG_EVERY = 10.0
 
 # The request attribute an auth-url's user is kept under (for the publish hook).
 _USER = "tornado_channels_backend_user"
@@ -123,6 +125,7 @@ class BackendHooks(ChannelHooks):
         self.requests = {"subscribe": 0, "publish": 0}
         #: Asks that waited for an identical one under way instead of asking.
         self.collapsed = 0
+        self._logged = -LOG_EVERY
 
     def close(self) -> None:
         """Close the HTTP client (its connections)."""
@@ -282,11 +285,24 @@ class BackendHooks(ChannelHooks):
             follow_redirects=False,
         )
         try:
-            return await self._client.fetch(request, raise_error=False)
+            response = await self._client.fetch(request, raise_error=False)
         except HTTPClientError as exc:  # 599: timeout
-            raise _Unavailable(f"the backend did not answer: {exc.message}") from None
+            raise self._failing(url, f"the backend did not answer: {exc.message}") from None
         except OSError as exc:
-            raise _Unavailable(f"the backend cannot be reached: {exc}") from None
+            raise self._failing(url, f"the backend cannot be reached: {exc}") from None
+        if response.code >= 500:
+            self._failing(url, f"the backend answered {response.code}")
+        return response
+
+    def _failing(self, url: str, why: str) -> _Unavailable:
+        """Log that the backend fails (at most every LOG_EVERY seconds); the error to raise."""
+        now = time.monotonic()
+        if now - self._logged >= LOG_EVERY:
+            self._logged = now
+            # Without any user:password the URL may carry.
+            shown = url.split("//", 1)[-1].rpartition("@")[2]
+            log.warning("%s: %s (refusing what it should decide)", shown, why)
+        return _Unavailable(why)
 
 
 class _Unavailable(Exception):
