@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 from tornado_channels import Channel, Node
 from tornado_channels.core.frames import CLOSE_SLOW_CONSUMER, Encoding
 from tornado_channels.subscription import Subscription
 
-from .helpers import run
+from .helpers import run, until
 
 
 class Transport:
@@ -131,5 +132,31 @@ def test_a_protocol_failure_comes_after_what_the_node_already_received() -> None
         subscription.fail(1002, "bad frame")
         assert transport.frames == [b"\x81\x04echo"]
         assert transport.failures == [(1002, "bad frame")]
+
+    run(scenario())
+
+
+def test_a_re_authorization_timer_never_moves_a_token_deadline_and_dies_with_it() -> None:
+    """at() runs beside close_at() (the token still closes it); after a close nothing is set."""
+
+    async def scenario() -> None:
+        node = Node()
+        await node.start()
+        subscription = Subscription(node, Channel("a"), Encoding.RAW)
+        await subscription.start()
+        transport = Transport()
+        subscription.attach(transport)
+        asked = asyncio.Event()
+        subscription.close_at(0.05, 4001, "token expired")
+        subscription.at(0.01, asked.set)
+        await asyncio.wait_for(asked.wait(), 5)
+        subscription.at(60, asked.clear)  # A later re-ask, replacing only its own timer.
+        await until(lambda: transport.closes, what="the token's close")
+        assert transport.closes == [(4001, "token expired")]
+        subscription.at(0, asked.clear)  # After the close: never scheduled.
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        assert asked.is_set()
+        await node.stop()
 
     run(scenario())

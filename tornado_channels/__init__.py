@@ -24,12 +24,13 @@ from .core.publication import Position, Publication, Recovery
 from .hub import Hub, Subscriber
 from .node import Node
 from .web.app import make_app
-from .web.hooks import ChannelHooks, Reject
+from .web.hooks import Allow, ChannelHooks, Reject
 from .web.limits import http_server_options
 from .web.routing import channel_routes
 from .web.tokens import claims_of
 
 __all__ = [
+    "Allow",
     "Broker",
     "BrokerUnavailable",
     "Channel",

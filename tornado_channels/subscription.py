@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from typing import Protocol
 
 from .brokers.base import BrokerUnavailable
@@ -53,7 +54,9 @@ class Subscription:
     __slots__ = (
         "_closing",
         "_deadline",
+        "_over",
         "_pending",
+        "_recheck",
         "_resume",
         "_transport",
         "deflate",
@@ -92,6 +95,10 @@ class Subscription:
         self._pending: list[bytes] | None = []
         self._closing: tuple[int | None, str | None] | None = None
         self._deadline: asyncio.TimerHandle | None = None
+        # A re-authorization's timer (see at), apart from a token's deadline.
+        self._recheck: asyncio.TimerHandle | None = None
+        # Ended or closed: no timer may be set any more.
+        self._over = False
 
     async def start(self) -> None:
         """Subscribe; return once the broker delivers to it (raise BrokerUnavailable if not)."""
@@ -110,20 +117,40 @@ class Subscription:
 
     def end(self) -> None:
         """The connection is gone (or never came): leave the target.  Safe to call again."""
+        self._over = True
         self._cancel_deadline()
         self.node.unsubscribe(self.target, self)
         self._transport = None
 
     def close_at(self, delay: float, code: int, reason: str) -> None:
         """Close in ``delay`` seconds with ``code`` (a token's expiry), unless it ends first."""
-        self._cancel_deadline()
+        if self._deadline is not None:
+            self._deadline.cancel()
         loop = asyncio.get_running_loop()
         self._deadline = loop.call_later(max(delay, 0.0), self.close, code, reason)
 
+    def at(self, delay: float, callback: Callable[[], object]) -> None:
+        """Call ``callback`` in ``delay`` seconds (a re-authorization), unless this ends first.
+
+        One such timer at a time (a new one replaces the last), apart from
+        :meth:`close_at`'s, which it never moves.  Once ended or closed,
+        nothing is scheduled (a re-authorization that answers late).
+        """
+        if self._recheck is not None:
+            self._recheck.cancel()
+            self._recheck = None
+        if not self._over:
+            loop = asyncio.get_running_loop()
+            self._recheck = loop.call_later(max(delay, 0.0), callback)
+
     def _cancel_deadline(self) -> None:
+        """Cancel both timers: the subscription ends or closes."""
         if self._deadline is not None:
             self._deadline.cancel()
             self._deadline = None
+        if self._recheck is not None:
+            self._recheck.cancel()
+            self._recheck = None
 
     async def resume(self) -> None:
         """Send what was missed since the client's position, the outcome, then the live frames."""
@@ -204,6 +231,7 @@ class Subscription:
             if self._pending is not None:
                 self._closing = (code, reason)
             return
+        self._over = True
         transport.close(code, reason)
         self.node.unsubscribe(self.target, self)
 

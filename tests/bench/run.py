@@ -1,5 +1,8 @@
 """``make bench``: fan-out, latency, publish cost and idle memory of one server process.
 
+Handshakes per CPU-second without credentials, with tokens and with
+``--auth-url`` (cached and not: tests/bench/hooks.py).
+
 Then (with Redis) two processes, the Redis modes, and the publishing paths of
 ``tornado_channels.client`` side by side (tests/bench/clients.py).
 
@@ -25,7 +28,16 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from tests.bench import clients, compression, nchan, nginx_publish, presence, redis_modes, soak
+from tests.bench import (
+    clients,
+    compression,
+    hooks,
+    nchan,
+    nginx_publish,
+    presence,
+    redis_modes,
+    soak,
+)
 from tests.bench.client import proc_cpu, raise_nofile
 from tests.bench.report import comparison, table
 from tests.bench.scenarios import batch_publish, fanout, handshakes, idle, latency, publish_only
@@ -187,6 +199,7 @@ async def main_scenarios(options: argparse.Namespace) -> list[dict[str, Any]]:
                 target, options.subscribers, options.messages, options.idle
             )
     results += await token_handshakes(options)
+    results += await hooks.auth_handshakes(options.handshakes, start_server)
     if options.nchan:
         with nchan.nchan(workers=1) as target:
             results += await suite(target, options)

@@ -19,6 +19,7 @@ from tornado_channels.server.cli import (
     parse_settings,
 )
 from tornado_channels.server.settings import ServerSettings
+from tornado_channels.web.backend import BackendSettings
 from tornado_channels.web.config import ChannelConfig
 
 from ..helpers import ROOT
@@ -42,8 +43,15 @@ def test_every_declared_setting_has_a_flag_and_an_environment_variable() -> None
                 text = "asyncio" if field.name == "event_loop" else "debug"
             elif about.choices:
                 text = about.choices[-1]
+            elif cls is BackendSettings and declare.kind(field) == "optional":
+                text = "http://127.0.0.1:8000/hook"  # A hook URL must be one.
             from_env = parse_settings([], environ={declare.env_name(field): text})
-            group = {ServerSettings: "server", BrokerSettings: "broker", ChannelConfig: "channels"}
+            group = {
+                ServerSettings: "server",
+                BrokerSettings: "broker",
+                ChannelConfig: "channels",
+                BackendSettings: "hooks",
+            }
             value = getattr(getattr(from_env, group[cls]), field.name)
             assert value == declare.parse(field, text), field.name
             flag = declare.flag_name(field)

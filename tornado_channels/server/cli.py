@@ -20,6 +20,7 @@ from typing import Any
 from .. import __version__
 from ..brokers.settings import BrokerSettings
 from ..core import settings as declare
+from ..web.backend import BackendSettings
 from ..web.config import ChannelConfig
 from .settings import ServerSettings, Settings
 
@@ -28,6 +29,7 @@ GROUPS: tuple[tuple[str, type], ...] = (
     ("server", ServerSettings),
     ("broker and history", BrokerSettings),
     ("channels", ChannelConfig),
+    ("backend hooks", BackendSettings),
 )
 
 
@@ -77,7 +79,7 @@ def parse_settings(
     def of(cls: type) -> Any:
         return cls(**{field.name: values[field.name] for field, _ in declare.declared(cls)})
 
-    return Settings(of(ServerSettings), of(BrokerSettings), of(ChannelConfig))
+    return Settings(of(ServerSettings), of(BrokerSettings), of(ChannelConfig), of(BackendSettings))
 
 
 def flags_table() -> str:

@@ -12,6 +12,7 @@ from tornado.netutil import bind_sockets
 from ..brokers.settings import make_broker
 from ..node import Node
 from ..web.app import make_app
+from ..web.backend import installed
 from ..web.publishing import InFlight
 from .accept import Acceptor
 from .settings import Settings
@@ -30,7 +31,8 @@ async def serve(settings: Settings) -> int:
         return 2
     node = Node(broker, max_buffered_bytes=server_settings.max_buffered_bytes)
     in_flight = InFlight()
-    app = make_app(node, in_flight=in_flight, config=channels)
+    hooks = installed(settings.hooks)  # --auth-url, --publish-url
+    app = make_app(node, hooks=hooks, in_flight=in_flight, config=channels)
     # Slow clients (slowloris) get seconds, not Tornado's default hour.
     wire = WireServer(
         app,
@@ -89,5 +91,7 @@ async def serve(settings: Settings) -> int:
     except asyncio.TimeoutError:
         log.warning("connections still open after %.1fs; closing anyway", drain)
     await node.stop()
+    if hooks is not None:
+        hooks.close()
     log.info("stopped")
     return 0

@@ -17,7 +17,7 @@ from tornado.log import app_log, gen_log
 
 from ..core.channels import InvalidChannel
 from . import _tornado
-from .hooks import Reject, resolve
+from .hooks import Allow, Reject, resolve
 
 JSON_TYPE = "application/json; charset=UTF-8"
 
@@ -76,10 +76,13 @@ def broker_unavailable(exc: Exception) -> ApiError:
     return ApiError(503, "broker_unavailable", str(exc), {"Retry-After": "1"})
 
 
-async def authorize(decision: bool | Awaitable[bool], refusal: str) -> None:
+async def authorize(
+    decision: bool | Allow | Awaitable[bool] | Awaitable[bool | Allow], refusal: str
+) -> Allow | None:
     """Raise a 403 unless an ``authorize_*`` hook's decision allows the request.
 
-    ``refusal`` is the message for a plain False; a :class:`Reject` gives its own.
+    ``refusal`` is the message for a plain False; a :class:`Reject` gives its
+    own.  Returns the hook's :class:`Allow`, when it answered one.
     """
     try:
         allowed = await resolve(decision)
@@ -87,6 +90,7 @@ async def authorize(decision: bool | Awaitable[bool], refusal: str) -> None:
         raise ApiError(403, "forbidden", exc.reason) from None
     if not allowed:
         raise ApiError(403, "forbidden", refusal)
+    return allowed if isinstance(allowed, Allow) else None
 
 
 class JSONErrorsMixin(tornado.web.RequestHandler):

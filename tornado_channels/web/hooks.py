@@ -9,12 +9,19 @@ subscribing to a subtree (``ws://host/users/``, ``ws://host/``: everything
 below it) asks :meth:`ChannelHooks.authorize_subtree` instead.  An
 application that decides channels but not subtrees has its subtree
 subscriptions refused, never let past its channel rules.
+
+An ``authorize_*`` subscribe hook may answer :class:`Allow` instead of
+True: who the subscriber is (presence lists it) and for how long the answer
+holds; then it is asked again, and a refusal closes the subscription with
+4001.  :class:`~tornado_channels.web.backend.BackendHooks` asks a backend
+over HTTP (``--auth-url``, ``--publish-url``: docs/hooks.md).
 """
 
 from __future__ import annotations
 
 import inspect
 from collections.abc import Awaitable
+from dataclasses import dataclass
 from typing import TypeVar
 
 from tornado.httputil import HTTPServerRequest
@@ -36,23 +43,53 @@ class Reject(Exception):
         self.reason = reason
 
 
+@dataclass(frozen=True, slots=True)
+class Allow:
+    """A subscribe hook's yes, saying who subscribes and for how long the yes holds.
+
+    ``user`` is the subscription's user where a token's ``sub`` would be
+    (presence lists it; a token's ``sub`` wins when both exist).
+    ``expires_in`` (seconds), when set, has the hook asked again then: a
+    refusal (or a failure) closes the subscription with 4001.
+    """
+
+    user: str | None = None
+    expires_in: float | None = None
+
+    def __bool__(self) -> bool:
+        return True  # An Allow allows, wherever a plain True would.
+
+
+#: What a subscribe hook answers: True or an :class:`Allow` lets in, False refuses.
+Decision = bool | Allow
+
+
 class ChannelHooks:
     """Default hooks: everyone may subscribe and publish; messages pass unchanged."""
 
+    #: Whether these hooks decide subscribers that carry no token: where tokens
+    #: are on, such a request is then asked of them instead of refused ``401
+    #: token_required`` (and a presence query without credentials too).  A
+    #: valid token still decides by its grants.
+    authenticates: bool = False
+
     def authorize_subscribe(
         self, request: HTTPServerRequest, channel: Channel
-    ) -> bool | Awaitable[bool]:
+    ) -> Decision | Awaitable[Decision]:
         """Whether ``request`` may subscribe to the one ``channel`` (``users/1``).
 
         Asked for WebSocket handshakes and event streams (before the upgrade),
         and for presence queries that no publish key answers: False (or
-        :class:`Reject`) answers 403.  Subtrees go to :meth:`authorize_subtree`.
+        :class:`Reject`) answers 403; an :class:`~tornado.web.HTTPError`
+        raised (such as an ``ApiError``) answers itself.  :class:`Allow`
+        allows and names the user and how long that holds.  Subtrees go to
+        :meth:`authorize_subtree`.
         """
         return True
 
     def authorize_subtree(
         self, request: HTTPServerRequest, subtree: Subtree
-    ) -> bool | Awaitable[bool]:
+    ) -> Decision | Awaitable[Decision]:
         """Whether ``request`` may subscribe to every channel below ``subtree`` (``users/``, ``/``).
 
         Asked where :meth:`authorize_subscribe` is asked for a channel.  By
@@ -76,6 +113,19 @@ class ChannelHooks:
     ) -> bool | Awaitable[bool]:
         """Whether the HTTP ``request`` may publish to ``target``; False answers 403."""
         return True
+
+    def on_publish(
+        self, request: HTTPServerRequest, target: Target, payload: bytes
+    ) -> bytes | Awaitable[bytes | None] | None:
+        """Filter or transform a message POSTed without the publish key (``POST /<channel>``).
+
+        Return the bytes to publish, None to drop it (the POST is answered
+        ``202 {"published": false, "dropped": true}``), or raise
+        :class:`Reject` (403) or an ``ApiError`` (its own answer).  Where
+        this is overridden, ``POST /_/publish`` without the key is refused
+        (403 ``publish_key_required``): a batch is all or none.
+        """
+        return payload
 
     def on_client_message(
         self, request: HTTPServerRequest, channel: Channel, payload: bytes

@@ -40,6 +40,7 @@ from ..core.idempotency import InvalidIdempotencyKey, parse_key
 from ..core.publication import Receipt
 from . import origins
 from .errors import JSON_TYPE, ApiError, authorize, broker_unavailable, invalid_channel, reason
+from .hooks import Reject, resolve
 from .server_connection import ServerConnection
 from .tokens import bearer_of, caller_of, carries_key, query_token, redact, wrong_key
 
@@ -68,6 +69,8 @@ class PublishRequest(httputil.HTTPMessageDelegate):
     #: Who publishes, to scope its idempotency key (tokens.caller_of): set by
     #: check_credentials for a token's bearer; None for the trusted caller.
     caller: str | None = None
+    #: Whether the request carries the publish key (then ``on_publish`` is skipped).
+    keyed = False
 
     def __init__(
         self,
@@ -256,6 +259,7 @@ class PublishRequest(httputil.HTTPMessageDelegate):
         guard = endpoint.guard
         headers = self.headers
         if carries_key(headers, key):
+            self.keyed = True
             return  # The trusted caller: its idempotency keys are the unscoped ones.
         bearer = bearer_of(headers)
         if wrong_key(bearer, key, guard):
@@ -335,10 +339,15 @@ class PublishRequest(httputil.HTTPMessageDelegate):
         assert target is not None
         if self.claims is not None or self.endpoint.custom_authorization:
             await self.authorize(target)
-        receipt = await self.submit([(target, payload)], False)
         key = "channel" if isinstance(target, Channel) else "subtree"
         # The answer json.dumps would write (names escaped by it), without its dict walk.
         name = json.dumps(str(target))
+        if self.endpoint.custom_publish and not self.keyed:
+            filtered = await self.filter(target, payload)
+            if filtered is None:
+                return f'{{"published": false, "dropped": true, "{key}": {name}}}'.encode(), False
+            payload = filtered
+        receipt = await self.submit([(target, payload)], False)
         position = receipt.positions[0]
         answer = f'{{"published": true, "{key}": {name}, "bytes": {len(payload)}, '
         return f'{answer}"position": "{position}"}}'.encode(), receipt.replayed
@@ -356,6 +365,14 @@ class PublishRequest(httputil.HTTPMessageDelegate):
             details = {} if exc.index is None else {"index": exc.index}
             status = 413 if exc.too_large else 400
             raise ApiError(status, exc.error, str(exc), None, details) from None
+        if self.endpoint.custom_publish and not self.keyed:
+            # A batch is all or none: one message dropped or rewritten would break that.
+            raise ApiError(
+                403,
+                "publish_key_required",
+                "publishing a batch here needs the publish key (messages without it go through "
+                "the publish hook one POST at a time)",
+            )
         for target in dict.fromkeys(target for target, _ in messages):
             await self.authorize(target)
         if not messages:
@@ -375,6 +392,13 @@ class PublishRequest(httputil.HTTPMessageDelegate):
             self.endpoint.hooks.authorize_publish(self.request, target),
             f"publishing to '{target}' is not allowed",
         )
+
+    async def filter(self, target: Target, payload: bytes) -> bytes | None:
+        """The ``on_publish`` hook's version of the message (None: dropped); raise its refusal."""
+        try:
+            return await resolve(self.endpoint.hooks.on_publish(self.request, target, payload))
+        except Reject as exc:
+            raise ApiError(403, "forbidden", exc.reason) from None
 
     def too_large_error(self) -> ApiError:
         """The 413 for a body past the limit."""

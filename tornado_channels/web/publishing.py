@@ -94,6 +94,8 @@ class PublishEndpoint(Router):
         self.custom_authorization = (
             type(hooks).authorize_publish is not ChannelHooks.authorize_publish
         )
+        #: Whether ``hooks`` filter what is POSTed without the key (``on_publish``).
+        self.custom_publish = type(hooks).on_publish is not ChannelHooks.on_publish
         # Publishes in progress: the loop keeps only weak references to tasks.
         self.tasks: set[asyncio.Task[None]] = set()
 

@@ -13,9 +13,10 @@ the head leaves no gap before the live subscription takes over.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Collection
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass
 
 import tornado.web
@@ -31,7 +32,7 @@ from ..subscription import Subscription
 from . import origins
 from .config import ChannelConfig
 from .errors import ApiError, authorize, broker_unavailable, invalid_channel
-from .hooks import ChannelHooks, Reject
+from .hooks import Allow, ChannelHooks, Decision, Reject
 from .tokens import Guard
 
 log = logging.getLogger("tornado_channels.hooks")
@@ -43,6 +44,10 @@ class Admission:
 
     subscription: Subscription
     claims: Claims | None
+    #: The hooks' :class:`Allow`, when they answered one (who, and for how long).
+    allow: Allow | None = None
+    #: Asks the hooks again (when the Allow expires).
+    reauthorize: Callable[[], Awaitable[Allow | None]] | None = None
 
 
 async def admit(
@@ -82,8 +87,8 @@ async def admit(
             f"this process is at its limit of {cap} subscribers",
             {"Retry-After": "1"},
         )
-    claims = guard.subscriber(request, channel)
-    await ask_hooks(hooks, request, channel)
+    claims = guard.subscriber(request, channel, tokenless=hooks.authenticates)
+    allow = await ask_hooks(hooks, request, channel)
     position: Position | None = None
     if since is not None:
         try:
@@ -102,6 +107,8 @@ async def admit(
         # A raw stream has no room for anything but the published payloads.
         raise ApiError(400, "invalid_presence", "?presence=1 needs ?positions=1")
     user = claims.subject if claims is not None else None
+    if user is None and allow is not None:
+        user = allow.user
     subscription = Subscription(
         node,
         channel,
@@ -111,26 +118,28 @@ async def admit(
         user=user,
         presence_events=presence == b"1",
     )
-    return Admission(subscription, claims)
+    return Admission(subscription, claims, allow, lambda: ask_hooks(hooks, request, channel))
 
 
-async def ask_hooks(hooks: ChannelHooks, request: HTTPServerRequest, target: Target) -> None:
+async def ask_hooks(
+    hooks: ChannelHooks, request: HTTPServerRequest, target: Target
+) -> Allow | None:
     """Ask the application whether ``request`` may subscribe to ``target``; raise the refusal.
 
     A channel goes to ``authorize_subscribe``, a subtree to
     ``authorize_subtree`` (whose default refuses subtrees when only channels
     are decided: see hooks.py).  A hook that fails is the application's bug:
     logged here with its traceback, answered as a plain 500 that says
-    nothing of it.
+    nothing of it.  Returns the hook's :class:`Allow`, when it answered one.
     """
-    decision: bool | Awaitable[bool]
+    decision: Decision | Awaitable[Decision]
     name = "authorize_subtree" if isinstance(target, Subtree) else "authorize_subscribe"
     try:
         if isinstance(target, Channel):
             decision = hooks.authorize_subscribe(request, target)
         else:
             decision = hooks.authorize_subtree(request, target)
-        await authorize(decision, f"subscribing to '{target}' is not allowed")
+        return await authorize(decision, f"subscribing to '{target}' is not allowed")
     except Reject as exc:
         # Raised by the call itself (a plain method), before authorize could see it.
         raise ApiError(403, "forbidden", exc.reason) from None
@@ -159,4 +168,42 @@ async def start(admission: Admission, leeway: float) -> Subscription:
     if claims is not None and claims.expires_at is not None:
         delay = claims.expires_at + leeway - time.time()
         subscription.close_at(delay, CLOSE_TOKEN_EXPIRED, "token expired")
+    allow, ask = admission.allow, admission.reauthorize
+    if allow is not None and allow.expires_in is not None and ask is not None:
+        _reauthorize_in(subscription, allow.expires_in, ask)
     return subscription
+
+
+# Re-authorizations under way: the loop keeps only weak references to tasks.
+_asking: set[asyncio.Task[None]] = set()
+
+
+def _reauthorize_in(
+    subscription: Subscription, delay: float, ask: Callable[[], Awaitable[Allow | None]]
+) -> None:
+    """Ask the hooks again in ``delay`` seconds (an :class:`Allow`'s ``expires_in``)."""
+
+    def due() -> None:
+        task = asyncio.ensure_future(_reauthorize(subscription, ask))
+        _asking.add(task)
+        task.add_done_callback(_asking.discard)
+
+    subscription.at(delay, due)
+
+
+async def _reauthorize(
+    subscription: Subscription, ask: Callable[[], Awaitable[Allow | None]]
+) -> None:
+    """An expired Allow asked again: a refusal, or no answer, closes with 4001 as a token's expiry.
+
+    A backend that cannot answer never lets a subscription outlive its
+    authorization: the client reconnects (and resumes) once it can.
+    """
+    try:
+        allow = await ask()
+    except tornado.web.HTTPError as exc:
+        message = exc.message if isinstance(exc, ApiError) else "refused"
+        subscription.close(CLOSE_TOKEN_EXPIRED, f"authorization expired: {message}"[:100])
+        return
+    if allow is not None and allow.expires_in is not None:
+        _reauthorize_in(subscription, allow.expires_in, ask)

@@ -259,13 +259,19 @@ class Guard:
         setattr(request, _ATTRIBUTE, claims)
         return claims
 
-    def subscriber(self, request: HTTPServerRequest, target: Target) -> Claims | None:
-        """Claims of a request that may subscribe to ``target``; raise its 401/403 if it may not."""
+    def subscriber(
+        self, request: HTTPServerRequest, target: Target, *, tokenless: bool = False
+    ) -> Claims | None:
+        """Claims of a request that may subscribe to ``target``; raise its 401/403 if it may not.
+
+        ``tokenless`` lets a request without a token through (None): the
+        application's hooks decide it (``ChannelHooks.authenticates``).
+        """
         claims = self.authenticate(request)
         if self.verifier is None:
             return claims
         if claims is None:
-            if self.is_public(target):
+            if tokenless or self.is_public(target):
                 return None
             raise ApiError(
                 401,
