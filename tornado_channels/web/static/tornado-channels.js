@@ -291,7 +291,8 @@ class Subscription {
     this.urls = channelUrls(url);
     this.positions = createPositionTracker(readSince(options.since));
     this.choice = readTransportChoice(options.transport);
-    this.options = options;
+    // Read once: changing the object afterwards changes nothing.
+    this.options = { ...options };
     this.presenceQuery = typeof options.onPresence === "function" ? { presence: "1" } : {};
     this.backoff = createBackoff();
 
