@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 PORT   ?= 5000
 PYTEST_ARGS ?=
 
-.PHONY: help install run-deps test-deps run stop status serve test test-fast lint format flags clean conformance bench bench-nchan
+.PHONY: help install run-deps test-deps run stop status serve test test-fast lint format flags js-types clean conformance bench bench-nchan
 
 help:
 	@echo "make run    - one worker per core under supervisord, nginx in front on http://127.0.0.1:$(PORT), Redis"
@@ -16,6 +16,7 @@ help:
 	@echo "make test   - install what the tests need and run the whole suite"
 	@echo "make test-fast - the pure and in-process tests only (no processes, Redis, nginx, browser)"
 	@echo "make lint   - ruff and mypy"
+	@echo "make js-types - tornado-channels.d.ts made again from the JS client's JSDoc (tsc, pinned)"
 	@echo "make bench  - fan-out, latency, publish cost, memory per connection, the clients' publishing paths, a 3-minute soak (BENCH_ARGS=--idle 10000; --soak 3600 --soak-channels 5000000; --soak-only)"
 	@echo "make bench-nchan - the same scenarios against ours and against Nchan (nginx), side by side"
 	@echo "make conformance - Autobahn|Testsuite against a worker and through nginx (needs Python 2.7: PYTHON27=...)"
@@ -108,6 +109,10 @@ format: install
 # docs/flags.md's table, made again from the settings (a test checks it is current).
 flags: install
 	$(BIN)/python -m tests.helpers.flags_doc
+
+# tornado-channels.d.ts, made again from the client's JSDoc by tsc (a test checks it is current).
+js-types: install
+	$(BIN)/python -m tests.helpers.js_types
 
 clean:
 	find tornado_channels -name '*.so' -delete

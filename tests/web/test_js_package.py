@@ -1,8 +1,9 @@
-"""The JavaScript client as an npm package: it packs, installs from its tarball, and type-checks."""
+"""The JS client as an npm package: it packs, installs, type-checks; its types come from JSDoc."""
 
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import tarfile
@@ -12,10 +13,7 @@ import pytest
 
 import tornado_channels
 
-STATIC = Path(tornado_channels.__file__).parent / "web" / "static"
-#: TypeScript for the check only (never a dependency of the package), pinned.
-TYPESCRIPT = "typescript@5.9.3"
-NPM_TIMEOUT = 300
+from ..helpers.js_types import DECLARATIONS, STATIC, TYPESCRIPT, generate, npm
 
 EXAMPLE = """\
 import { connect, closeLabel } from "tornado-channels";
@@ -39,10 +37,11 @@ client.close();
 export { label, sent };
 """
 
-#: Wrong on purpose: an unknown transport and a callback of the wrong type.
+#: Wrong on purpose: an unknown transport, a callback of the wrong type, a read-only state set.
 BROKEN = """\
 import { connect } from "tornado-channels";
-connect("/users/1", { transport: "carrier-pigeon", onMessage: (n: number) => n });
+const client = connect("/users/1", { transport: "carrier-pigeon", onMessage: (n: number) => n });
+client.state = "live";
 """
 
 TSCONFIG = {
@@ -57,20 +56,6 @@ TSCONFIG = {
     },
     "files": ["example.ts"],
 }
-
-
-def npm(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    """Run npm (bounded), quietly, without audits or funding notices."""
-    binary = shutil.which("npm")
-    assert binary is not None
-    return subprocess.run(
-        [binary, *args, "--no-audit", "--no-fund", "--loglevel=error"],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=NPM_TIMEOUT,
-        check=False,
-    )
 
 
 @pytest.fixture(scope="module")
@@ -138,10 +123,11 @@ def test_an_example_type_checks_against_the_declarations(project: Path) -> None:
 
 
 def test_misuse_fails_the_type_check(project: Path) -> None:
-    """The declarations are really checked: a wrong transport and callback type are errors."""
+    """The declarations are really checked: a bad transport, callback or assignment is an error."""
     result = tsc(project, BROKEN)
     assert result.returncode != 0
     assert "carrier-pigeon" in result.stdout
+    assert "Cannot assign to 'state' because it is a read-only property" in result.stdout
 
 
 def test_the_package_version_is_the_servers() -> None:
@@ -162,12 +148,22 @@ def test_the_channel_page_uses_the_module_and_has_no_copy_of_its_logic() -> None
         assert own not in page, own
 
 
-def test_every_export_of_the_module_is_declared() -> None:
-    """Each name tornado-channels.js exports has a declaration in tornado-channels.d.ts."""
-    import re
+def test_the_shipped_declarations_are_made_from_the_jsdoc(project: Path) -> None:
+    """tornado-channels.d.ts is exactly what tsc makes of the JSDoc (`make js-types` remakes it)."""
+    fresh = generate(project / "node_modules" / ".bin" / "tsc")
+    assert DECLARATIONS.read_text() == fresh, "stale tornado-channels.d.ts: run `make js-types`"
 
+
+def test_every_export_of_the_module_is_declared_with_its_types() -> None:
+    """Each name the module exports is declared, and so is every type its options name."""
     module = (STATIC / "tornado-channels.js").read_text()
-    declarations = (STATIC / "tornado-channels.d.ts").read_text()
+    declarations = DECLARATIONS.read_text()
     exported = set(re.findall(r"^export (?:const|function) (\w+)", module, re.M))
-    declared = set(re.findall(r"^export declare (?:const|function) (\w+)", declarations, re.M))
+    declared = set(re.findall(r"^export (?:const|function) (\w+)", declarations, re.M))
     assert exported == declared == {"CLOSE_LABELS", "closeLabel", "connect"}
+    types = set(re.findall(r"^export type (\w+)", declarations, re.M))
+    assert types >= {
+        "Position", "TextMessage", "BinaryMessage", "Message", "RecoveryOutcome", "State",
+        "TransportName", "TransportChoice", "Status", "CloseInfo", "PresenceEvent",
+        "TokenValue", "TokenOption", "ConnectOptions", "Client",
+    }  # fmt: skip

@@ -68,48 +68,83 @@ export function closeLabel(code) {
 }
 
 /**
+ * `<epoch>:<seq>`: where a message sits in its channel's history (the epoch
+ * in hex, the seq in decimal, as the server writes them).
+ *
+ * @typedef {string} Position
+ */
+
+/**
+ * A text message, exactly as published.
+ *
  * @typedef {object} TextMessage
- * @property {string | null} position where the message sits in the channel
- *   (`<epoch>:<seq>`), or null when the server gave none
+ * @property {Position | null} position where the message sits in the
+ *   channel, or null when the server gave none
  * @property {string} data the text, exactly as published
  * @property {string} [channel] where it was published (`users/2/inbox`, or a
  *   subtree such as `users/`): set for subscriptions to a subtree (`/users/`)
  */
 
 /**
+ * A message whose bytes are not UTF-8.
+ *
  * @typedef {object} BinaryMessage
- * @property {string | null} position as for {@link TextMessage}
+ * @property {Position | null} position as for {@link TextMessage}
  * @property {Uint8Array | null} bytes the bytes as published, or null when
  *   the server's base64 could not be decoded
  * @property {string} [channel] as for {@link TextMessage}
  */
 
-/** @typedef {TextMessage | BinaryMessage} Message */
+/**
+ * One published message: `"data" in message` tells text from bytes.
+ *
+ * @typedef {TextMessage | BinaryMessage} Message
+ */
 
 /**
- * The server's answer to a resume: whether everything missed was replayed.
+ * The server's answer to a (re)connect: whether everything missed was replayed.
  *
  * @typedef {object} RecoveryOutcome
  * @property {boolean} recovered true if every missed message was replayed
  * @property {number} missed how many messages were replayed
- * @property {string | null} position where the stream continues from
+ * @property {Position | null} position where the stream continues from
  *   (adopted as the client's position); null if the server sent none
  * @property {string} [reason] why nothing could be recovered (when not recovered)
  */
 
-/** @typedef {"connecting" | "live" | "reconnecting" | "closed"} State */
-
-/** @typedef {"websocket" | "sse" | "none"} TransportName */
+/**
+ * Where a client is: connecting (an attempt under way), live (connected),
+ * reconnecting (waiting out a backoff), closed (close(), suspend(), or no
+ * transport available here).
+ *
+ * @typedef {"connecting" | "live" | "reconnecting" | "closed"} State
+ */
 
 /**
+ * The transport in use; "none" when neither of the choice exists here.
+ *
+ * @typedef {"websocket" | "sse" | "none"} TransportName
+ */
+
+/**
+ * Which transports a client may use: "auto" is WebSocket, with server-sent
+ * events as the fallback.
+ *
+ * @typedef {"auto" | "websocket" | "sse"} TransportChoice
+ */
+
+/**
+ * What onStatus is told on every change of state.
+ *
  * @typedef {object} Status
- * @property {State} state
+ * @property {State} state the state entered
  * @property {TransportName} transport the transport in use, or of the next attempt
  * @property {string} url the stream's URL (without the token), of the current
  *   or last attempt
  * @property {string} detail human text on what happened ("" when nothing to say),
  *   e.g. "server restarting (1001: shutting down)"
- * @property {number | null} retryIn ms until the next attempt (when reconnecting)
+ * @property {number | null} retryIn ms until the next attempt (when
+ *   reconnecting), else null
  */
 
 /**
@@ -124,20 +159,34 @@ export function closeLabel(code) {
  */
 
 /**
+ * A user's first subscription to a channel on the whole deployment, or
+ * their last one gone.
+ *
  * @typedef {object} PresenceEvent
  * @property {"join" | "leave"} presence what happened
  * @property {string} user who (a token's `sub`)
  * @property {string} channel where (a channel, or a subtree such as `users/`)
  */
 
-/** @typedef {string | null | undefined} TokenValue */
-
-/** @typedef {TokenValue | (() => TokenValue | Promise<TokenValue>)} TokenOption */
+/**
+ * A token; null, undefined or "" for none.
+ *
+ * @typedef {string | null | undefined} TokenValue
+ */
 
 /**
+ * A token, or a provider called before every (re)connect (e.g. to renew an
+ * expiring one).
+ *
+ * @typedef {TokenValue | (() => TokenValue | Promise<TokenValue>)} TokenOption
+ */
+
+/**
+ * What connect() accepts besides the URL; every option may be left out.
+ *
  * @typedef {object} ConnectOptions
- * @property {string} [since] a position (`<epoch>:<seq>`) to resume from
- * @property {"auto" | "websocket" | "sse"} [transport] "auto" (the default):
+ * @property {Position} [since] a position to resume from
+ * @property {TransportChoice} [transport] "auto" (the default):
  *   WebSocket, with server-sent events as the fallback; or only one of them
  * @property {TokenOption} [token] sent as `?token=` on every connection; a
  *   function is called before every (re)connect. null, undefined or "" send none
@@ -156,7 +205,18 @@ export function closeLabel(code) {
  */
 
 /**
- * @typedef {object} Client
+ * What a client reports about itself: read-only views of its progress.
+ *
+ * @typedef {object} ClientView
+ * @property {Position | null} position the last position seen
+ * @property {TransportName} transport the current transport
+ * @property {State} state the current state
+ */
+
+/**
+ * What a client can be asked to do.
+ *
+ * @typedef {object} ClientControls
  * @property {() => void} close stop for good: close the connection, never reconnect
  * @property {(text: string) => boolean} send send over the open WebSocket;
  *   false when not connected over a WebSocket (publish by HTTP POST then)
@@ -164,9 +224,14 @@ export function closeLabel(code) {
  *   reconnect until resume() (e.g. on pagehide)
  * @property {() => void} resume reconnect now, from the last position, when
  *   suspended or waiting to reconnect (e.g. on pageshow, online)
- * @property {string | null} position the last position seen (read only)
- * @property {TransportName} transport the current transport (read only)
- * @property {State} state the current state (read only)
+ */
+
+/**
+ * A subscription that stays subscribed, as connect() returns it. Its
+ * methods need no `this`: `addEventListener("pagehide", client.suspend)`
+ * works.
+ *
+ * @typedef {ClientControls & Readonly<ClientView>} Client
  */
 
 /**
@@ -184,246 +249,310 @@ export function closeLabel(code) {
  *   transport, or an unreadable `since`
  */
 export function connect(url, options = {}) {
-  const urls = channelUrls(url);
-  const positions = createPositionTracker(readSince(options.since));
-  const backoff = createBackoff();
-  const choice = readTransportChoice(options.transport);
-  const { token, onMessage, onPresence, onRecovery, onStatus, onClose } = options;
-  const presenceQuery = typeof onPresence === "function" ? { presence: "1" } : {};
+  const subscription = new Subscription(url, options);
+  return {
+    close: () => subscription.close(),
+    send: (text) => subscription.send(text),
+    suspend: () => subscription.suspend(),
+    resume: () => subscription.resume(),
+    get position() {
+      return subscription.position;
+    },
+    get transport() {
+      return subscription.transport;
+    },
+    get state() {
+      return subscription.state;
+    },
+  };
+}
 
-  let transport = initialTransport(choice);
-  let state = /** @type {State} */ ("connecting");
-  // The open (or opening) connection, or null.
-  let stream = null;
-  // Bumped by every new attempt and every stop: late results of an older one
-  // (a token that resolves after suspend(), say) are ignored.
-  let attempt = 0;
-  let attemptUrl = "";
-  let retryTimer = null;
-  let connectTimer = null;
-  let stableTimer = null;
-  let wsEverOpened = false;
-  let wsFailures = 0;
-  let stopped = false;
-  let suspended = false;
+// The state machine ------------------------------------------------------------
+//
+//   connecting ── opened ──────────────────────────────▶ live
+//   connecting ── failed, timed out, no token ─────────▶ reconnecting
+//   connecting ── no transport of the choice here ─────▶ closed
+//   live ──────── the connection ended by itself ──────▶ reconnecting
+//   reconnecting ─ backoff elapsed, or resume() ───────▶ connecting
+//   any ───────── close() (for good), suspend() ───────▶ closed
+//   closed ────── resume() after suspend() ────────────▶ connecting
+//
+// Every attempt has a number: leaving an attempt (it ends, times out, or is
+// stopped) bumps it, and what an older attempt reports late (a message, a
+// close, a token resolved after suspend()) is ignored.
 
-  function setState(next, url, detail = "", retryIn = null) {
-    state = next;
-    notify(onStatus, { state, transport, url, detail, retryIn });
+class Subscription {
+  /**
+   * @param {string} url
+   * @param {ConnectOptions} options
+   */
+  constructor(url, options) {
+    // Checked now, so a bad option throws from connect() itself.
+    this.urls = channelUrls(url);
+    this.positions = createPositionTracker(readSince(options.since));
+    this.choice = readTransportChoice(options.transport);
+    // Read once: changing the object afterwards changes nothing.
+    this.options = { ...options };
+    this.presenceQuery = typeof options.onPresence === "function" ? { presence: "1" } : {};
+    this.backoff = createBackoff();
+
+    /** @type {TransportName} */
+    this.transport = initialTransport(this.choice);
+    /** @type {State} */
+    this.state = "connecting";
+    this.stopped = false; // close(): never again
+    this.suspended = false; // suspend(): not until resume()
+
+    this.attempt = 0;
+    this.attemptUrl = "";
+    this.stream = null; // the open (or opening) connection, or null
+    this.retryTimer = null; // reconnecting: when to connect again
+    this.connectTimer = null; // connecting: when to give up
+    this.stableTimer = null; // live: when the backoff is reset
+
+    // WebSocket attempts that failed in a row without opening, and whether
+    // one ever opened (then it never falls back to SSE).
+    this.wsFailures = 0;
+    this.wsEverOpened = false;
+
+    // Start on the next turn, so no callback runs before connect() returns
+    // (unless close(), suspend() or resume() came first).
+    Promise.resolve().then(() => {
+      if (this.attempt === 0 && !this.stopped && !this.suspended) {
+        this.connectNow();
+      }
+    });
   }
 
-  function clearTimers() {
-    clearTimeout(retryTimer);
-    clearTimeout(connectTimer);
-    clearTimeout(stableTimer);
-    retryTimer = connectTimer = stableTimer = null;
+  // What the caller asks ---------------------------------------------------------
+
+  get position() {
+    return this.positions.last;
   }
 
-  // Connecting ---------------------------------------------------------------
-
-  function connectNow() {
-    clearTimers();
-    if (transport === "none") {
-      setState("closed", urls.ws, unavailable(choice));
+  close() {
+    if (this.stopped) {
       return;
     }
-    const id = ++attempt;
-    const since = positions.last;
-    attemptUrl = transport === "websocket"
-      ? withQuery(urls.ws, { ...(since ? { since } : { positions: "1" }), ...presenceQuery })
-      : withQuery(urls.http, { ...(since ? { lastEventId: since } : {}), ...presenceQuery });
-    setState("connecting", attemptUrl);
-    connectTimer = setTimeout(() => timedOut(id), CONNECT_TIMEOUT_MS);
-    readToken(token).then(
-      (value) => id === attempt && open(id, value),
-      (err) => id === attempt && tokenFailed(err),
+    this.stopped = true;
+    this.halt("client closed");
+    this.enter("closed", "closed");
+  }
+
+  /** @param {string} text */
+  send(text) {
+    return this.stream !== null && this.stream.send(text);
+  }
+
+  suspend() {
+    if (this.stopped || this.suspended) {
+      return;
+    }
+    this.suspended = true;
+    this.halt("page hidden");
+    this.enter("closed", "suspended");
+  }
+
+  resume() {
+    const busy = this.state === "connecting" || this.state === "live";
+    if (this.stopped || this.transport === "none" || (busy && !this.suspended)) {
+      return;
+    }
+    this.suspended = false;
+    this.backoff.reset();
+    this.connectNow();
+  }
+
+  // connecting -------------------------------------------------------------------
+
+  connectNow() {
+    this.clearTimers();
+    if (this.transport === "none") {
+      this.enter("closed", unavailable(this.choice), null, this.urls.ws);
+      return;
+    }
+    const id = ++this.attempt;
+    const since = this.positions.last;
+    const presence = this.presenceQuery;
+    this.attemptUrl =
+      this.transport === "websocket"
+        ? withQuery(this.urls.ws, { ...(since ? { since } : { positions: "1" }), ...presence })
+        : withQuery(this.urls.http, { ...(since ? { lastEventId: since } : {}), ...presence });
+    this.enter("connecting");
+    this.connectTimer = setTimeout(() => this.timedOut(id), CONNECT_TIMEOUT_MS);
+    readToken(this.options.token).then(
+      (value) => id === this.attempt && this.open(id, value),
+      (err) => id === this.attempt && this.tokenFailed(err),
     );
   }
 
-  function open(id, tokenValue) {
-    const url = tokenValue ? withQuery(attemptUrl, { token: tokenValue }) : attemptUrl;
-    const sink = streamSink(id);
+  /**
+   * @param {number} id
+   * @param {string} tokenValue
+   */
+  open(id, tokenValue) {
+    const url = tokenValue ? withQuery(this.attemptUrl, { token: tokenValue }) : this.attemptUrl;
+    const sink = this.sinkFor(id);
     try {
-      stream = transport === "websocket" ? openWebSocket(url, sink) : openEventSource(url, sink);
+      this.stream =
+        this.transport === "websocket" ? openWebSocket(url, sink) : openEventSource(url, sink);
     } catch (err) {
-      // A URL the browser refuses outright (bad port, blocked scheme).
-      stream = null;
-      ended({ code: 1006, reason: String(err), detail: "cannot connect" }, false);
+      // A URL the runtime refuses outright (bad port, blocked scheme).
+      this.stream = null;
+      this.ended({ code: 1006, reason: String(err), detail: "cannot connect" }, false);
     }
   }
 
   // What a connection reports, for as long as it is the current attempt.
-  function streamSink(id) {
-    const current = () => id === attempt;
+  /** @param {number} id */
+  sinkFor(id) {
+    const current = () => id === this.attempt;
     return {
-      open: () => current() && opened(),
-      message: (message) => current() && deliver(message),
-      presence: (event) => current() && notify(onPresence, event),
-      recovery: (outcome) => current() && recovery(outcome),
+      open: () => current() && this.opened(),
+      message: (message) => current() && this.deliver(message),
+      presence: (event) => current() && notify(this.options.onPresence, event),
+      recovery: (outcome) => current() && this.recovered(outcome),
       end: (info, wasOpen) => {
         if (current()) {
-          stream = null;
-          ended(info, wasOpen);
+          this.stream = null;
+          this.ended(info, wasOpen);
         }
       },
     };
   }
 
-  function opened() {
-    clearTimeout(connectTimer);
-    if (transport === "websocket") {
-      wsEverOpened = true;
-      wsFailures = 0;
-    }
-    clearTimeout(stableTimer);
-    stableTimer = setTimeout(backoff.reset, STABLE_MS);
-    setState("live", attemptUrl);
-  }
-
-  function timedOut(id) {
-    if (id !== attempt) {
+  /** @param {number} id */
+  timedOut(id) {
+    if (id !== this.attempt) {
       return;
     }
-    if (stream === null) {
+    this.attempt += 1;
+    if (this.stream === null) {
       // Still waiting for the token: not the transport's fault.
-      attempt += 1;
-      scheduleReconnect("timed out waiting for a token");
+      this.backOff("timed out waiting for a token");
       return;
     }
-    const abandoned = stream;
-    stream = null;
-    attempt += 1;
+    const abandoned = this.stream;
+    this.stream = null;
     abandoned.close("connection timed out");
     const detail = "connection timed out";
-    ended({ code: 1006, reason: detail, detail }, false);
+    this.ended({ code: 1006, reason: detail, detail }, false);
   }
 
-  function tokenFailed(err) {
-    clearTimeout(connectTimer);
-    attempt += 1;
-    scheduleReconnect("could not get a token: " + errorText(err));
+  tokenFailed(err) {
+    clearTimeout(this.connectTimer);
+    this.attempt += 1;
+    this.backOff("could not get a token: " + errorText(err));
   }
 
-  // Messages -----------------------------------------------------------------
+  // live -------------------------------------------------------------------------
 
-  function deliver(message) {
-    const position = parsePosition(message.position);
-    if (position !== null && !positions.accept(position)) {
-      return;
+  opened() {
+    clearTimeout(this.connectTimer);
+    if (this.transport === "websocket") {
+      this.wsEverOpened = true;
+      this.wsFailures = 0;
     }
-    notify(onMessage, { ...message, position: position ? message.position : null });
+    clearTimeout(this.stableTimer);
+    // Only a connection that stays up resets the backoff: one the server
+    // closes straight away keeps backing off instead of hammering it.
+    this.stableTimer = setTimeout(() => this.backoff.reset(), STABLE_MS);
+    this.enter("live");
   }
 
-  function recovery(outcome) {
+  /** @param {Message} message */
+  deliver(message) {
+    const position = parsePosition(message.position);
+    if (position !== null && !this.positions.accept(position)) {
+      return; // Seen already (replayed twice around a seam): delivered once.
+    }
+    notify(this.options.onMessage, { ...message, position: position ? message.position : null });
+  }
+
+  /** @param {RecoveryOutcome} outcome */
+  recovered(outcome) {
     // The server says where to continue from: the last message replayed, or
     // (on a fresh connection, or after a failed recovery) the head of its
     // history. Adopted as is, even in a new epoch, so the next reconnect
     // resumes from it.
     const position = parsePosition(outcome.position);
     if (position !== null) {
-      positions.adopt(position);
+      this.positions.adopt(position);
     }
-    notify(onRecovery, outcome);
+    notify(this.options.onRecovery, outcome);
   }
 
-  // Reconnecting -------------------------------------------------------------
+  // reconnecting -----------------------------------------------------------------
 
-  // A connection (or attempt) of the current transport ended by itself.
-  function ended(info, wasOpen) {
-    clearTimeout(connectTimer);
-    const label = closeLabel(info.code);
-    notify(onClose, { code: info.code, reason: info.reason, label, transport });
+  // The current connection (or attempt) ended by itself.
+  ended(info, wasOpen) {
+    clearTimeout(this.connectTimer);
+    const { code, reason } = info;
+    const transport = /** @type {"websocket" | "sse"} */ (this.transport);
+    notify(this.options.onClose, { code, reason, label: closeLabel(code), transport });
     if (transport === "websocket" && !wasOpen) {
-      webSocketFailed(info.detail);
+      this.webSocketFailed(info.detail);
     } else {
-      scheduleReconnect(info.detail);
+      this.backOff(info.detail);
     }
   }
 
   // A WebSocket attempt failed without opening: retry, or switch to SSE.
-  function webSocketFailed(detail) {
-    wsFailures += 1;
-    const fallback = choice === "auto" && hasEventSource();
-    if (fallback && !wsEverOpened && wsFailures >= WS_FAILURES_BEFORE_SSE) {
-      transport = "sse";
-      backoff.reset();
-      scheduleReconnect("WebSocket unavailable, switching to server-sent events");
+  /** @param {string} detail */
+  webSocketFailed(detail) {
+    this.wsFailures += 1;
+    const fallback = this.choice === "auto" && hasEventSource();
+    if (fallback && !this.wsEverOpened && this.wsFailures >= WS_FAILURES_BEFORE_SSE) {
+      this.transport = "sse";
+      this.backoff.reset();
+      this.backOff("WebSocket unavailable, switching to server-sent events");
       return;
     }
-    scheduleReconnect(detail);
+    this.backOff(detail);
   }
 
-  function scheduleReconnect(detail) {
-    clearTimers();
-    const delay = backoff.next();
-    retryTimer = setTimeout(connectNow, delay);
-    setState("reconnecting", attemptUrl, detail, delay);
+  /** @param {string} detail */
+  backOff(detail) {
+    this.clearTimers();
+    const delay = this.backoff.next();
+    this.retryTimer = setTimeout(() => this.connectNow(), delay);
+    this.enter("reconnecting", detail, delay);
   }
+
+  // closed -----------------------------------------------------------------------
 
   // Stop the current connection (or attempt) and every timer.
-  function halt(reason) {
-    attempt += 1;
-    clearTimers();
-    const current = stream;
-    stream = null;
+  /** @param {string} reason */
+  halt(reason) {
+    this.attempt += 1;
+    this.clearTimers();
+    const current = this.stream;
+    this.stream = null;
     if (current !== null) {
       current.close(reason);
     }
   }
 
-  // Start on the next turn, so no callback runs before connect() returns
-  // (unless close(), suspend() or resume() came first).
-  Promise.resolve().then(() => {
-    if (attempt === 0 && !stopped && !suspended) {
-      connectNow();
-    }
-  });
+  // Every state ------------------------------------------------------------------
 
-  return {
-    close() {
-      if (stopped) {
-        return;
-      }
-      stopped = true;
-      halt("client closed");
-      setState("closed", attemptUrl, "closed");
-    },
+  /**
+   * @param {State} state
+   * @param {string} [detail]
+   * @param {number | null} [retryIn]
+   * @param {string} [url]
+   */
+  enter(state, detail = "", retryIn = null, url = this.attemptUrl) {
+    this.state = state;
+    const { transport } = this;
+    notify(this.options.onStatus, { state, transport, url, detail, retryIn });
+  }
 
-    send(text) {
-      return stream !== null && stream.send(text);
-    },
-
-    suspend() {
-      if (stopped || suspended) {
-        return;
-      }
-      suspended = true;
-      halt("page hidden");
-      setState("closed", attemptUrl, "suspended");
-    },
-
-    resume() {
-      const busy = state === "connecting" || state === "live";
-      if (stopped || transport === "none" || (busy && !suspended)) {
-        return;
-      }
-      suspended = false;
-      backoff.reset();
-      connectNow();
-    },
-
-    get position() {
-      return positions.last;
-    },
-
-    get transport() {
-      return transport;
-    },
-
-    get state() {
-      return state;
-    },
-  };
+  clearTimers() {
+    clearTimeout(this.retryTimer);
+    clearTimeout(this.connectTimer);
+    clearTimeout(this.stableTimer);
+    this.retryTimer = this.connectTimer = this.stableTimer = null;
+  }
 }
 
 // Transports ----------------------------------------------------------------
@@ -464,6 +593,16 @@ function openWebSocket(url, sink) {
       done = true;
       const detail = describeWebSocketClose(event.code, event.reason, wasOpen);
       sink.end({ code: event.code, reason: event.reason || "", detail }, wasOpen);
+    }
+  });
+
+  // A handshake that fails ends the attempt at once. Browsers follow the
+  // error with a close (1006), which then finds it ended; Node 20's
+  // WebSocket never does, and would wait for the connect timeout.
+  socket.addEventListener("error", () => {
+    if (!done && !wasOpen) {
+      done = true;
+      sink.end({ code: 1006, reason: "", detail: closeLabel(1006) }, false);
     }
   });
 
