@@ -310,10 +310,15 @@ def test_presence_answers_match_the_document_once_the_routes_exist(
     refused = http.get("/_/presence/users/1")
     check("/_/presence/{channel}", "GET", refused.status_code, refused.headers, refused.content)
     assert refused.status_code == 401
-    for params in ({"limit": "0"}, {"cursor": ""}):
+    # "²" is a digit to str.isdigit() but not to int(): refused, not a 500.
+    for params in ({"limit": "0"}, {"cursor": ""}, {"limit": "²"}, {"cursor": "x" * 513}):
         bad = http.get("/_/presence/users/", params=params, headers=AUTH)
         assert bad.status_code == 400, bad.text
         check("/_/presence/{prefix}/", "GET", 400, bad.headers, bad.content)
+    # A cursor is a name, which may be a space: read as sent, not stripped to "".
+    spaced = http.get("/_/presence/users/", params={"cursor": " "}, headers=AUTH)
+    assert spaced.status_code == 200, spaced.text
+    check("/_/presence/{prefix}/", "GET", 200, spaced.headers, spaced.content)
     invalid = http.get("/_/presence/a/%2E%2E/", headers=AUTH)
     check("/_/presence/{prefix}/", "GET", invalid.status_code, invalid.headers, invalid.content)
 
