@@ -41,21 +41,36 @@ def response_spec(template: str, method: str, status: int) -> dict[str, Any]:
 
 def check(template: str, method: str, status: int, headers: Any, body: bytes) -> None:
     """Check a real answer against the document: its status, body schema and headers."""
-    documented = response_spec(template, method, status)
+    documented = documented_response(template, method, status)
     content = documented.get("content", {})
     kind = headers.get("Content-Type", "").split(";")[0]
     if "application/json" in content:
         assert kind == "application/json", kind
-        schema = {**SPEC, "$ref": "#" + _pointer(template, method, status)}
+        schema = {**SPEC, "$ref": "#" + _pointer(template, method, status, documented)}
         jsonschema.Draft202012Validator(schema).validate(json.loads(body))
-    elif "text/plain" in content:
-        assert kind == "text/plain", kind
-    for name in documented.get("headers", {}):
-        if name in ("Retry-After", "Allow", "WWW-Authenticate"):
+    elif content:
+        assert kind in content, (kind, list(content))
+    for name, header in documented.get("headers", {}).items():
+        if name in ("Retry-After", "Allow", "WWW-Authenticate", "Sec-WebSocket-Version"):
             assert name in headers, f"{name} missing from a {status}"
+        fixed = header.get("schema", {}).get("const")
+        if fixed is not None:
+            assert headers.get(name) == fixed, (name, headers.get(name), fixed)
 
 
-def _pointer(template: str, method: str, status: int) -> str:
+def documented_response(template: str, method: str, status: int) -> dict[str, Any]:
+    """The documented response, with a shared one (``$ref``) looked up in the components."""
+    documented = response_spec(template, method, status)
+    ref = documented.get("$ref")
+    if ref is None:
+        return documented
+    return SPEC["components"]["responses"][ref.rsplit("/", 1)[1]]  # type: ignore[no-any-return]
+
+
+def _pointer(template: str, method: str, status: int, documented: dict[str, Any]) -> str:
+    ref = response_spec(template, method, status).get("$ref")
+    if ref is not None:
+        return f"{ref[1:]}/content/application~1json/schema"
     escaped = template.replace("~", "~0").replace("/", "~1")
     return f"/paths/{escaped}/{method.lower()}/responses/{status}/content/application~1json/schema"
 
@@ -83,11 +98,24 @@ def http(server: ServerProcess) -> Iterator[httpx.Client]:
 
 
 AUTH = {"Authorization": f"Bearer {KEY}"}
+UPGRADE = {
+    "Upgrade": "websocket",
+    "Connection": "Upgrade",
+    "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+}
 
 #: (template, method, path, request options, expected status), each answered by a real server.
 CASES: list[tuple[str, str, str, dict[str, Any], int]] = [
     ("/{channel}", "POST", "/users/1", {"content": b"hi", "headers": AUTH}, 202),
     ("/{prefix}/", "POST", "/users/", {"content": b"hi", "headers": AUTH}, 202),
+    ("/", "POST", "/", {"content": b"hi", "headers": AUTH}, 202),
+    ("/{channel}", "POST", "/_", {"content": b"hi", "headers": AUTH}, 404),
+    ("/{prefix}/", "POST", "/_/", {"content": b"hi", "headers": AUTH}, 404),
+    ("/{channel}", "PUT", "/users/1", {"content": b"hi", "headers": AUTH}, 405),
+    ("/{channel}", "GET", "/users/1", {"headers": {"Accept": "text/html"}}, 200),
+    ("/", "GET", "/", {"headers": {"Accept": "text/html"}}, 200),
+    ("/{channel}", "GET", "/users/1", {"headers": {**UPGRADE, "Sec-WebSocket-Version": "8"}}, 426),
+    ("/{channel}", "GET", "/users/1", {"headers": {"Upgrade": "websocket"}}, 400),
     ("/{channel}", "POST", "/a/%2E%2E/b", {"content": b"hi", "headers": AUTH}, 400),
     (
         "/{channel}",
@@ -118,6 +146,25 @@ CASES: list[tuple[str, str, str, dict[str, Any], int]] = [
         "/_/publish",
         {"json": {"messages": [{"channel": "a", "data": "1"}]}, "headers": AUTH},
         202,
+    ),
+    (
+        # "" is the root, as the document says: every channel, like POST /.
+        "/_/publish",
+        "POST",
+        "/_/publish",
+        {"json": {"messages": [{"channel": "", "data": "1"}]}, "headers": AUTH},
+        202,
+    ),
+    (
+        # A null names the field as much as a string does: two payloads, refused.
+        "/_/publish",
+        "POST",
+        "/_/publish",
+        {
+            "json": {"messages": [{"channel": "a", "data": "1", "data_base64": None}]},
+            "headers": AUTH,
+        },
+        400,
     ),
     (
         "/_/publish",
@@ -157,7 +204,7 @@ def test_every_answer_of_a_real_server_matches_the_document(
     for template, method, path, options, status in CASES:
         response = http.request(method, path, **options)
         assert response.status_code == status, (path, response.text)
-        # A GET on a POST-only path is that path's documented 405.
+        # A method a path does not take is its POST's documented 405.
         check(
             template,
             "POST" if status == 405 else method,
@@ -188,7 +235,7 @@ def test_idempotency_answers_match_the_document(http: httpx.Client) -> None:
 
 @pytest.mark.processes
 def test_wire_level_refusals_match_the_document(servers: Start) -> None:
-    """403, 408, 431 and 501, produced on the wire, are documented with their bodies."""
+    """403, 408, 414, 431, 501 and 505, produced on the wire, are documented with their bodies."""
     server = servers("--publish-key", KEY, "--body-timeout", "0.5")
     port = server.port
     head = b"POST /a HTTP/1.1\r\nHost: x\r\n"
@@ -198,6 +245,8 @@ def test_wire_level_refusals_match_the_document(servers: Start) -> None:
         (head + key + b"Content-Length: 10\r\n\r\nx", 408),
         (head + b"X-Big: " + b"a" * 70000 + b"\r\n\r\n", 431),
         (head + key + b"Transfer-Encoding: gzip\r\n\r\n", 501),
+        (b"POST /" + b"a" * 9000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414),
+        (b"POST /a HTTP/2.0\r\nHost: x\r\nContent-Length: 1\r\n\r\nx", 505),
     ]
     for request, status in cases:
         responses, _ = raw_exchange(port, request, timeout=5)
@@ -263,10 +312,15 @@ def test_presence_answers_match_the_document_once_the_routes_exist(
     refused = http.get("/_/presence/users/1")
     check("/_/presence/{channel}", "GET", refused.status_code, refused.headers, refused.content)
     assert refused.status_code == 401
-    for params in ({"limit": "0"}, {"cursor": ""}):
+    # "²" is a digit to str.isdigit() but not to int(): refused, not a 500.
+    for params in ({"limit": "0"}, {"cursor": ""}, {"limit": "²"}, {"cursor": "x" * 513}):
         bad = http.get("/_/presence/users/", params=params, headers=AUTH)
         assert bad.status_code == 400, bad.text
         check("/_/presence/{prefix}/", "GET", 400, bad.headers, bad.content)
+    # A cursor is a name, which may be a space: read as sent, not stripped to "".
+    spaced = http.get("/_/presence/users/", params={"cursor": " "}, headers=AUTH)
+    assert spaced.status_code == 200, spaced.text
+    check("/_/presence/{prefix}/", "GET", 200, spaced.headers, spaced.content)
     invalid = http.get("/_/presence/a/%2E%2E/", headers=AUTH)
     check("/_/presence/{prefix}/", "GET", invalid.status_code, invalid.headers, invalid.content)
 
@@ -274,7 +328,10 @@ def test_presence_answers_match_the_document_once_the_routes_exist(
 def test_every_documented_publish_status_is_checked_live() -> None:
     """No status documented for publishing is left out of the live checks above."""
     # CASES, then what the idempotency, wire and broker tests produce.
-    live = {status for _, _, _, _, status in CASES} | {403, 408, 422, 431, 501, 503, 504}
-    for template in ("/{channel}", "/{prefix}/", "/_/publish"):
+    live = {status for _, _, _, _, status in CASES}
+    live |= {403, 408, 414, 422, 431, 501, 503, 504, 505}
+    # 500 is a bug: nothing produces it on purpose (its body is the shared one checked above).
+    live.add(500)
+    for template in ("/{channel}", "/{prefix}/", "/", "/_/publish"):
         documented = {int(status) for status in SPEC["paths"][template]["post"]["responses"]}
         assert documented <= live, (template, documented - live)

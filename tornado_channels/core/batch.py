@@ -102,12 +102,14 @@ def _entry(index: int, entry: Any, max_message_size: int) -> tuple[Target, bytes
 
 
 def _payload(index: int, entry: dict[str, Any]) -> bytes:
-    text, encoded = entry.get("data"), entry.get("data_base64")
-    if (text is None) == (encoded is None):
+    # Present, not "not null": {"data": "x", "data_base64": null} names both fields
+    # and is refused, as the document's oneOf says, rather than read as "data" alone.
+    if ("data" in entry) == ("data_base64" in entry):
         raise InvalidBatch(
             "invalid_batch", f'message {index} needs exactly one of "data" or "data_base64"', index
         )
-    if text is not None:
+    text, encoded = entry.get("data"), entry.get("data_base64")
+    if "data" in entry:
         if not isinstance(text, str):
             raise InvalidBatch("invalid_batch", f'message {index}: "data" must be a string', index)
         try:

@@ -27,8 +27,11 @@ from .hooks import ChannelHooks
 from .subscribing import ask_hooks
 from .tokens import Guard, bearer_of, carries_key, token_of, wrong_key
 
-#: The longest cursor taken: a channel name is never longer (see core/channels.py).
-MAX_CURSOR = 4096
+#: The longest cursor taken.  A cursor is a name from the page before (at most
+#: 255 bytes, see core/channels.py, and a trailing "/"), so twice that is never
+#: too short; and a request carrying the longest, percent-encoded, still fits
+#: the 8 KiB request line, so a valid cursor is never answered 414.
+MAX_CURSOR = 512
 
 
 class PresenceHandler(JSONErrorsMixin):
@@ -69,12 +72,14 @@ class PresenceHandler(JSONErrorsMixin):
         raw = self.get_query_argument("limit", None)
         limit = DEFAULT_LIMIT
         if raw is not None:
-            if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIMIT:
+            # isascii: str.isdigit() is also true of digits int() cannot read ("²").
+            if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= MAX_LIMIT:
                 raise ApiError(
                     400, "invalid_limit", f"limit must be a whole number from 1 to {MAX_LIMIT}"
                 )
             limit = int(raw)
-        cursor = self.get_query_argument("cursor", None)
+        # Unstripped: a cursor is a channel name, which may begin or end with a space.
+        cursor = self.get_query_argument("cursor", None, strip=False)
         if cursor is not None and (not cursor or len(cursor) > MAX_CURSOR):
             raise ApiError(400, "invalid_cursor", "cursor must be the 'cursor' of the page before")
         return limit, cursor
