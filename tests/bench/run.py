@@ -27,6 +27,7 @@ from typing import Any
 
 from tests.bench import clients, compression, nchan, nginx_publish, presence, redis_modes, soak
 from tests.bench.client import proc_cpu, raise_nofile
+from tests.bench.outbox import outbox_suite
 from tests.bench.report import comparison, table
 from tests.bench.scenarios import batch_publish, fanout, handshakes, idle, latency, publish_only
 from tests.bench.target import Target
@@ -201,6 +202,8 @@ async def main_scenarios(options: argparse.Namespace) -> list[dict[str, Any]]:
     else:
         print("skipping POSTs through nginx: nginx is not installed", flush=True)
     results += await clients.client_paths(start_server, options.client_messages)
+    if options.outbox_rows:
+        results += await outbox_suite(start_server, options.outbox_rows)
     if options.redis_modes:
         results += await redis_modes.script_cost()
         for mode in options.redis_modes.split(","):
@@ -237,6 +240,9 @@ def main() -> int:
     parser.add_argument("--no-redis", action="store_true", help="skip the 2-process scenarios")
     parser.add_argument(
         "--client-messages", type=int, default=3000, help="messages per client publishing path"
+    )
+    parser.add_argument(
+        "--outbox-rows", type=int, default=20_000, help="rows per outbox drain scenario (0: none)"
     )
     parser.add_argument(
         "--compression",
