@@ -13,12 +13,15 @@ import signal
 import threading
 import urllib.request
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
+import jsonschema
 import psycopg
 import pytest
 from tornado.websocket import WebSocketClientConnection
 
+import tornado_channels
 from tests.helpers.postgres import PostgresServer
 from tests.helpers.support import WAIT, RedisServer, ServerProcess, connect, hang_up, post, run
 from tests.helpers.support import until as until_async
@@ -27,6 +30,7 @@ from tornado_channels import outbox
 pytestmark = pytest.mark.processes
 
 Servers = Callable[..., ServerProcess]
+SPEC = json.loads((Path(tornado_channels.__file__).parent / "web" / "openapi.json").read_text())
 
 
 def consumer(servers: Servers, dsn: str, table: str, *args: str) -> ServerProcess:
@@ -166,7 +170,11 @@ def test_on_the_embedded_broker_rows_arrive_once_in_commit_order_and_a_poison_ro
     [(channel, data, reason)] = postgres.sql(f"SELECT channel, data, reason FROM {table}_rejected")
     assert (channel, bytes(data), "empty segment" in reason) == ("t//poison", b"P", True)
     assert postgres.sql(f"SELECT count(*) FROM {table}") == [(0,)]
-    report = health(server)["outbox"]
+    answer = health(server)
+    jsonschema.Draft202012Validator({**SPEC, "$ref": "#/components/schemas/Health"}).validate(
+        answer
+    )
+    report = answer["outbox"]
     assert (report["published"], report["rejected"], report["connected"]) == (1204, 1, True)
 
 
