@@ -36,7 +36,13 @@ SPEC = json.loads((Path(tornado_channels.__file__).parent / "web" / "openapi.jso
 def consumer(servers: Servers, dsn: str, table: str, *args: str) -> ServerProcess:
     """A server consuming ``table``, quick to look again and to take over (tests only)."""
     return servers(
-        "--outbox-dsn", dsn, "--outbox-table", table, "--outbox-poll-interval", "0.2", *args
+        "--outbox-dsn",
+        dsn,
+        "--outbox-table",
+        table,
+        "--outbox-poll-interval",
+        "0.2",
+        *args,
     )
 
 
@@ -188,7 +194,10 @@ def test_processes_on_redis_share_the_table_and_a_leader_killed_mid_batch_loses_
 ) -> None:
     """One process consumes at a time; kill -9 it mid-stream: another takes over, exactly once."""
     args = ("--redis-url", redis_server.url, "--outbox-batch-size", "20")
-    started = [consumer(servers, postgres.dsn, table, *args) for _ in range(processes)]
+    # Started together, then waited for: each takes a second or more to import and listen.
+    started = [consumer(servers, postgres.dsn, table, *args, ready=False) for _ in range(processes)]
+    for process in started:
+        process.wait_healthy()
     writers, count = 4, 300
 
     async def scenario() -> list[str]:

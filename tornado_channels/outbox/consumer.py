@@ -83,6 +83,8 @@ class OutboxConsumer:
         self.error: str | None = None
         self._stopping = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        # The batch recorded in the state table and not yet deleted: (first, last) seq.
+        self._batch: tuple[int, int] | None = None
 
     def start(self) -> None:
         """Start consuming in the background (connecting as soon as PostgreSQL answers)."""
@@ -124,6 +126,7 @@ class OutboxConsumer:
                         self.connected = True
                         failures = 0
                         await self._create_schema(connection)
+                        self.error = None
                         await self._serve(connection)
                 except (psycopg.Error, OSError, TimeoutError) as exc:
                     self._failed("PostgreSQL connection lost", exc, failures)
@@ -181,14 +184,15 @@ class OutboxConsumer:
         log.info("outbox %s: consuming", self.table)
         await self._query(connection, f"LISTEN {self.table}")
         try:
-            [pending] = await self._query(
+            # What a predecessor recorded and did not finish: published first, as it was.
+            [(first, last)] = await self._query(
                 connection, f"SELECT first_seq, last_seq FROM {self.state_table}"
             )
-            batch: tuple[int, int] | None = None if pending[0] is None else pending
+            self._batch = None if first is None else (first, last)
             failures = 0
             while not self._stopping.is_set():
                 try:
-                    batch, more = await self._publish_batch(connection, batch)
+                    more = await self._publish_batch(connection)
                 except PublishError as exc:
                     self._failed("publish failed", exc, failures)
                     await self._pause(backoff(failures))
@@ -220,15 +224,15 @@ class OutboxConsumer:
             waiter.cancel()
             await asyncio.gather(waiter, return_exceptions=True)
 
-    async def _publish_batch(
-        self, connection: psycopg.AsyncConnection[Any], batch: tuple[int, int] | None
-    ) -> tuple[tuple[int, int] | None, bool]:
-        """Publish the recorded ``batch`` (or the next rows); return the record and whether more.
+    async def _publish_batch(self, connection: psycopg.AsyncConnection[Any]) -> bool:
+        """Publish the recorded batch, or the next rows; return whether more may be waiting.
 
-        The record stays set until the rows are gone: a failure here leaves
-        it for the retry (or the next consumer) to publish again, same key.
+        The record (here and in the state table) stays set until the rows
+        are gone: a failure leaves it for the retry, or the next consumer,
+        to publish again: the same rows, under the same key.
         """
         columns = "id, seq, channel, data"
+        batch = self._batch
         if batch is not None:
             rows = await self._query(
                 connection,
@@ -243,9 +247,9 @@ class OutboxConsumer:
                 (self.batch_size,),
             )
             if not rows:
-                return None, False
+                return False
             fetched = len(rows)
-            rows = _cut(rows)
+            rows = cut_batch(rows)
             more = fetched == self.batch_size or len(rows) < fetched
             batch = (rows[0][1], rows[-1][1])
             await self._query(
@@ -253,6 +257,7 @@ class OutboxConsumer:
                 f"UPDATE {self.state_table} SET first_seq = %s, last_seq = %s",
                 batch,
             )
+            self._batch = batch
         messages: list[tuple[Target, bytes]] = []
         rejected_ids: list[int] = []
         reasons: list[str] = []
@@ -285,11 +290,12 @@ class OutboxConsumer:
             ) UPDATE {self.state_table} SET first_seq = NULL, last_seq = NULL""",
             (rejected_ids, reasons, *batch),
         )
+        self._batch = None
         self.rejected += len(rejected_ids)
-        return None, more
+        return more
 
 
-def _cut(rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+def cut_batch(rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
     """The first rows of ``rows`` whose payloads fit :data:`MAX_BATCH_BYTES` (at least one)."""
     total = 0
     for count, row in enumerate(rows):
