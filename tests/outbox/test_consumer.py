@@ -194,10 +194,7 @@ def test_processes_on_redis_share_the_table_and_a_leader_killed_mid_batch_loses_
 ) -> None:
     """One process consumes at a time; kill -9 it mid-stream: another takes over, exactly once."""
     args = ("--redis-url", redis_server.url, "--outbox-batch-size", "20")
-    # Started together, then waited for: each takes a second or more to import and listen.
-    started = [consumer(servers, postgres.dsn, table, *args, ready=False) for _ in range(processes)]
-    for process in started:
-        process.wait_healthy()
+    started = [consumer(servers, postgres.dsn, table, *args) for _ in range(processes)]
     writers, count = 4, 300
 
     async def scenario() -> list[str]:
