@@ -7,7 +7,6 @@ nothing twice, and each writer's rows in the order its transactions committed.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import signal
 import threading
@@ -23,9 +22,10 @@ from tornado.websocket import WebSocketClientConnection
 
 import tornado_channels
 from tests.helpers.postgres import PostgresServer
-from tests.helpers.support import WAIT, RedisServer, ServerProcess, connect, hang_up, post, run
+from tests.helpers.support import WAIT, RedisServer, ServerProcess, connect, post, run
 from tests.helpers.support import until as until_async
 from tornado_channels import outbox
+from tornado_channels.outbox.schema import lock_key
 
 pytestmark = pytest.mark.processes
 
@@ -91,10 +91,9 @@ class Collector:
         return self.messages
 
     async def close(self) -> None:
-        await hang_up(self.ws)
-        self.task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self.task
+        """Close, and wait for the reader to see the close (at once if the server closed first)."""
+        self.ws.close()
+        await asyncio.wait_for(self.task, WAIT)
 
 
 def write(postgres: PostgresServer, table: str, rows: list[tuple[str, str]]) -> None:
@@ -308,3 +307,43 @@ def test_postgres_restarted_under_load_drains_the_backlog_once_in_order(
     assert received == sorted(received)
     assert set(committed) <= set(received) <= set(committed) | set(uncertain)
     assert health(server)["outbox"]["connected"]
+
+
+def test_rows_committed_while_the_broker_is_down_wait_and_then_arrive_in_order(
+    servers: Servers, postgres: PostgresServer, table: str, redis_server: RedisServer
+) -> None:
+    """Redis killed: the consumer stands aside, the rows wait; Redis back: they arrive, in order."""
+    server = consumer(servers, postgres.dsn, table, "--redis-url", redis_server.url)
+
+    async def scenario() -> list[str]:
+        await leader([server])
+        before = await Collector.open(server)
+        write(postgres, table, [("t/a", "before")])
+        await before.until("before")
+        redis_server.kill()
+        await until_async(lambda: health(server).get("http_status") == 503, WAIT, "broker down")
+        write(postgres, table, [("t/a", "1"), ("t/b", "2")])
+        write(postgres, table, [("t/a", "3")])
+        await before.close()
+        with postgres.connect(autocommit=True) as holder:
+            # Holding the consumer's lock keeps the rows waiting until a subscriber is back.
+            await until_async(
+                lambda: (
+                    holder.execute(
+                        "SELECT pg_try_advisory_lock(%s)", (lock_key(table, "consume"),)
+                    ).fetchone()
+                    == (True,)
+                ),
+                WAIT,
+                "the consumer's lock free",
+            )
+            redis_server.start()
+            server.wait_healthy()
+            after = await Collector.open(server)
+        write(postgres, table, [("t/end", "end")])
+        received = await after.until("end")
+        await after.close()
+        return received
+
+    assert run(scenario()) == ["1", "2", "3", "end"]
+    assert postgres.sql(f"SELECT count(*) FROM {table}") == [(0,)]
