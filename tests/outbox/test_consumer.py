@@ -165,13 +165,21 @@ def test_on_the_embedded_broker_rows_arrive_once_in_commit_order_and_a_poison_ro
                         raise psycopg.Rollback
                     outbox.publish(connection.cursor(), "t/", "S3", table=table)
             held.commit()
+        # The trap again, with both still in flight when the consumer looks.
+        for round_ in range(5):
+            with postgres.connect() as first, postgres.connect() as second:
+                outbox.publish(first.cursor(), "t/a", f"first:{round_}", table=table)
+                outbox.publish(second.cursor(), "t/a", f"second:{round_}", table=table)
+                second.commit()
+                first.commit()
         write(postgres, table, [("t/burst", f"burst:{n}") for n in range(1200)])
         received = await collector.until("burst:1199")
         await collector.close()
         return received
 
     received = run(scenario())
-    assert received == ["B", "S1", "S3", "A", *(f"burst:{n}" for n in range(1200))]
+    rounds = [f"{which}:{n}" for n in range(5) for which in ("second", "first")]
+    assert received == ["B", "S1", "S3", "A", *rounds, *(f"burst:{n}" for n in range(1200))]
     [(channel, data, reason)] = postgres.sql(f"SELECT channel, data, reason FROM {table}_rejected")
     assert (channel, bytes(data), "empty segment" in reason) == ("t//poison", b"P", True)
     assert postgres.sql(f"SELECT count(*) FROM {table}") == [(0,)]
@@ -180,7 +188,7 @@ def test_on_the_embedded_broker_rows_arrive_once_in_commit_order_and_a_poison_ro
         answer
     )
     report = answer["outbox"]
-    assert (report["published"], report["rejected"], report["connected"]) == (1204, 1, True)
+    assert (report["published"], report["rejected"], report["connected"]) == (1214, 1, True)
 
 
 @pytest.mark.parametrize("processes", [2, 3])
@@ -191,22 +199,28 @@ def test_processes_on_redis_share_the_table_and_a_leader_killed_mid_batch_loses_
     redis_server: RedisServer,
     processes: int,
 ) -> None:
-    """One process consumes at a time; kill -9 it mid-stream: another takes over, exactly once."""
+    """One process consumes at a time; kill -9 each leader mid-stream but the last: exactly once."""
     args = ("--redis-url", redis_server.url, "--outbox-batch-size", "20")
     started = [consumer(servers, postgres.dsn, table, *args) for _ in range(processes)]
     writers, count = 4, 300
 
     async def scenario() -> list[str]:
-        first = await leader(started)
-        survivors = [p for p in started if p is not first]
-        collector = await Collector.open(survivors[0])
+        # One subscriber on each process: the last one standing has heard everything.
+        collectors = {process: await Collector.open(process) for process in started}
+        alive = list(started)
         with Writers(postgres, table, writers, count):
-            await until_async(lambda: len(collector.messages) >= 300, 30, "300 rows received")
-            first.terminate(signal.SIGKILL)
-            await leader(survivors)
+            for kill in range(1, processes):
+                current = await leader(alive)
+                alive.remove(current)
+                heard, enough = collectors.pop(current), 300 * kill
+                await until_async(lambda: len(heard.messages) >= enough, 30, "rows received")  # noqa: B023
+                current.terminate(signal.SIGKILL)
+                await heard.close()
+            await leader(alive)
         write(postgres, table, [("t/end", "end")])
-        received = await collector.until("end")
-        await collector.close()
+        (survivor,) = collectors.values()
+        received = await survivor.until("end")
+        await survivor.close()
         return received
 
     received = run(scenario())
