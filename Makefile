@@ -17,7 +17,7 @@ help:
 	@echo "make test-fast - the pure and in-process tests only (no processes, Redis, nginx, browser)"
 	@echo "make lint   - ruff and mypy"
 	@echo "make js-types - tornado-channels.d.ts made again from the JS client's JSDoc (tsc, pinned)"
-	@echo "make bench  - fan-out, latency, publish cost, memory per connection, the clients' publishing paths, a 3-minute soak (BENCH_ARGS=--idle 10000; --soak 3600 --soak-channels 5000000; --soak-only)"
+	@echo "make bench  - fan-out, latency, publish cost, memory per connection, the clients' publishing paths, the outbox, a 3-minute soak (BENCH_ARGS=--idle 10000; --soak 3600 --soak-channels 5000000; --soak-only)"
 	@echo "make bench-nchan - the same scenarios against ours and against Nchan (nginx), side by side"
 	@echo "make conformance - Autobahn|Testsuite against a worker and through nginx (needs Python 2.7: PYTHON27=...)"
 	@echo "make clean  - remove the virtualenv and build leftovers"
@@ -28,7 +28,7 @@ $(STAMP): setup.cfg setup.py pyproject.toml
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	@# setuptools says, on every editable install, that a folder named like the
 	@# package may shadow it: true of every checkout, and noise here.
-	PYTHONWARNINGS="ignore:Editable installation" $(BIN)/python -m pip install --quiet -e '.[client,test,lint,deploy]'
+	PYTHONWARNINGS="ignore:Editable installation" $(BIN)/python -m pip install --quiet -e '.[client,test,lint,deploy,outbox]'
 	@# A checkout that once ran the (since removed) mypyc build: its extension
 	@# modules would be imported before the sources they were built from.
 	find tornado_channels -name '*.so' -delete
@@ -38,9 +38,10 @@ install: $(STAMP)
 
 # Debian packages, as command=package pairs: what `make run` runs (nginx in
 # front, redis-server when no Redis answers) and what the tests run for real
-# (private Redis servers, nginx, chromium for the pages).
+# (private Redis servers, nginx, chromium for the pages, PostgreSQL for the outbox).
 RUN_DEPS  := nginx=nginx redis-server=redis-server
-TEST_DEPS := $(RUN_DEPS) chromium=chromium
+POSTGRES  := /usr/lib/postgresql/15/bin/postgres
+TEST_DEPS := $(RUN_DEPS) chromium=chromium $(POSTGRES)=postgresql
 
 # Install the missing ones with apt-get as root; otherwise say what to install.
 # A pair's left side may also be a file's absolute path (a module, not a command).

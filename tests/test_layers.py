@@ -16,7 +16,8 @@ ALLOWED = {
     "brokers": {"core"},
     "node": {"core", "brokers"},
     "web": {"core", "brokers", "node"},
-    "server": {"core", "brokers", "node", "web"},
+    "server": {"core", "brokers", "node", "web", "outbox"},
+    "outbox": {"core", "brokers", "node"},
     # The clients run in other programs: never the server's node or web layers.
     "client": {"core", "brokers"},
 }
@@ -27,6 +28,7 @@ FORBIDDEN = {
     "node": {"tornado", "redis", "prometheus_client"},
     "web": {"redis"},
     "server": set(),
+    "outbox": {"tornado", "redis", "prometheus_client"},
     "client": {"tornado", "prometheus_client"},
 }
 ROOT_MODULES = {"hub", "node", "subscription"}

@@ -39,10 +39,11 @@ from tests.bench import (
     soak,
 )
 from tests.bench.client import proc_cpu, raise_nofile
+from tests.bench.outbox import outbox_suite
 from tests.bench.report import comparison, table
 from tests.bench.scenarios import batch_publish, fanout, handshakes, idle, latency, publish_only
 from tests.bench.target import Target
-from tests.helpers import RedisServer, ServerProcess, free_port
+from tests.helpers import RedisServer, ServerProcess, free_port, postgres
 
 try:
     import uvloop
@@ -54,6 +55,9 @@ except ImportError:
 
 #: The deployed shape (nginx in front of workers) is measured only where nginx is.
 NGINX_INSTALLED = bool(shutil.which("nginx")) or os.path.exists("/usr/sbin/nginx")
+
+#: The outbox scenarios need Debian's PostgreSQL (make test installs it).
+POSTGRES_INSTALLED = (postgres.BIN / "postgres").exists()
 
 SERVER_ARGS = ("--ping-interval", "0", "--max-connections", "0", "--log-level", "warning")
 #: The secret of the server that requires tokens (handshakes-token).
@@ -214,6 +218,10 @@ async def main_scenarios(options: argparse.Namespace) -> list[dict[str, Any]]:
     else:
         print("skipping POSTs through nginx: nginx is not installed", flush=True)
     results += await clients.client_paths(start_server, options.client_messages)
+    if options.outbox_rows and POSTGRES_INSTALLED:
+        results += await outbox_suite(start_server, options.outbox_rows)
+    elif options.outbox_rows:
+        print("skipping the outbox: PostgreSQL is not installed (apt-get install postgresql)")
     if options.redis_modes:
         results += await redis_modes.script_cost()
         for mode in options.redis_modes.split(","):
@@ -250,6 +258,9 @@ def main() -> int:
     parser.add_argument("--no-redis", action="store_true", help="skip the 2-process scenarios")
     parser.add_argument(
         "--client-messages", type=int, default=3000, help="messages per client publishing path"
+    )
+    parser.add_argument(
+        "--outbox-rows", type=int, default=20_000, help="rows per outbox drain scenario (0: none)"
     )
     parser.add_argument(
         "--compression",

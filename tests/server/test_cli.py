@@ -11,6 +11,8 @@ import pytest
 
 from tornado_channels.brokers.settings import BrokerSettings
 from tornado_channels.core import settings as declare
+from tornado_channels.outbox.schema import schema_sql
+from tornado_channels.outbox.settings import OutboxSettings
 from tornado_channels.server.cli import (
     GROUPS,
     event_loop_factory,
@@ -51,6 +53,7 @@ def test_every_declared_setting_has_a_flag_and_an_environment_variable() -> None
                 BrokerSettings: "broker",
                 ChannelConfig: "channels",
                 BackendSettings: "hooks",
+                OutboxSettings: "outbox",
             }
             value = getattr(getattr(from_env, group[cls]), field.name)
             assert value == declare.parse(field, text), field.name
@@ -147,3 +150,29 @@ def test_help_points_to_the_token_command(capsys: pytest.CaptureFixture[str]) ->
     with pytest.raises(SystemExit):
         main(["--help"])
     assert "tornado-channels token" in capsys.readouterr().out
+
+
+def test_outbox_schema_prints_the_sql_the_consumer_runs(capsys: pytest.CaptureFixture[str]) -> None:
+    """'tornado-channels outbox-schema' prints schema_sql() of the table asked for."""
+    assert main(["outbox-schema"]) == 0
+    assert capsys.readouterr().out == schema_sql()
+    assert main(["outbox-schema", "--outbox-table", "orders_outbox"]) == 0
+    assert capsys.readouterr().out == schema_sql("orders_outbox")
+
+
+def test_outbox_schema_refuses_a_table_name_it_cannot_use(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A table name that is not a plain identifier exits 2, saying why, without a traceback."""
+    with pytest.raises(SystemExit) as exit_:
+        main(["outbox-schema", "--outbox-table", "x; DROP TABLE users"])
+    assert exit_.value.code == 2
+    error = capsys.readouterr().err
+    assert "outbox table" in error
+    assert "Traceback" not in error
+
+
+def test_a_bad_outbox_table_stops_the_server_at_start() -> None:
+    """--outbox-dsn with an unusable --outbox-table exits 2 before listening."""
+    argv = ["--outbox-dsn", "postgresql://nowhere", "--outbox-table", "Bad", "--port", "1"]
+    assert main(argv) == 2

@@ -20,6 +20,7 @@ from typing import Any
 from .. import __version__
 from ..brokers.settings import BrokerSettings
 from ..core import settings as declare
+from ..outbox.settings import OutboxSettings
 from ..web.backend import BackendSettings
 from ..web.config import ChannelConfig
 from .settings import ServerSettings, Settings
@@ -30,6 +31,7 @@ GROUPS: tuple[tuple[str, type], ...] = (
     ("broker and history", BrokerSettings),
     ("channels", ChannelConfig),
     ("backend hooks", BackendSettings),
+    ("transactional outbox", OutboxSettings),
 )
 
 
@@ -42,7 +44,7 @@ def build_parser(environ: dict[str, str] | None = None) -> argparse.ArgumentPars
         "publish with POST /<channel> (or POST /<prefix>/ for every channel below it).",
         epilog=f"Every flag can be set in the environment as {declare.ENV_PREFIX}<FLAG>, "
         f"e.g. {declare.ENV_PREFIX}REDIS_URL. 'tornado-channels token --help': mint a "
-        "channel token for development.",
+        "channel token for development; 'tornado-channels outbox-schema': the outbox's SQL.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     for title, cls in GROUPS:
@@ -79,7 +81,13 @@ def parse_settings(
     def of(cls: type) -> Any:
         return cls(**{field.name: values[field.name] for field, _ in declare.declared(cls)})
 
-    return Settings(of(ServerSettings), of(BrokerSettings), of(ChannelConfig), of(BackendSettings))
+    return Settings(
+        of(ServerSettings),
+        of(BrokerSettings),
+        of(ChannelConfig),
+        of(BackendSettings),
+        of(OutboxSettings),
+    )
 
 
 def flags_table() -> str:
@@ -154,11 +162,37 @@ def mint(argv: Sequence[str], environ: dict[str, str] | None = None) -> int:
     return 0
 
 
+def outbox_schema(argv: Sequence[str], environ: dict[str, str] | None = None) -> int:
+    """``tornado-channels outbox-schema``: print the SQL the outbox consumer creates."""
+    from ..outbox.schema import DEFAULT_TABLE, schema_sql
+
+    environ = dict(os.environ) if environ is None else environ
+    parser = argparse.ArgumentParser(
+        prog="tornado-channels outbox-schema",
+        description="Print the outbox's tables, sequence and trigger as idempotent SQL, for "
+        "those who run migrations themselves (the server creates them when missing).",
+    )
+    parser.add_argument(
+        "--outbox-table",
+        default=environ.get(declare.ENV_PREFIX + "OUTBOX_TABLE", DEFAULT_TABLE),
+        help="the outbox table",
+    )
+    args = parser.parse_args(argv)
+    try:
+        sql = schema_sql(args.outbox_table)
+    except ValueError as exc:
+        parser.error(str(exc))
+    print(sql, end="")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``tornado-channels`` console script (and ``... token``)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["token"]:
         return mint(argv[1:])
+    if argv[:1] == ["outbox-schema"]:
+        return outbox_schema(argv[1:])
     from .serve import serve  # The whole server, only once the flags are read.
 
     try:

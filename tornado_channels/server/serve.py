@@ -6,19 +6,36 @@ import asyncio
 import gc
 import logging
 import signal
+from typing import TYPE_CHECKING, Any
 
 from tornado.netutil import bind_sockets
 
 from ..brokers.settings import make_broker
 from ..node import Node
+from ..outbox.settings import OutboxSettings
 from ..web.app import make_app
 from ..web.backend import installed
+from ..web.ops import HEALTH_REPORTS
 from ..web.publishing import InFlight
 from .accept import Acceptor
 from .settings import Settings
 from .wire import WireServer
 
+if TYPE_CHECKING:
+    from ..outbox.consumer import OutboxConsumer
+
 log = logging.getLogger("tornado_channels")
+
+
+def make_outbox(node: Node, settings: OutboxSettings) -> OutboxConsumer | None:
+    """The outbox consumer ``settings`` ask for, or None; raises ImportError without psycopg."""
+    if settings.outbox_dsn is None:
+        return None
+    try:
+        from ..outbox.consumer import OutboxConsumer
+    except ImportError as exc:
+        raise ImportError(f"{exc}: pip install 'tornado_channels[outbox]'") from None
+    return OutboxConsumer(node, settings)
 
 
 async def serve(settings: Settings) -> int:
@@ -30,9 +47,16 @@ async def serve(settings: Settings) -> int:
         log.error("%s", exc)
         return 2
     node = Node(broker, max_buffered_bytes=server_settings.max_buffered_bytes)
+    try:
+        outbox = make_outbox(node, settings.outbox)
+    except (ImportError, ValueError) as exc:
+        log.error("--outbox-dsn: %s", exc)
+        return 2
     in_flight = InFlight()
     hooks = installed(settings.hooks)  # --auth-url, --publish-url
-    app = make_app(node, hooks=hooks, in_flight=in_flight, config=channels)
+    reports = {"outbox": outbox.health} if outbox is not None else {}
+    tornado_settings: dict[str, Any] = {HEALTH_REPORTS: reports}
+    app = make_app(node, hooks=hooks, in_flight=in_flight, config=channels, **tornado_settings)
     # Slow clients (slowloris) get seconds, not Tornado's default hour.
     wire = WireServer(
         app,
@@ -63,6 +87,8 @@ async def serve(settings: Settings) -> int:
     # what came later.  Measured in docs/performance.md.
     gc.freeze()
     acceptor.listen(sockets)
+    if outbox is not None:
+        outbox.start()
     log.info("listening on http://%s:%d (broker: %s)", address, port, node.broker.describe())
 
     stopping = asyncio.Event()
@@ -90,6 +116,9 @@ async def serve(settings: Settings) -> int:
         await asyncio.wait_for(wire.close_all_connections(grace), grace + drain)
     except asyncio.TimeoutError:
         log.warning("connections still open after %.1fs; closing anyway", drain)
+    if outbox is not None:
+        # Before the node: a batch in progress finishes while its broker still runs.
+        await outbox.stop(drain)
     await node.stop()
     if hooks is not None:
         hooks.close()

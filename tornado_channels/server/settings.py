@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from ..brokers.settings import BrokerSettings
 from ..core.settings import setting
 from ..hub import MAX_BUFFERED_BYTES
+from ..outbox.settings import OutboxSettings
 from ..web.backend import BackendSettings
 from ..web.config import ChannelConfig
 from ..web.limits import BODY_TIMEOUT, IDLE_TIMEOUT
@@ -75,3 +76,4 @@ class Settings:
     broker: BrokerSettings
     channels: ChannelConfig
     hooks: BackendSettings = field(default_factory=BackendSettings)
+    outbox: OutboxSettings = field(default_factory=OutboxSettings)

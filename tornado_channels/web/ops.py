@@ -14,7 +14,9 @@ publishing.py.)
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from importlib import resources
+from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
@@ -23,6 +25,11 @@ from .config import ChannelConfig
 from .errors import JSON_TYPE, JSONErrorsMixin
 from .metrics import NodeMetrics
 from .tokens import Guard, carries_key
+
+#: The application setting naming what else ``/_/health`` reports: name -> a
+#: function returning a JSON object (the server's outbox consumer).  Reported
+#: only: readiness is the broker's alone.
+HEALTH_REPORTS = "health_reports"
 
 
 class HealthHandler(JSONErrorsMixin):
@@ -37,14 +44,16 @@ class HealthHandler(JSONErrorsMixin):
         connected = self.node.connected
         self.set_status(200 if connected else 503)
         self.set_header("Cache-Control", "no-store")
-        self.finish(
-            {
-                "status": "ok" if connected else "unavailable",
-                "broker": self.node.broker.kind,
-                "connected": connected,
-                "subscriptions": len(self.node.hub),
-            }
-        )
+        body: dict[str, Any] = {
+            "status": "ok" if connected else "unavailable",
+            "broker": self.node.broker.kind,
+            "connected": connected,
+            "subscriptions": len(self.node.hub),
+        }
+        reports: Mapping[str, Callable[[], dict[str, Any]]] = self.settings.get(HEALTH_REPORTS, {})
+        for name, report in reports.items():
+            body[name] = report()
+        self.finish(body)
 
     head = get
 
