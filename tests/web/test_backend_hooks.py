@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 from typing import Any
 
@@ -26,11 +27,21 @@ class BackendHooksTestCase(NodeAppTestCase):
 
     token_secret: str | None = None
     auth_cache = 5.0
+    # Generous: a loaded CI machine must never turn a prompt answer into a timeout.
+    auth_timeout = 5.0
 
     def backend_settings(self, url: str) -> BackendSettings:
         return BackendSettings(
-            auth_url=url, auth_cache=self.auth_cache, auth_timeout=0.5, publish_url=url
+            auth_url=url,
+            auth_cache=self.auth_cache,
+            auth_timeout=self.auth_timeout,
+            publish_url=url,
         )
+
+    def hold_past_the_timeout(self) -> None:
+        """The backend stops answering, and the hooks wait for it only half a second."""
+        self.hooks.settings = dataclasses.replace(self.hooks.settings, auth_timeout=0.5)
+        self.backend.hold = True
 
     def make_app(self, node: Node) -> Application:
         self.backend = HookBackend().start()
@@ -113,7 +124,7 @@ class AuthUrlTest(BackendHooksTestCase):
         for path in ("/fail", "/odd"):
             status, body = await self.handshake(path)
             assert (status, body["error"]) == (503, "auth_unavailable"), (path, body)
-        self.backend.hold = True
+        self.hold_past_the_timeout()
         status, body = await self.handshake("/slow")
         assert (status, body["error"]) == (503, "auth_unavailable")
         assert "did not answer" in body["message"]
@@ -130,7 +141,7 @@ class AuthUrlTest(BackendHooksTestCase):
         await self.ws_with("/yes/2", **COOKIE)
         assert self.backend.count() == 4
 
-    @gen_test
+    @gen_test(timeout=30)
     async def test_concurrent_identical_asks_collapse_into_one_request(self) -> None:
         """Twenty handshakes asking at once for the same answer make one backend request."""
         for rounds in range(1, 4):
@@ -138,8 +149,11 @@ class AuthUrlTest(BackendHooksTestCase):
             path = f"/room/{rounds}"
             handshakes = [asyncio.ensure_future(self.ws_with(path, **COOKIE)) for _ in range(20)]
             waiting = 19 * rounds
-            await until(lambda: self.hooks.collapsed == waiting, what="all waiting")  # noqa: B023
-            assert self.backend.count() == rounds
+            # The one ask has reached the backend, and the other 19 wait for its answer.
+            await until(
+                lambda: self.hooks.collapsed == waiting and self.backend.count() == rounds,  # noqa: B023
+                what="all waiting",
+            )
             self.backend.release()
             await asyncio.wait_for(asyncio.gather(*handshakes), 10)
         _, answer = await self.presence("room/3", **COOKIE)
@@ -213,7 +227,7 @@ class PublishUrlTest(BackendHooksTestCase):
         for status, expected in ((403, 403), (500, 502)):
             self.backend.answers[("publish", "room")] = (status, {})
             assert (await self.post("/room", "no")).code == expected
-        self.backend.hold = True
+        self.hold_past_the_timeout()
         response = await self.post("/room", "late")
         assert (response.code, json.loads(response.body)["error"]) == (
             503, "publish_hook_unavailable",
@@ -274,7 +288,7 @@ class PublishUrlTest(BackendHooksTestCase):
         """A publish hook that does not answer in time closes the client 1008 saying so."""
         conn = await self.ws_with("/room", **COOKIE)
         watcher = await self.ws_with("/room", Cookie="session=u7")
-        self.backend.hold = True
+        self.hold_past_the_timeout()
         conn.write_message("late")
         code, reason = await closed(conn)
         assert code == 1008
