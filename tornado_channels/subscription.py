@@ -16,10 +16,12 @@ import logging
 from typing import Protocol
 
 from .brokers.base import BrokerUnavailable
+from .brokers.events import CONNECT, DISCONNECT
 from .core.channels import Target
 from .core.deflate import Deflate
 from .core.frames import CLOSE_SLOW_CONSUMER, Encoding
 from .core.partitions import one_sequence
+from .core.presence import presence_name
 from .core.publication import Position, Recovery
 from .core.resume import Overflow, Resume
 from .node import Node
@@ -52,6 +54,7 @@ class Subscription:
 
     __slots__ = (
         "_closing",
+        "_connected",
         "_deadline",
         "_pending",
         "_resume",
@@ -92,12 +95,30 @@ class Subscription:
         self._pending: list[bytes] | None = []
         self._closing: tuple[int | None, str | None] | None = None
         self._deadline: asyncio.TimerHandle | None = None
+        # Whether its connect event was recorded and its disconnect is still due.
+        self._connected = False
 
     async def start(self) -> None:
         """Subscribe; return once the broker delivers to it (raise BrokerUnavailable if not)."""
-        await self.node.subscribe(
-            self.target, self, user=self.user, presence_events=self.presence_events
-        )
+        events = self.node.events
+        if events is not None:
+            # One connection, one subscription: connected just before it subscribes.
+            self._connected = True
+            events.emit(CONNECT, presence_name(self.target), self.user)
+        try:
+            await self.node.subscribe(
+                self.target, self, user=self.user, presence_events=self.presence_events
+            )
+        except BaseException:
+            self._disconnected()
+            raise
+
+    def _disconnected(self) -> None:
+        """Record the disconnect, once, after the unsubscribe."""
+        events = self.node.events
+        if self._connected and events is not None:
+            self._connected = False
+            events.emit(DISCONNECT, presence_name(self.target), self.user)
 
     def attach(self, transport: Transport) -> None:
         """The connection exists: write what arrived meanwhile (or the close asked for)."""
@@ -112,6 +133,7 @@ class Subscription:
         """The connection is gone (or never came): leave the target.  Safe to call again."""
         self._cancel_deadline()
         self.node.unsubscribe(self.target, self)
+        self._disconnected()
         self._transport = None
 
     def close_at(self, delay: float, code: int, reason: str) -> None:

@@ -21,6 +21,7 @@ from .. import __version__
 from ..brokers.settings import BrokerSettings
 from ..core import settings as declare
 from ..web.config import ChannelConfig
+from ..web.events import EventSettings
 from .settings import ServerSettings, Settings
 
 #: The settings classes the command line is made of, in the order --help shows them.
@@ -28,6 +29,7 @@ GROUPS: tuple[tuple[str, type], ...] = (
     ("server", ServerSettings),
     ("broker and history", BrokerSettings),
     ("channels", ChannelConfig),
+    ("lifecycle events", EventSettings),
 )
 
 
@@ -77,7 +79,9 @@ def parse_settings(
     def of(cls: type) -> Any:
         return cls(**{field.name: values[field.name] for field, _ in declare.declared(cls)})
 
-    return Settings(of(ServerSettings), of(BrokerSettings), of(ChannelConfig))
+    return Settings(
+        of(ServerSettings), of(BrokerSettings), of(ChannelConfig), events=of(EventSettings)
+    )
 
 
 def flags_table() -> str:

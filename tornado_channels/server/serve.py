@@ -12,6 +12,7 @@ from tornado.netutil import bind_sockets
 from ..brokers.settings import make_broker
 from ..node import Node
 from ..web.app import make_app
+from ..web.events import EventSender
 from ..web.publishing import InFlight
 from .accept import Acceptor
 from .settings import Settings
@@ -29,6 +30,15 @@ async def serve(settings: Settings) -> int:
         log.error("%s", exc)
         return 2
     node = Node(broker, max_buffered_bytes=server_settings.max_buffered_bytes)
+    events = settings.events
+    sender: EventSender | None = None
+    if events.events_url:
+        try:
+            recorded = node.record_events(events.events_max_backlog)
+        except ValueError as exc:
+            log.error("%s", exc)
+            return 2
+        sender = EventSender(recorded, events.events_url, timeout=events.events_timeout)
     in_flight = InFlight()
     app = make_app(node, in_flight=in_flight, config=channels)
     # Slow clients (slowloris) get seconds, not Tornado's default hour.
@@ -49,6 +59,8 @@ async def serve(settings: Settings) -> int:
         log.error("cannot listen on %s:%d: %s", address, port, exc)
         return 1
     await node.start()
+    if sender is not None:
+        sender.start()
     if not await node.wait_connected(server_settings.ready_timeout):
         log.warning(
             "broker not connected after %.1fs: listening anyway, unready (health answers 503)",
@@ -81,6 +93,9 @@ async def serve(settings: Settings) -> int:
         await asyncio.wait_for(wire.close_all_connections(), drain)
     except asyncio.TimeoutError:
         log.warning("connections still open after %.1fs; closing anyway", drain)
+    if sender is not None:
+        # The disconnects of the drain delivered first, while the broker still runs.
+        await sender.stop(drain)
     await node.stop()
     log.info("stopped")
     return 0

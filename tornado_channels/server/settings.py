@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ..brokers.settings import BrokerSettings
 from ..core.settings import setting
 from ..hub import MAX_BUFFERED_BYTES
 from ..web.config import ChannelConfig
+from ..web.events import EventSettings
 from ..web.limits import BODY_TIMEOUT, IDLE_TIMEOUT
 
 
@@ -65,3 +66,4 @@ class Settings:
     server: ServerSettings
     broker: BrokerSettings
     channels: ChannelConfig
+    events: EventSettings = field(default_factory=EventSettings)
