@@ -92,7 +92,7 @@ def test_two_workers_deliver_every_event_once_in_order_through_a_backend_outage(
 def test_a_killed_worker_s_user_leaves_and_its_stored_events_arrive_from_a_survivor(
     servers: Start, redis_mode: RedisMode
 ) -> None:
-    """Kill -9 of the lease holder, a user's only process: a survivor delivers all, then the leave."""
+    """Kill -9 of the lease holder, a user's only one: a survivor delivers all, then its leave."""
     backend = EventsBackend()
     c = servers(*flags(redis_mode, backend))  # First: it takes the leases.
     a = servers(*flags(redis_mode, backend))
