@@ -20,6 +20,7 @@ from tornado_channels.server.cli import (
 )
 from tornado_channels.server.settings import ServerSettings
 from tornado_channels.web.config import ChannelConfig
+from tornado_channels.web.events import EventSettings
 
 from ..helpers import ROOT
 
@@ -30,6 +31,7 @@ def test_library_and_command_line_defaults_are_the_same() -> None:
     assert settings.server == ServerSettings()
     assert settings.broker == BrokerSettings()
     assert settings.channels == ChannelConfig()
+    assert settings.events == EventSettings()
 
 
 def test_every_declared_setting_has_a_flag_and_an_environment_variable() -> None:
@@ -43,7 +45,12 @@ def test_every_declared_setting_has_a_flag_and_an_environment_variable() -> None
             elif about.choices:
                 text = about.choices[-1]
             from_env = parse_settings([], environ={declare.env_name(field): text})
-            group = {ServerSettings: "server", BrokerSettings: "broker", ChannelConfig: "channels"}
+            group = {
+                ServerSettings: "server",
+                BrokerSettings: "broker",
+                ChannelConfig: "channels",
+                EventSettings: "events",
+            }
             value = getattr(getattr(from_env, group[cls]), field.name)
             assert value == declare.parse(field, text), field.name
             flag = declare.flag_name(field)
