@@ -102,6 +102,9 @@ class EventSender:
                 except BrokerUnavailable as exc:
                     log.debug("renewing the events lease failed: %s", exc)
                     holding = False
+                except Exception:
+                    log.exception("renewing the events lease failed")
+                    holding = False
                 if holding and not held.is_set():
                     log.info("delivering the events of partition %d", partition)
                     held.set()
@@ -111,36 +114,41 @@ class EventSender:
             await asyncio.sleep(self.renew)
 
     async def _deliver_forever(self, partition: int) -> None:
-        held, idle = self._held[partition], self._idle[partition]
         failures = 0
         while True:
-            await held.wait()
+            await self._held[partition].wait()
             try:
-                batch = await self.events.read(partition, BATCH)
+                delivered = await self._deliver(partition)
             except BrokerUnavailable as exc:
-                log.debug("reading events failed: %s", exc)
-                batch = []
+                log.debug("reading or acknowledging events failed: %s", exc)
+                delivered = False
+            except Exception:
+                log.exception("delivering events failed")
+                delivered = False
+            if delivered:
+                failures = 0
+            else:
                 failures += 1
                 await self._back_off(failures)
-                continue
-            if not batch:
-                idle.set()
-                await self.events.wait(partition, POLL)
-                continue
-            idle.clear()
-            if not await self._post(batch):
-                failures += 1
-                await self._back_off(failures)
-                continue
-            failures = 0
-            try:
-                if await self.events.ack(partition, batch[-1]):
-                    self.events.delivered += len(batch)
-                else:
-                    held.clear()  # Another process took over: it delivers from here.
-            except BrokerUnavailable as exc:
-                # Delivered, not removed: sent again later, with the same ids.
-                log.debug("acknowledging events failed: %s", exc)
+
+    async def _deliver(self, partition: int) -> bool:
+        """Deliver the oldest batch (or wait for one); False if it must be tried again."""
+        idle = self._idle[partition]
+        batch = await self.events.read(partition, BATCH)
+        if not batch:
+            idle.set()
+            await self.events.wait(partition, POLL)
+            return True
+        idle.clear()
+        if not await self._post(batch):
+            return False
+        # Should this fail, the batch was delivered but not removed: it is
+        # sent again, with the same ids (at least once, never lost).
+        if await self.events.ack(partition, batch[-1]):
+            self.events.delivered += len(batch)
+        else:
+            self._held[partition].clear()  # Another process took over: it delivers from here.
+        return True
 
     async def _back_off(self, failures: int) -> None:
         delay = min(BACKOFF_CAP, BACKOFF_BASE * 2 ** min(failures - 1, 16))
