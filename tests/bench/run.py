@@ -25,7 +25,16 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from tests.bench import clients, compression, nchan, nginx_publish, presence, redis_modes, soak
+from tests.bench import (
+    clients,
+    compression,
+    events,
+    nchan,
+    nginx_publish,
+    presence,
+    redis_modes,
+    soak,
+)
 from tests.bench.client import proc_cpu, raise_nofile
 from tests.bench.report import comparison, table
 from tests.bench.scenarios import batch_publish, fanout, handshakes, idle, latency, publish_only
@@ -196,6 +205,7 @@ async def main_scenarios(options: argparse.Namespace) -> list[dict[str, Any]]:
     with ours_redis() as target:
         results.append(await two_process(target, options, results[0]))
     results.append(await presence.presence_query(start_server))
+    results.append(await events.events_delivery(start_server))
     if NGINX_INSTALLED:
         results += await nginx_publish.nginx_publish()
     else:

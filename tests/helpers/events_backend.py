@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import socket
+import time
 from collections import Counter
 from typing import Any
 
@@ -27,6 +28,8 @@ class _Receiver(RequestHandler):
             return
         batch = json.loads(self.request.body)["events"]
         backend.batches.append(batch)
+        backend.last_at = time.monotonic()
+        backend.first_at = backend.first_at or backend.last_at
         backend.received.extend(batch)
         self.finish({"ok": True})
 
@@ -44,6 +47,8 @@ class EventsBackend:
         self.status = 200
         self.attempts = 0
         self.batches: list[list[dict[str, Any]]] = []
+        #: When the first and the latest batch were taken (monotonic seconds).
+        self.first_at = self.last_at = 0.0
         #: Every event offered, taken or refused.
         self.offered: list[dict[str, Any]] = []
         #: Every event received, in arrival order, duplicates included.
