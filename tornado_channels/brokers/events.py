@@ -33,6 +33,8 @@ log = logging.getLogger("tornado_channels.events")
 MAX_BACKLOG = 100_000
 #: Seconds a lease lasts unless renewed, by default.
 LEASE = 3.0
+#: Seconds between two logs of dropped events, at least.
+LOG_EVERY = 60.0
 #: Events per batch a sender posts, at most.
 BATCH = 100
 
@@ -90,6 +92,8 @@ class EventLog(abc.ABC):
         self.delivered = 0
         #: Seconds a partition's lease lasts unless renewed.
         self.lease = LEASE
+        self._unlogged = 0
+        self._logged_at = -LOG_EVERY
         self._wakes = [asyncio.Event() for _ in range(partitions)]
 
     def emit(self, kind: str, name: str, user: str | None) -> None:
@@ -98,14 +102,20 @@ class EventLog(abc.ABC):
 
     def count_dropped(self, count: int) -> None:
         """``count`` of the oldest undelivered events were dropped for the cap: say so."""
-        if count > 0:
-            self.dropped += count
+        if count <= 0:
+            return
+        self.dropped += count
+        self._unlogged += count
+        now = time.monotonic()
+        # Once per LOG_EVERY seconds at most: a backend down for an hour is one line a minute.
+        if now - self._logged_at >= LOG_EVERY:
             log.warning(
                 "dropped the %d oldest undelivered events: more than %d waiting "
                 "(is the events backend down?)",
-                count,
+                self._unlogged,
                 self.max_backlog,
             )
+            self._logged_at, self._unlogged = now, 0
 
     def wake(self, partition: int) -> None:
         """Events were appended to ``partition``: its sender need not wait for its poll."""
