@@ -5,7 +5,8 @@ from __future__ import annotations
 import re
 import signal
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 import pytest
 
@@ -38,6 +39,14 @@ def in_order(sequence: list[tuple[str, str | None]], *expected: tuple[str, str |
     """Whether ``expected`` occur in ``sequence`` in that order (others may come between)."""
     rest = iter(sequence)
     return all(item in rest for item in expected)
+
+
+async def closing(backend: EventsBackend, scenario: Coroutine[Any, Any, None]) -> None:
+    """Run ``scenario``, then stop ``backend`` however it ended."""
+    try:
+        await scenario
+    finally:
+        await backend.stop()
 
 
 async def metric(server: ServerProcess, name: str) -> float:
@@ -83,9 +92,8 @@ def test_two_workers_deliver_every_event_once_in_order_through_a_backend_outage(
             ("disconnect", "u2"),
             ("leave", "u2"),
         ]
-        await backend.stop()
 
-    run(scenario(), timeout=60)
+    run(closing(backend, scenario()), timeout=60)
 
 
 @pytest.mark.parametrize("redis_mode", ["standalone", "cluster"], indirect=True)
@@ -130,10 +138,9 @@ def test_a_killed_worker_s_user_leaves_and_its_stored_events_arrive_from_a_survi
         doomed.close()
         await hang_up(kept)
         await backend.has(10, channel="room/9")
-        await backend.stop()
         backend.unique()  # Duplicates, if any, carry the same id and body.
 
-    run(scenario(), timeout=60)
+    run(closing(backend, scenario()), timeout=60)
 
 
 @pytest.mark.parametrize("redis_mode", ["standalone"], indirect=True)
@@ -164,6 +171,5 @@ def test_past_the_backlog_cap_the_oldest_events_are_dropped_and_counted(
         ]
         for ws in clients:
             await hang_up(ws)
-        await backend.stop()
 
-    run(scenario(), timeout=60)
+    run(closing(backend, scenario()), timeout=60)

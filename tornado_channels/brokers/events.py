@@ -81,6 +81,9 @@ class EventLog(abc.ABC):
     it delivered.
     """
 
+    #: Whether stored events outlive this process (then a stopping sender need not wait).
+    durable = False
+
     def __init__(self, partitions: int, max_backlog: int, process: str) -> None:
         if max_backlog < 1:
             raise ValueError("--events-max-backlog must be at least 1")

@@ -48,6 +48,8 @@ class RedisEventLog(EventLog):
     :param lease: seconds a partition's lease lasts unless renewed.
     """
 
+    durable = True
+
     def __init__(
         self, layout: KeyLayout, process: str, run: Run, *, max_backlog: int, lease: float
     ) -> None:

@@ -80,15 +80,21 @@ class EventSender:
         ]
 
     async def stop(self, timeout: float) -> None:
-        """Deliver what is waiting in held partitions for up to ``timeout`` seconds, then stop."""
+        """Stop; first, when the events would die with the process, deliver them (``timeout``).
+
+        Events in Redis wait there: another process (or this one, restarted)
+        delivers them once the lease this one gives up is taken.
+        """
         waiting = [
-            idle.wait() for held, idle in zip(self._held, self._idle, strict=True) if held.is_set()
+            idle.wait()
+            for held, idle in zip(self._held, self._idle, strict=True)
+            if held.is_set() and not self.events.durable
         ]
         if waiting:
             try:
                 await asyncio.wait_for(asyncio.gather(*waiting), timeout)
             except asyncio.TimeoutError:
-                log.warning("stopping with events not yet delivered (another process will)")
+                log.warning("stopping with events not yet delivered: they are lost")
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
