@@ -60,6 +60,7 @@ class RedisEventLog(EventLog):
         self._script = LuaScript(EVENTS_SCRIPT)
         self._buffered: list[list[bytes]] = [[] for _ in range(layout.partitions)]
         self._flushing: asyncio.Task[None] | None = None
+        self._stopped = False
 
     async def _call(self, partition: int, args: list[Any]) -> Any:
         keys = self.layout.events(partition)
@@ -71,6 +72,10 @@ class RedisEventLog(EventLog):
 
     def append(self, partition: int, body: bytes) -> None:
         """Buffer it; stored with the rest of this pass's in one call (in order)."""
+        if self._stopped:
+            # Past the shutdown (a late disconnect): the broker is going away.
+            log.debug("an event after the events log stopped is not stored")
+            return
         buffered = self._buffered[partition]
         buffered.append(body)
         excess = len(buffered) - self.max_backlog
@@ -110,6 +115,9 @@ class RedisEventLog(EventLog):
 
     async def stop(self) -> None:
         """Give up every lease this process holds: another takes the partition at once."""
+        self._stopped = True
+        if self._flushing is not None:
+            self._flushing.cancel()
         for partition in range(self.partitions):
             with contextlib.suppress(BrokerUnavailable):  # Or it expires.
                 await self._call(partition, ["release", self.process])
