@@ -102,4 +102,11 @@ class EventsBackend:
         def enough() -> bool:
             return sum(self.kinds(channel).values()) >= count
 
-        await until(enough, timeout, f"{count} events")
+        try:
+            await until(enough, timeout, f"{count} events")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}; received: {self.sequence_all()}") from None
+
+    def sequence_all(self) -> list[tuple[str, str, str | None, str]]:
+        """Every unique event as (channel, type, user, process), in the order first received."""
+        return [(e["channel"], e["type"], e["user"], e["process"]) for e in self.unique().values()]
