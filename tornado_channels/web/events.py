@@ -65,7 +65,8 @@ class EventSender:
         self.timeout = timeout
         #: Seconds between renewals of the leases (a third of their life).
         self.renew = events.lease / 3
-        self._client = AsyncHTTPClient()
+        # Its own client: one request in flight per partition, never queued behind others'.
+        self._client = AsyncHTTPClient(force_instance=True, max_clients=max(10, events.partitions))
         self._tasks: list[asyncio.Task[None]] = []
         # Per partition: set while this process holds its lease.
         self._held = [asyncio.Event() for _ in range(events.partitions)]
@@ -99,6 +100,7 @@ class EventSender:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks = []
+        self._client.close()
 
     async def _keep_leases(self) -> None:
         while True:
