@@ -14,7 +14,7 @@ from tornado_channels import MemoryBroker, Node, make_app
 from tornado_channels.brokers.events import MemoryEventLog
 from tornado_channels.web.events import EventSender
 
-from ..helpers import run, until
+from ..helpers import EventStream, run, until
 from ..helpers.events_backend import EventsBackend
 from ..helpers.support import bind_unused_port
 from .test_tokens import SECRET, mint
@@ -87,6 +87,31 @@ def test_a_user_s_two_tabs_give_one_join_one_leave_and_every_event_in_order() ->
         ]
         event = backend.received[0]
         assert set(event) == {"id", "type", "channel", "user", "time", "process"}
+
+    run(scenario(), timeout=30)
+
+
+def test_an_event_stream_is_a_connection_like_a_websocket() -> None:
+    """An SSE subscriber of u5: connect, subscribe, join, then unsubscribe, leave, disconnect."""
+
+    async def scenario() -> None:
+        backend = EventsBackend().start()
+        async with served(backend) as (base, _node):
+            port = int(base.rsplit(":", 1)[1])
+            token = mint(["/"], sub="u5", ttl=600)
+            stream = await EventStream.open(port, "/news", {"Authorization": f"Bearer {token}"})
+            await backend.has(3)
+            stream.close()
+            await backend.has(6)
+        await backend.stop()
+        assert backend.sequence("news") == [
+            ("connect", "u5"),
+            ("subscribe", "u5"),
+            ("join", "u5"),
+            ("unsubscribe", "u5"),
+            ("leave", "u5"),
+            ("disconnect", "u5"),
+        ]
 
     run(scenario(), timeout=30)
 
