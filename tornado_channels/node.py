@@ -14,6 +14,7 @@ import time
 from collections.abc import Sequence
 
 from .brokers.base import Broker, BrokerUnavailable, PublishOutcomeUnknown
+from .brokers.events import SUBSCRIBE, UNSUBSCRIBE, EventLog
 from .brokers.memory import MemoryBroker
 from .core.channels import Target
 from .core.frames import CLOSE_GOING_AWAY, CLOSE_TRY_AGAIN_LATER, Encoding, presence_event_for
@@ -53,6 +54,8 @@ class Node:
         # Name -> the subscribers told of its joins and leaves (``?presence=1``).
         self._presence_watchers: dict[str, set[Subscriber]] = {}
         self.presence.listener = self.presence_moved
+        #: Where lifecycle events go, once :meth:`record_events` is called (None: nowhere).
+        self.events: EventLog | None = None
         #: Publications accepted by the broker from this process.
         self.published = 0
         #: Publishes the broker refused, by reason (the ``reason`` metric label).
@@ -75,6 +78,16 @@ class Node:
         """Whether this node can publish and deliver now."""
         return self.broker.connected
 
+    def record_events(self, max_backlog: int) -> EventLog:
+        """Write lifecycle events to the broker's event log from now on (before :meth:`start`).
+
+        Subscribes and unsubscribes here, connects and disconnects (see
+        subscription.py), and joins and leaves (by the presence store);
+        web/events.py delivers them.
+        """
+        self.events = self.broker.event_log(self.presence, max_backlog)
+        return self.events
+
     async def start(self) -> None:
         """Connect the broker (in the background if it cannot connect yet)."""
         self._loop = asyncio.get_running_loop()
@@ -87,8 +100,14 @@ class Node:
         """Close every subscriber with ``code`` and stop the broker."""
         self._stopping = True
         self.close_subscribers(code, reason)
+        events = self.events
+        if events is not None:
+            # Their unsubscribes stored before the leaves the withdrawal writes.
+            await events.flush()
         # Withdrawn first: while the broker still runs, so it stops counting at once.
         await self.presence.stop()
+        if events is not None:
+            await events.stop()
         await self.broker.stop()
 
     async def publish(
@@ -194,6 +213,8 @@ class Node:
             # Only named subscribers take an entry: anonymous ones cost nothing here.
             self._users[subscriber] = user
         name = presence_name(target)
+        if self.events is not None:
+            self.events.emit(SUBSCRIBE, name, user)
         if presence_events:
             watchers = self._presence_watchers.setdefault(name, set())
             if not watchers:
@@ -220,6 +241,8 @@ class Node:
             self.broker.unsubscribe(target)
             name = presence_name(target)
             user = self._users.pop(subscriber, None)
+            if self.events is not None:
+                self.events.emit(UNSUBSCRIBE, name, user)
             watchers = self._presence_watchers.get(name)
             if watchers is not None and subscriber in watchers:
                 watchers.discard(subscriber)

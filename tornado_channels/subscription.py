@@ -17,10 +17,12 @@ from collections.abc import Callable
 from typing import Protocol
 
 from .brokers.base import BrokerUnavailable
+from .brokers.events import CONNECT, DISCONNECT
 from .core.channels import Target
 from .core.deflate import Deflate
 from .core.frames import CLOSE_SLOW_CONSUMER, Encoding
 from .core.partitions import one_sequence
+from .core.presence import presence_name
 from .core.publication import Position, Recovery
 from .core.resume import Overflow, Resume
 from .node import Node
@@ -53,6 +55,7 @@ class Subscription:
 
     __slots__ = (
         "_closing",
+        "_connected",
         "_deadline",
         "_over",
         "_pending",
@@ -99,12 +102,30 @@ class Subscription:
         self._recheck: asyncio.TimerHandle | None = None
         # Ended or closed: no timer may be set any more.
         self._over = False
+        # Whether its connect event was recorded and its disconnect is still due.
+        self._connected = False
 
     async def start(self) -> None:
         """Subscribe; return once the broker delivers to it (raise BrokerUnavailable if not)."""
-        await self.node.subscribe(
-            self.target, self, user=self.user, presence_events=self.presence_events
-        )
+        events = self.node.events
+        if events is not None:
+            # One connection, one subscription: connected just before it subscribes.
+            self._connected = True
+            events.emit(CONNECT, presence_name(self.target), self.user)
+        try:
+            await self.node.subscribe(
+                self.target, self, user=self.user, presence_events=self.presence_events
+            )
+        except BaseException:
+            self._disconnected()
+            raise
+
+    def _disconnected(self) -> None:
+        """Record the disconnect, once, after the unsubscribe."""
+        events = self.node.events
+        if self._connected and events is not None:
+            self._connected = False
+            events.emit(DISCONNECT, presence_name(self.target), self.user)
 
     def attach(self, transport: Transport) -> None:
         """The connection exists: write what arrived meanwhile (or the close asked for)."""
@@ -120,6 +141,7 @@ class Subscription:
         self._over = True
         self._cancel_deadline()
         self.node.unsubscribe(self.target, self)
+        self._disconnected()
         self._transport = None
 
     def close_at(self, delay: float, code: int, reason: str) -> None:

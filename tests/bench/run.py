@@ -31,6 +31,7 @@ from typing import Any
 from tests.bench import (
     clients,
     compression,
+    events,
     hooks,
     nchan,
     nginx_publish,
@@ -213,6 +214,7 @@ async def main_scenarios(options: argparse.Namespace) -> list[dict[str, Any]]:
     with ours_redis() as target:
         results.append(await two_process(target, options, results[0]))
     results.append(await presence.presence_query(start_server))
+    results.append(await events.events_delivery(start_server))
     if NGINX_INSTALLED:
         results += await nginx_publish.nginx_publish()
     else:

@@ -23,6 +23,7 @@ from tornado_channels.server.cli import (
 from tornado_channels.server.settings import ServerSettings
 from tornado_channels.web.backend import BackendSettings
 from tornado_channels.web.config import ChannelConfig
+from tornado_channels.web.events import EventSettings
 
 from ..helpers import ROOT
 
@@ -33,6 +34,7 @@ def test_library_and_command_line_defaults_are_the_same() -> None:
     assert settings.server == ServerSettings()
     assert settings.broker == BrokerSettings()
     assert settings.channels == ChannelConfig()
+    assert settings.events == EventSettings()
 
 
 def test_every_declared_setting_has_a_flag_and_an_environment_variable() -> None:
@@ -54,6 +56,7 @@ def test_every_declared_setting_has_a_flag_and_an_environment_variable() -> None
                 ChannelConfig: "channels",
                 BackendSettings: "hooks",
                 OutboxSettings: "outbox",
+                EventSettings: "events",
             }
             value = getattr(getattr(from_env, group[cls]), field.name)
             assert value == declare.parse(field, text), field.name

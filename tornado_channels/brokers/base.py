@@ -17,6 +17,7 @@ from ..core.channels import Target
 from ..core.idempotency import Idempotency
 from ..core.presence import PresenceTally
 from ..core.publication import Position, Publication, Receipt, Recovery
+from .events import EventLog, MemoryEventLog
 from .presence import LocalPresence, PresenceStore
 
 
@@ -83,6 +84,15 @@ class Broker(abc.ABC):
         This process's ``tally`` alone, unless the broker spans processes.
         """
         return LocalPresence(tally)
+
+    def event_log(self, presence: PresenceStore, max_backlog: int) -> EventLog:
+        """Where lifecycle events wait for the backend (see events.py), ``presence``'s included.
+
+        This process's queue, unless the broker spans processes.
+        """
+        log = MemoryEventLog(max_backlog)
+        presence.events = log
+        return log
 
     @abc.abstractmethod
     async def start(self, events: BrokerEvents) -> None:

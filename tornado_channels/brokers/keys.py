@@ -19,6 +19,9 @@ masters::
     <prefix>{<tag>}wstart      hash: subtree -> the first number its b-stream holds all below
     <prefix>{<tag>}h:b:<pre>   stream: everything published below <pre>/ while it is watched
     <prefix>{<tag>}b:<pre>     pub/sub channel: the same, live
+    <prefix>{<tag>}ev          stream: lifecycle events not yet delivered (redis_events.py)
+    <prefix>{<tag>}evl         string: the lease of the process delivering them
+    <prefix>{<tag>}evd         string: events dropped for the cap, not yet counted
 
 A subtree's keys are in the partition of its first segment; the root's
 (``b:``) are in every partition.
@@ -95,9 +98,13 @@ class KeyLayout:
         ]
         # Made once: the events prefix is checked on every message a link receives.
         self._presence = [
-            [base + suffix for suffix in (b"pn", b"pc", b"pt", b"ps", b"pp:", b"pu", b"pe:")]
+            [
+                base + suffix
+                for suffix in (b"pn", b"pc", b"pt", b"ps", b"pp:", b"pu", b"pe:", b"ev", b"evd")
+            ]
             for base in self._bases
         ]
+        self._events = [[base + b"ev", base + b"evl", base + b"evd"] for base in self._bases]
 
     def base(self, partition: int) -> bytes:
         """What every key of ``partition`` starts with (its prefix and hash tag)."""
@@ -154,7 +161,11 @@ class KeyLayout:
 
     def presence_events(self, partition: int) -> bytes:
         """What the pub/sub channels of joins and leaves in ``partition`` start with."""
-        return self._presence[partition][-1]
+        return self._presence[partition][6]
+
+    def events(self, partition: int) -> list[bytes]:
+        """events.lua's keys in ``partition``: the stream, the lease, the dropped count."""
+        return self._events[partition]
 
     def presence_partition(self, name: str) -> int:
         """The partition a presence name (``users/1``, ``users/``, ``/``) is counted in.

@@ -20,6 +20,7 @@ from ..core.presence import (
     prefix_of,
     presence_name,
 )
+from .events import EventLog
 
 #: Told of a join or leave: the name, "join" or "leave", the user.
 Listener = Callable[[str, str, str], None]
@@ -37,6 +38,8 @@ class PresenceStore(abc.ABC):
     def __init__(self, tally: PresenceTally) -> None:
         self.tally = tally
         self.listener: Listener | None = None
+        #: Where joins and leaves are also written as lifecycle events, when they are.
+        self.events: EventLog | None = None
 
     def notify(self, name: str, kind: str, user: str) -> None:
         """Hand a join or leave to the listener."""
@@ -100,6 +103,8 @@ class LocalPresence(PresenceStore):
 
     def moved(self, name: str, kind: str, user: str) -> None:
         """One process is the whole deployment: its view is the answer."""
+        if self.events is not None:
+            self.events.emit(kind, name, user)
         self.notify(name, kind, user)
 
     def changed(self) -> None:

@@ -51,10 +51,12 @@ from .base import (
     PublishOutcomeUnknown,
 )
 from .coalescer import PublishCoalescer, Request
+from .events import EventLog
 from .keys import KeyLayout
 from .link import Link
 from .pipe import Pipes
 from .presence import PresenceStore
+from .redis_events import RedisEventLog
 from .redis_history import Group, RedisHistory, ReplicasBehind
 from .redis_presence import PRESENCE_TTL, RedisPresence
 from .topology import Cluster, SentinelMaster, Standalone, Topology, redact_url
@@ -208,6 +210,22 @@ class RedisBroker(Broker):
         )
         self._presence = store
         return store
+
+    def event_log(self, presence: PresenceStore, max_backlog: int) -> EventLog:
+        """Every process's events in Redis, joins and leaves by presence.lua (redis_events.py).
+
+        A partition's lease lasts half the presence TTL: a dead holder's
+        partition is taken over while its users' leaves are being written.
+        """
+        if isinstance(presence, RedisPresence):
+            presence.events_cap = max_backlog
+        return RedisEventLog(
+            self.layout,
+            self.node_id.decode(),
+            self._reading,
+            max_backlog=max_backlog,
+            lease=self.presence_ttl / 2,
+        )
 
     def describe(self) -> str:
         """The mode and where its master (or masters) are."""

@@ -97,10 +97,13 @@ class RedisPresence(PresenceStore):
         self._task: asyncio.Task[None] | None = None
         # Every name must be sent again (Redis forgot this process, or never knew it).
         self._resend = True
+        #: Above 0, presence.lua also appends joins and leaves to the partition's
+        #: events stream (see redis_events.py), keeping at most this many there.
+        self.events_cap = 0
 
     async def _call(self, partition: int, args: Sequence[Any]) -> Any:
         keys = self.layout.presence(partition)
-        full = [args[0], self._command, *args[1:]]
+        full = [args[0], self._command, self.events_cap, *args[1:]]
         return await self._run(partition, lambda client: self._script.run(client, keys, full, None))
 
     # Joins and leaves

@@ -23,6 +23,7 @@ from ..core import settings as declare
 from ..outbox.settings import OutboxSettings
 from ..web.backend import BackendSettings
 from ..web.config import ChannelConfig
+from ..web.events import EventSettings
 from .settings import ServerSettings, Settings
 
 #: The settings classes the command line is made of, in the order --help shows them.
@@ -32,6 +33,7 @@ GROUPS: tuple[tuple[str, type], ...] = (
     ("channels", ChannelConfig),
     ("backend hooks", BackendSettings),
     ("transactional outbox", OutboxSettings),
+    ("lifecycle events", EventSettings),
 )
 
 
@@ -87,6 +89,7 @@ def parse_settings(
         of(ChannelConfig),
         of(BackendSettings),
         of(OutboxSettings),
+        of(EventSettings),
     )
 
 

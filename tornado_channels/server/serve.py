@@ -15,6 +15,7 @@ from ..node import Node
 from ..outbox.settings import OutboxSettings
 from ..web.app import make_app
 from ..web.backend import installed
+from ..web.events import EventSender
 from ..web.ops import HEALTH_REPORTS
 from ..web.publishing import InFlight
 from .accept import Acceptor
@@ -52,6 +53,15 @@ async def serve(settings: Settings) -> int:
     except (ImportError, ValueError) as exc:
         log.error("--outbox-dsn: %s", exc)
         return 2
+    events = settings.events
+    sender: EventSender | None = None
+    if events.events_url:
+        try:
+            recorded = node.record_events(events.events_max_backlog)
+        except ValueError as exc:
+            log.error("%s", exc)
+            return 2
+        sender = EventSender(recorded, events.events_url, timeout=events.events_timeout)
     in_flight = InFlight()
     hooks = installed(settings.hooks)  # --auth-url, --publish-url
     reports = {"outbox": outbox.health} if outbox is not None else {}
@@ -75,6 +85,8 @@ async def serve(settings: Settings) -> int:
         log.error("cannot listen on %s:%d: %s", address, port, exc)
         return 1
     await node.start()
+    if sender is not None:
+        sender.start()
     if not await node.wait_connected(server_settings.ready_timeout):
         log.warning(
             "broker not connected after %.1fs: listening anyway, unready (health answers 503)",
@@ -119,6 +131,9 @@ async def serve(settings: Settings) -> int:
     if outbox is not None:
         # Before the node: a batch in progress finishes while its broker still runs.
         await outbox.stop(drain)
+    if sender is not None:
+        # The disconnects of the drain delivered first, while the broker still runs.
+        await sender.stop(drain)
     await node.stop()
     if hooks is not None:
         hooks.close()

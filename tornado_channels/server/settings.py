@@ -10,6 +10,7 @@ from ..hub import MAX_BUFFERED_BYTES
 from ..outbox.settings import OutboxSettings
 from ..web.backend import BackendSettings
 from ..web.config import ChannelConfig
+from ..web.events import EventSettings
 from ..web.limits import BODY_TIMEOUT, IDLE_TIMEOUT
 
 
@@ -77,3 +78,4 @@ class Settings:
     channels: ChannelConfig
     hooks: BackendSettings = field(default_factory=BackendSettings)
     outbox: OutboxSettings = field(default_factory=OutboxSettings)
+    events: EventSettings = field(default_factory=EventSettings)

@@ -84,6 +84,18 @@ class NodeCollector:
             "Broker subscriptions the self-check found missing or unwanted, and repaired.",
             node.broker.repairs,
         )
+        events = node.events
+        if events is not None:
+            yield counter(
+                "events_delivered",
+                "Lifecycle events this process delivered to --events-url (2xx).",
+                events.delivered,
+            )
+            yield counter(
+                "events_dropped",
+                "Undelivered lifecycle events dropped, oldest first, past --events-max-backlog.",
+                events.dropped,
+            )
         yield _segments(node)
         failures = CounterMetricFamily(
             f"{NAMESPACE}_publish_failures",
