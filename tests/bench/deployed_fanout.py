@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import time
 from collections.abc import Callable
 from typing import Any
@@ -57,10 +56,6 @@ async def _parts(
         m["cpu_ratio_vs_1proc"] = (
             m["deliveries_per_server_cpu_s"] / one["deliveries_per_server_cpu_s"]
         )
-        # All CPU spent in the window (server and load client) over the machine's cores.
-        m["machine_busy_pct"] = (
-            100 * (m["server_cpu_s"] + m["client_cpu_s"]) / m["wall_s"] / (os.cpu_count() or 1)
-        )
         results.append(m)
         print(m, flush=True)
     return results
@@ -78,9 +73,6 @@ async def deployed_fanout(
     with one_process() as target:
         for shape in SHAPES:
             m = await _shape(target, shape)
-            m["machine_busy_pct"] = (
-                100 * (m["server_cpu_s"] + m["client_cpu_s"]) / m["wall_s"] / (os.cpu_count() or 1)
-            )
             baseline[shape[0]] = m
             results.append(m)
             print(m, flush=True)
@@ -89,8 +81,9 @@ async def deployed_fanout(
             parts = {"workers": target.pids, "redis": target.extra_pids}
             target.pids = [*target.pids, *target.extra_pids]
             results += await _parts(target, parts, baseline, "-2proc-direct")
-    deployed = await asyncio.to_thread(lambda: Deployment(2).start())
+    deployed = Deployment(2)
     try:
+        await asyncio.to_thread(deployed.start)  # stopped below even when it fails to start
         parts = {
             "workers": [deployed.pid(deployed.worker_name(n)) for n in range(deployed.workers)],
             "nginx": _children(deployed.pid("nginx")),

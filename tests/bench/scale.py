@@ -262,6 +262,7 @@ async def point(subscribers: int) -> dict[str, Any]:
             idle = meter.stop()
             after = await gather_stats(clients, 0)
             result["idle_s"] = idle["wall_s"]
+            result["idle_machine_busy_pct"] = idle["machine_busy_pct"]
             result["idle_pings"] = after["pings"] - before["pings"]
             result["idle_cpu_pct"] = 100 * idle["server_cpu_s"] / idle["wall_s"]
             result["idle_redis_cpu_pct"] = 100 * (proc_cpu(redis_pid) - redis_cpu0) / idle["wall_s"]
@@ -283,6 +284,7 @@ async def point(subscribers: int) -> dict[str, Any]:
                 {
                     "broadcast_ms": (stats["last_ns"] - sent_ns) / 1e6,
                     "broadcast_lost": stats["lost"],
+                    "broadcast_machine_busy_pct": m["machine_busy_pct"],
                     "broadcast_deliveries_per_server_cpu_s": stats["received"]
                     / max(m["server_cpu_s"], 1e-9),
                 }
@@ -307,6 +309,7 @@ async def point(subscribers: int) -> dict[str, Any]:
                     "wall_s": m["wall_s"],
                     "server_cpu_s": m["server_cpu_s"],
                     "client_cpu_s": stats["cpu_s"] - client_cpu0,
+                    "machine_busy_pct": m["machine_busy_pct"],
                     "lost": stats["lost"] + (subscribers - connected),
                     "duplicated": stats["extra"],
                     "out_of_order": stats["bad"],
