@@ -120,6 +120,10 @@ def workers(count: int) -> Iterator[tuple[RedisServer, list[ServerProcess]]]:
             server.popen_options["preexec_fn"] = raise_nofile
             servers.append(server.start().wait_healthy())
         yield redis, servers
+    except BaseException:
+        for s in servers:  # why a point failed: each worker's last words
+            print(f"--- worker {s.port}:\n{s.output()[-2000:]}", file=sys.stderr, flush=True)
+        raise
     finally:
         for s in servers:
             s.terminate()
