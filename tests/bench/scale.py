@@ -321,6 +321,16 @@ async def point(subscribers: int) -> dict[str, Any]:
                 }
             )
             await asyncio.gather(*(c.ask("latency off") for c in clients))
+            # A worker whose Redis subscription dropped and came back says so in its log.
+            lost_lines = [
+                line
+                for s in servers
+                for line in s.output().splitlines()
+                if "Redis connection lost" in line
+            ]
+            result["redis_link_drops"] = len(lost_lines)
+            if lost_lines:
+                result["redis_link_drop"] = lost_lines[0]
         finally:
             for c in clients:
                 await c.stop()
