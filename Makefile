@@ -17,7 +17,7 @@ help:
 	@echo "make test-fast - the pure and in-process tests only (no processes, Redis, nginx, browser)"
 	@echo "make lint   - ruff and mypy"
 	@echo "make js-types - tornado-channels.d.ts made again from the JS client's JSDoc (tsc, pinned)"
-	@echo "make bench  - fan-out, latency, publish cost, memory per connection, the clients' publishing paths, the outbox, a 3-minute soak (BENCH_ARGS=--idle 10000; --soak 3600 --soak-channels 5000000; --soak-only)"
+	@echo "make bench  - fan-out (one process, and through nginx), latency, publish cost, memory per connection, the clients' publishing paths, the outbox, events, a 3-minute soak (BENCH_ARGS=--idle 10000; --soak 3600 --soak-channels 5000000; --soak-only; the scale curve: --scale 10000,50000,100000 [--scale-only])"
 	@echo "make bench-nchan - the same scenarios against ours and against Nchan (nginx), side by side"
 	@echo "make conformance - Autobahn|Testsuite against a worker and through nginx (needs Python 2.7: PYTHON27=...)"
 	@echo "make clean  - remove the virtualenv and build leftovers"

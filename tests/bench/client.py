@@ -44,6 +44,17 @@ def proc_rss(pid: int) -> int:
     raise RuntimeError(f"no VmRSS for {pid}")
 
 
+def machine_cpu() -> tuple[float, float]:
+    """Busy and total CPU seconds of the whole machine (every core), from /proc/stat.
+
+    Other work on a shared machine shows as busy time that is neither server nor client.
+    """
+    with open("/proc/stat") as f:
+        fields = [int(v) for v in f.readline().split()[1:]]
+    idle = fields[3] + fields[4]  # idle, iowait
+    return (sum(fields) - idle) / CLK_TCK, sum(fields) / CLK_TCK
+
+
 def self_cpu() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
@@ -310,12 +321,18 @@ class Meter:
         self.pids = pids
         self.server0 = sum(proc_cpu(p) for p in pids)
         self.client0 = self_cpu()
+        self.machine0 = machine_cpu()
         self.wall0 = time.monotonic_ns()
 
     def stop(self, end_ns: int | None = None) -> dict[str, Any]:
         end = end_ns if end_ns is not None else time.monotonic_ns()
+        busy, total = machine_cpu()
         return {
             "wall_s": (end - self.wall0) / 1e9,
             "server_cpu_s": sum(proc_cpu(p) for p in self.pids) - self.server0,
             "client_cpu_s": self_cpu() - self.client0,
+            # Every process's, ours and anyone else's, over the window: a shared machine.
+            "machine_busy_pct": 100
+            * (busy - self.machine0[0])
+            / max(total - self.machine0[1], 1 / CLK_TCK),
         }

@@ -31,12 +31,14 @@ from typing import Any
 from tests.bench import (
     clients,
     compression,
+    deployed_fanout,
     events,
     hooks,
     nchan,
     nginx_publish,
     presence,
     redis_modes,
+    scale,
     soak,
 )
 from tests.bench.client import proc_cpu, raise_nofile
@@ -169,6 +171,7 @@ async def two_process(
     target: Target, options: argparse.Namespace, one: dict[str, Any]
 ) -> dict[str, Any]:
     """Scenario 1 against a two-process ``target``; ``one`` is its one-process result."""
+    redis_before = sum(proc_cpu(p) for p in target.extra_pids)
     m = await fanout(
         "fanout-1x1000-2proc",
         target,
@@ -178,7 +181,7 @@ async def two_process(
         publishers=options.publishers,
     )
     if target.extra_pids:
-        m["redis_cpu_s"] = sum(proc_cpu(p) for p in target.extra_pids)
+        m["redis_cpu_s"] = sum(proc_cpu(p) for p in target.extra_pids) - redis_before
     m["ratio_vs_1proc"] = m["deliveries_per_s"] / one["deliveries_per_s"]
     return show(m)
 
@@ -187,8 +190,11 @@ async def main_async(options: argparse.Namespace) -> list[dict[str, Any]]:
     results: list[dict[str, Any]] = []
     if options.soak_only:
         return [await soak.soak(options, start_server)]
-    results += await main_scenarios(options)
-    if options.soak and not options.no_redis:
+    if not options.scale_only:
+        results += await main_scenarios(options)
+    if options.scale:
+        results += await scale.scale_curve([int(n) for n in options.scale.split(",")])
+    if options.soak and not options.no_redis and not options.scale_only:
         results.append(await soak.soak(options, start_server))
     return results
 
@@ -217,8 +223,9 @@ async def main_scenarios(options: argparse.Namespace) -> list[dict[str, Any]]:
     results.append(await events.events_delivery(start_server))
     if NGINX_INSTALLED:
         results += await nginx_publish.nginx_publish()
+        results += await deployed_fanout.deployed_fanout(ours, ours_redis)
     else:
-        print("skipping POSTs through nginx: nginx is not installed", flush=True)
+        print("skipping POSTs and fan-out through nginx: nginx is not installed", flush=True)
     results += await clients.client_paths(start_server, options.client_messages)
     if options.outbox_rows and POSTGRES_INSTALLED:
         results += await outbox_suite(start_server, options.outbox_rows)
@@ -290,6 +297,14 @@ def main() -> int:
         help="the soak on 2 processes and Redis, or on 1 process on its embedded broker",
     )
     parser.add_argument("--soak-only", action="store_true", help="run the soak and nothing else")
+    parser.add_argument(
+        "--scale",
+        default="",
+        metavar="COUNTS",
+        help="the scale curve at these subscriber counts on workers on Redis, e.g. "
+        "10000,50000,100000 (tests/bench/scale.py; minutes per point)",
+    )
+    parser.add_argument("--scale-only", action="store_true", help="the scale curve alone")
     parser.add_argument("--budget", type=float, default=150.0, help="skip 2-process past this (s)")
     options = parser.parse_args()
     if options.nchan and not nchan.installed():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 from redis.asyncio import Redis
 
@@ -118,6 +119,39 @@ def test_after_redis_restarts_the_link_says_so_and_subscribes_again(
         redis_server.cli("PUBLISH", "linktest:c", "after")
         await until(lambda: (b"linktest:c", b"after") in recorder.messages, what="delivered")
         assert link.reconnects >= 1
+        await link.stop()
+        await client.aclose()
+
+    run(scenario())
+
+
+def test_a_stalled_event_loop_is_not_taken_for_a_silent_redis(redis_server: RedisServer) -> None:
+    """The loop blocked past the probe timeout as a probe goes out: no reconnect, no loss."""
+
+    async def scenario() -> None:
+        recorder = Recorder()
+        link, client = make_link(redis_server, recorder)
+        probe = link._probe
+        stalls: list[float] = []
+        probes: list[float] = []
+
+        async def stall_then_probe() -> None:
+            probes.append(time.monotonic())
+            if len(stalls) < 2:
+                # The probe counts as sent; the whole loop now stalls (a long fan-out on a
+                # busy machine) for longer than the probe timeout (0.6 s), then sends it.
+                started = time.monotonic()
+                time.sleep(1.0)  # noqa: ASYNC251 - the point: the whole loop blocks
+                stalls.append(time.monotonic() - started)
+            await probe()
+
+        link._probe = stall_then_probe  # type: ignore[method-assign]
+        link.start()
+        # A probe goes out only once the one before was answered, and the listener
+        # would have given up on the stalled ones first.
+        await until(lambda: len(probes) >= 4, timeout=10, what="two probes after the stalls")
+        assert link.reconnects == 0
+        assert recorder.states == [True]
         await link.stop()
         await client.aclose()
 

@@ -276,8 +276,14 @@ class Link:
         next_check = last_heard + self._check_interval
         probe_sent: float | None = None
         while True:
+            asked = loop.time()
             message = await pubsub.get_message(timeout=self._tick)
             now = loop.time()
+            if probe_sent is not None and now - asked > self._tick:
+                # The loop was away past the tick (a long fan-out, a process starved of
+                # CPU): that is not Redis's silence. The expired timeout may also run
+                # before a reply that was ready all along (uvloop runs timers first).
+                probe_sent += now - asked - self._tick
             if self._check_interval and now >= next_check:
                 next_check = now + self._check_interval
                 self._check_due = True
