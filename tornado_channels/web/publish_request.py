@@ -21,7 +21,7 @@ import json
 import logging
 import time
 from collections.abc import Callable, Coroutine, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from tornado import httputil
 from tornado.log import access_log
@@ -45,7 +45,41 @@ from .server_connection import ServerConnection
 from .tokens import bearer_of, caller_of, carries_key, query_token, redact, wrong_key
 
 if TYPE_CHECKING:
-    from .publishing import PublishEndpoint
+    from ..node import Node
+    from .config import ChannelConfig
+    from .hooks import ChannelHooks
+    from .tokens import Guard
+
+
+class Flight(Protocol):
+    """Publishes in progress, counted for a graceful stop (publishing.py's ``InFlight``)."""
+
+    def started(self) -> None:
+        """A request began."""
+
+    def finished(self) -> None:
+        """A request ended."""
+
+
+class PublishEndpoint(Protocol):
+    """What one publish reads of its route (publishing.py's ``PublishEndpoint``)."""
+
+    node: Node
+    hooks: ChannelHooks
+    config: ChannelConfig
+    guard: Guard
+    #: ``POST /_/publish`` rather than ``POST /<channel>``.
+    batch: bool
+    #: Whether the hooks decide who publishes, and filter what is POSTed without the key.
+    custom_authorization: bool
+    custom_publish: bool
+    #: Publishes whose answers are still being written (the loop holds tasks weakly).
+    tasks: set[asyncio.Task[None]]
+
+    @property
+    def in_flight(self) -> Flight:
+        """The server's count of publishes in progress."""
+
 
 log = logging.getLogger("tornado_channels.publishing")
 
