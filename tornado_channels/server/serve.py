@@ -15,9 +15,9 @@ from ..node import Node
 from ..outbox.settings import OutboxSettings
 from ..web.app import make_app
 from ..web.backend import installed
+from ..web.context import InFlight
 from ..web.events import EventSender
 from ..web.ops import HEALTH_REPORTS
-from ..web.publishing import InFlight
 from .accept import Acceptor
 from .settings import Settings
 from .wire import WireServer

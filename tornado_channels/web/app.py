@@ -9,9 +9,10 @@ import tornado.web
 
 from ..node import Node
 from .config import ChannelConfig
+from .context import InFlight
 from .hooks import ChannelHooks
 from .pages import NotFoundHandler
-from .publishing import InFlight, PublishShortcut
+from .publishing import PublishShortcut
 from .routing import mount
 
 CONFIG_FIELDS = {field.name for field in dataclasses.fields(ChannelConfig)} - {"prefix"}

@@ -32,10 +32,10 @@ from ..core.frames import CLOSE_INTERNAL_ERROR, CLOSE_POLICY_VIOLATION, CLOSE_TR
 from ..core.grants import Claims
 from ..core.ratelimit import TokenBucket
 from ..subscription import Subscription
-from .config import ChannelConfig
 from .connection import WebSocketConnection
-from .hooks import ChannelHooks, Reject, resolve
-from .tokens import Guard, carries_key
+from .context import MountContext
+from .hooks import Reject, resolve
+from .tokens import carries_key
 
 log = logging.getLogger("tornado_channels.websocket")
 
@@ -50,21 +50,18 @@ class Chat:
         self,
         subscription: Subscription,
         request: HTTPServerRequest,
-        hooks: ChannelHooks,
-        config: ChannelConfig,
-        guard: Guard,
+        mount: MountContext,
         claims: Claims | None,
     ) -> None:
         self.subscription = subscription
         self.request = request
-        self.hooks = hooks
-        self.config = config
-        self.guard = guard
+        self.mount = mount
         #: The client's token's claims (None without one): what it may publish to.
         self.claims = claims
         #: Whether the handshake carried the publish key: such a client publishes anywhere.
-        self.keyed = carries_key(request.headers, config.publish_key)
+        self.keyed = carries_key(request.headers, mount.config.publish_key)
         self.connection: WebSocketConnection | None = None
+        config = mount.config
         self._budget = TokenBucket(config.client_rate, config.client_burst, time.monotonic())
         # Client messages waiting to be published, one at a time, in order.
         self._inbox: list[bytes] = []
@@ -145,11 +142,11 @@ class Chat:
         """Why this client may not publish to ``channel`` (the close reason), or None if it may."""
         if self.keyed:
             return None
-        if self.guard.enabled:
-            if self.guard.may_publish(self.claims, channel):
+        if self.mount.guard.enabled:
+            if self.mount.guard.may_publish(self.claims, channel):
                 return None
             return "no token grants publishing here"
-        if self.config.publish_key is not None:
+        if self.mount.config.publish_key is not None:
             return "publishing needs the publish key"
         return None
 
@@ -166,7 +163,7 @@ class Chat:
                 CLOSE_POLICY_VIOLATION, "a subtree's subscribers cannot publish: use a channel"
             )
             return
-        if not self.config.client_may_publish(channel.name):
+        if not self.mount.config.client_may_publish(channel.name):
             subscription.close(
                 CLOSE_POLICY_VIOLATION, "publishing here is disabled for WebSocket clients"
             )
@@ -176,7 +173,7 @@ class Chat:
             subscription.close(CLOSE_POLICY_VIOLATION, refusal)
             return
         try:
-            payload = await resolve(self.hooks.on_client_message(self.request, channel, raw))
+            payload = await resolve(self.mount.hooks.on_client_message(self.request, channel, raw))
         except Reject as exc:
             subscription.close(CLOSE_POLICY_VIOLATION, exc.reason[:100])
             return

@@ -21,10 +21,10 @@ from typing import Any
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from ..node import Node
-from .config import ChannelConfig
+from .context import MountContext
 from .errors import JSON_TYPE, JSONErrorsMixin
 from .metrics import NodeMetrics
-from .tokens import Guard, carries_key
+from .tokens import carries_key
 
 #: The application setting naming what else ``/_/health`` reports: name -> a
 #: function returning a JSON object (the server's outbox consumer).  Reported
@@ -78,15 +78,13 @@ class MetricsHandler(JSONErrorsMixin):
 class StatsHandler(JSONErrorsMixin):
     """``GET /_/stats``: this node's connections and channels as JSON."""
 
-    def initialize(self, node: Node, config: ChannelConfig, guard: Guard) -> None:
+    def initialize(self, mount: MountContext) -> None:
         """Take the node, the mount point's settings and token guard from the route table."""
-        self.node = node
-        self.config = config
-        self.guard = guard
+        self.mount = mount
 
     def get(self) -> None:
         """Report the broker state, the counters, and subscribers per channel (to whom may see)."""
-        node, hub = self.node, self.node.hub
+        node, hub = self.mount.node, self.mount.node.hub
         channels = hub.channels()
         stats: dict[str, object] = {
             "broker": node.broker.kind,
@@ -110,10 +108,10 @@ class StatsHandler(JSONErrorsMixin):
         is configured at all (neither a key nor tokens), since there anyone
         may subscribe to any channel anyway.
         """
-        key = self.config.publish_key
+        key = self.mount.config.publish_key
         if carries_key(self.request.headers, key):
             return True
-        return key is None and not self.guard.enabled
+        return key is None and not self.mount.guard.enabled
 
     head = get
 

@@ -6,14 +6,9 @@ route table.  The pages run only the server's own script and style.
 
 from __future__ import annotations
 
-import tornado.template
-
 from ..core.channels import Channel, InvalidChannel, Subtree, Target, parse_target
-from ..node import Node
-from .config import ChannelConfig
+from .context import MountContext
 from .errors import ApiError, JSONErrorsMixin, invalid_channel
-from .hooks import ChannelHooks
-from .tokens import Guard
 
 # Pages run only our own script and style, and nothing can frame them.
 CONTENT_SECURITY_POLICY = (
@@ -29,20 +24,9 @@ class ChannelHandler(JSONErrorsMixin):
     # A channel's path also takes POST (the publishing edge) and upgrades.
     ALLOW = ("GET", "HEAD", "POST")
 
-    def initialize(
-        self,
-        node: Node,
-        hooks: ChannelHooks,
-        config: ChannelConfig,
-        guard: Guard,
-        templates: tornado.template.Loader,
-    ) -> None:
-        """Take the shared node, hooks, config, guard and templates from the route table."""
-        self.node = node
-        self.hooks = hooks
-        self.config = config
-        self.guard = guard
-        self.templates = templates
+    def initialize(self, mount: MountContext) -> None:
+        """Take what the mount point's routes share (see context.py)."""
+        self.mount = mount
 
     def prepare(self) -> None:
         """Parse the channel from the path."""
@@ -57,36 +41,36 @@ class ChannelHandler(JSONErrorsMixin):
         self.set_header("Content-Security-Policy", CONTENT_SECURITY_POLICY)
         self.set_header("X-Content-Type-Options", "nosniff")
         self.set_header("Referrer-Policy", "same-origin")
-        namespace = {"static": self.config.static_prefix, "home": self.config.prefix}
+        namespace = {"static": self.mount.config.static_prefix, "home": self.mount.config.prefix}
         if isinstance(target, Channel) or target.prefix:
             # A token the page carries is checked as its connection will check it
             # (401, 403). Without one the page still loads (it shows nothing but
             # the name in its URL) and says the channel needs a token, unless it
             # fetches one itself (?token_url=).
-            needs_token = self.guard.enabled and not self.guard.is_public(target)
+            needs_token = self.mount.guard.enabled and not self.mount.guard.is_public(target)
             if self.get_query_argument("token", None) is not None:
-                self.guard.subscriber(self.request, target)
+                self.mount.guard.subscriber(self.request, target)
                 needs_token = False
-            page = self.templates.load("channel.html").generate(
+            page = self.mount.templates.load("channel.html").generate(
                 # A subtree's page shows everything below it, labelled by channel.
                 channel=str(target),
                 subtree=isinstance(target, Subtree),
-                presence_url=f"{self.config.prefix}_/presence/{self.path_kwargs['path']}",
+                presence_url=f"{self.mount.config.prefix}_/presence/{self.path_kwargs['path']}",
                 publish_url=self._url_without_query(),
                 needs_token=needs_token,
                 # Where only a publish key lets anyone publish, a browser (which
                 # cannot send it) gets no send box that would only close its stream.
-                can_send=self.guard.enabled or self.config.publish_key is None,
+                can_send=self.mount.guard.enabled or self.mount.config.publish_key is None,
                 **namespace,
             )
         else:
             channels = None
-            if self.config.list_channels:
+            if self.mount.config.list_channels:
                 by_size = sorted(
-                    self.node.hub.channels().items(), key=lambda item: (-item[1], item[0])
+                    self.mount.node.hub.channels().items(), key=lambda item: (-item[1], item[0])
                 )
                 channels = by_size[:50]
-            page = self.templates.load("home.html").generate(
+            page = self.mount.templates.load("home.html").generate(
                 channels=channels, base_url=self._url_without_query(), **namespace
             )
         self.finish(page)

@@ -20,12 +20,10 @@ from __future__ import annotations
 from ..brokers.base import BrokerUnavailable
 from ..core.channels import Channel, InvalidChannel, Target, parse_target
 from ..core.presence import DEFAULT_LIMIT, MAX_LIMIT
-from ..node import Node
-from .config import ChannelConfig
+from .context import MountContext
 from .errors import ApiError, JSONErrorsMixin, broker_unavailable, invalid_channel
-from .hooks import ChannelHooks
 from .subscribing import ask_hooks
-from .tokens import Guard, bearer_of, carries_key, token_of, wrong_key
+from .tokens import bearer_of, carries_key, token_of, wrong_key
 
 #: The longest cursor taken.  A cursor is a name from the page before (at most
 #: 255 bytes, see core/channels.py, and a trailing "/"), so twice that is never
@@ -37,14 +35,9 @@ MAX_CURSOR = 512
 class PresenceHandler(JSONErrorsMixin):
     """Answers presence queries for one mount point."""
 
-    def initialize(
-        self, node: Node, config: ChannelConfig, guard: Guard, hooks: ChannelHooks
-    ) -> None:
-        """Take the node, the mount point's settings, token guard and hooks from the route table."""
-        self.node = node
-        self.config = config
-        self.guard = guard
-        self.hooks = hooks
+    def initialize(self, mount: MountContext) -> None:
+        """Take what the mount point's routes share (see context.py)."""
+        self.mount = mount
 
     async def get(self, path: str) -> None:
         """Answer the presence of the channel or subtree at ``path``."""
@@ -53,10 +46,10 @@ class PresenceHandler(JSONErrorsMixin):
         except InvalidChannel as exc:
             raise invalid_channel(exc) from None
         self.check_access(target)
-        if not carries_key(self.request.headers, self.config.publish_key):
-            await ask_hooks(self.hooks, self.request, target)
+        if not carries_key(self.request.headers, self.mount.config.publish_key):
+            await ask_hooks(self.mount.hooks, self.request, target)
         self.set_header("Cache-Control", "no-store")
-        presence = self.node.presence
+        presence = self.mount.node.presence
         try:
             if isinstance(target, Channel):
                 answer = (await presence.channel(target)).as_json()
@@ -86,22 +79,22 @@ class PresenceHandler(JSONErrorsMixin):
 
     def check_access(self, target: Target) -> None:
         """Let in the publish key or a token granting ``target``; refuse others like publishing."""
-        key = self.config.publish_key
+        key = self.mount.config.publish_key
         if carries_key(self.request.headers, key):
             return
         bearer = bearer_of(self.request.headers)
-        if wrong_key(bearer, key, self.guard):
+        if wrong_key(bearer, key, self.mount.guard):
             raise ApiError(403, "forbidden", "wrong publish key")
-        if self.guard.enabled and token_of(self.request) is not None:
+        if self.mount.guard.enabled and token_of(self.request) is not None:
             # Raises the 401 that says why a token is refused; a valid one must grant it.
-            self.guard.subscriber(self.request, target)
+            self.mount.guard.subscriber(self.request, target)
             return
-        if self.guard.enabled and self.guard.is_public(target):
+        if self.mount.guard.enabled and self.mount.guard.is_public(target):
             # Anyone may subscribe there, so anyone may see who did.
             return
-        if key is None and not self.guard.enabled:
+        if key is None and not self.mount.guard.enabled:
             return
-        if self.hooks.authenticates:
+        if self.mount.hooks.authenticates:
             return  # The hooks decide who has no credentials (--auth-url): asked next.
         raise ApiError(
             401,

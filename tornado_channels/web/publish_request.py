@@ -45,29 +45,14 @@ from .server_connection import ServerConnection
 from .tokens import bearer_of, caller_of, carries_key, query_token, redact, wrong_key
 
 if TYPE_CHECKING:
-    from ..node import Node
-    from .config import ChannelConfig
-    from .hooks import ChannelHooks
-    from .tokens import Guard
-
-
-class Flight(Protocol):
-    """Publishes in progress, counted for a graceful stop (publishing.py's ``InFlight``)."""
-
-    def started(self) -> None:
-        """A request began."""
-
-    def finished(self) -> None:
-        """A request ended."""
+    from .context import MountContext
 
 
 class PublishEndpoint(Protocol):
     """What one publish reads of its route (publishing.py's ``PublishEndpoint``)."""
 
-    node: Node
-    hooks: ChannelHooks
-    config: ChannelConfig
-    guard: Guard
+    #: What the mount point's routes share.
+    mount: MountContext
     #: ``POST /_/publish`` rather than ``POST /<channel>``.
     batch: bool
     #: Whether the hooks decide who publishes, and filter what is POSTed without the key.
@@ -75,10 +60,6 @@ class PublishEndpoint(Protocol):
     custom_publish: bool
     #: Publishes whose answers are still being written (the loop holds tasks weakly).
     tasks: set[asyncio.Task[None]]
-
-    @property
-    def in_flight(self) -> Flight:
-        """The server's count of publishes in progress."""
 
 
 log = logging.getLogger("tornado_channels.publishing")
@@ -125,7 +106,9 @@ class PublishRequest(httputil.HTTPMessageDelegate):
         self._request = request
         self.target: Target | None = None
         self.limit = (
-            endpoint.config.max_batch_bytes if endpoint.batch else endpoint.config.max_message_size
+            endpoint.mount.config.max_batch_bytes
+            if endpoint.batch
+            else endpoint.mount.config.max_message_size
         )
         self.body = bytearray()
         self.too_large = False
@@ -272,7 +255,7 @@ class PublishRequest(httputil.HTTPMessageDelegate):
                 raise ApiError(400, "invalid_idempotency_key", str(bad_key)) from None
         # Counted from here, so a shutdown waits for bodies still arriving.
         self.in_flight = True
-        endpoint.in_flight.started()
+        endpoint.mount.in_flight.started()
         length = headers.get("content-length")
         if length is not None and length.isdigit() and int(length) > self.limit:
             raise self.too_large_error()
@@ -289,8 +272,8 @@ class PublishRequest(httputil.HTTPMessageDelegate):
         (403; see tokens.wrong_key).  With nothing configured, anyone publishes.
         """
         endpoint = self.endpoint
-        key = endpoint.config.publish_key
-        guard = endpoint.guard
+        key = endpoint.mount.config.publish_key
+        guard = endpoint.mount.guard
         headers = self.headers
         if carries_key(headers, key):
             self.keyed = True
@@ -329,7 +312,7 @@ class PublishRequest(httputil.HTTPMessageDelegate):
         being a RequestHandler, applies whatever the application's
         ``cross_origin_protection`` setting.
         """
-        if not origins.allowed(self.headers, self.endpoint.config.trusted_origins):
+        if not origins.allowed(self.headers, self.endpoint.mount.config.trusted_origins):
             origin = self.headers.get("origin")
             raise ApiError(
                 403, "forbidden", f"cross-site publishing from {origin!r} is not allowed"
@@ -361,7 +344,7 @@ class PublishRequest(httputil.HTTPMessageDelegate):
         neither replays this one's answer nor refuses its own publish.
         """
         try:
-            return await self.endpoint.node.submit(
+            return await self.endpoint.mount.node.submit(
                 messages, idempotency_key=self.idempotency_key, batch=batch, caller=self.caller
             )
         except PublishError as exc:
@@ -388,7 +371,7 @@ class PublishRequest(httputil.HTTPMessageDelegate):
 
     async def publish_batch(self, body: bytes) -> tuple[bytes, bool]:
         """``POST /_/publish``: checked whole, then published as one broker operation."""
-        config = self.endpoint.config
+        config = self.endpoint.mount.config
         try:
             messages = parse_batch(
                 body,
@@ -423,14 +406,16 @@ class PublishRequest(httputil.HTTPMessageDelegate):
         if not self.endpoint.custom_authorization:
             return  # The default hook lets everyone publish: no request to build for it.
         await authorize(
-            self.endpoint.hooks.authorize_publish(self.request, target),
+            self.endpoint.mount.hooks.authorize_publish(self.request, target),
             f"publishing to '{target}' is not allowed",
         )
 
     async def filter(self, target: Target, payload: bytes) -> bytes | None:
         """The ``on_publish`` hook's version of the message (None: dropped); raise its refusal."""
         try:
-            return await resolve(self.endpoint.hooks.on_publish(self.request, target, payload))
+            return await resolve(
+                self.endpoint.mount.hooks.on_publish(self.request, target, payload)
+            )
         except Reject as exc:
             raise ApiError(403, "forbidden", exc.reason) from None
 
@@ -475,7 +460,7 @@ class PublishRequest(httputil.HTTPMessageDelegate):
         """End this publish's flight: a shutdown no longer waits for it."""
         if self.in_flight:
             self.in_flight = False
-            self.endpoint.in_flight.finished()
+            self.endpoint.mount.in_flight.finished()
 
     def log(self, status: int) -> None:
         """The access-log line RequestHandler would write, when anything would print it."""

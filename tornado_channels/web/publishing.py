@@ -24,44 +24,10 @@ from tornado.routing import Router
 
 from ..core.channels import is_reserved_path, path_below, path_text
 from ..core.http1 import RequestHead
-from ..node import Node
-from .config import ChannelConfig
+from .context import MountContext
 from .hooks import ChannelHooks
 from .publish_request import PublishRequest
 from .server_connection import WireConnection, connection_of
-from .tokens import Guard
-
-
-class InFlight:
-    """Publishing requests in progress (from their headers to their answer), for a graceful stop.
-
-    Counted from the headers, so a shutdown also waits for bodies still
-    arriving.  One per server, shared by every publishing route.
-    """
-
-    def __init__(self) -> None:
-        self.count = 0
-        self._idle = asyncio.Event()
-        self._idle.set()
-
-    def started(self) -> None:
-        """A request began."""
-        self.count += 1
-        self._idle.clear()
-
-    def finished(self) -> None:
-        """A request ended (answered, or its client went away)."""
-        self.count -= 1
-        if not self.count:
-            self._idle.set()
-
-    async def wait_idle(self, timeout: float) -> bool:
-        """Wait up to ``timeout`` seconds for the requests in progress to end."""
-        try:
-            await asyncio.wait_for(self._idle.wait(), timeout)
-        except asyncio.TimeoutError:
-            return False
-        return True
 
 
 class PublishEndpoint(Router):
@@ -73,29 +39,16 @@ class PublishEndpoint(Router):
     ``path``.
     """
 
-    def __init__(
-        self,
-        node: Node,
-        hooks: ChannelHooks,
-        config: ChannelConfig,
-        in_flight: InFlight,
-        guard: Guard,
-        *,
-        batch: bool = False,
-    ) -> None:
-        self.node = node
-        self.hooks = hooks
-        self.config = config
-        self.in_flight = in_flight
-        self.guard = guard
+    def __init__(self, mount: MountContext, *, batch: bool = False) -> None:
+        self.mount = mount
         self.batch = batch
         #: Whether ``hooks`` decide who publishes (the default lets everyone:
         #: then no request is built for it).
         self.custom_authorization = (
-            type(hooks).authorize_publish is not ChannelHooks.authorize_publish
+            type(mount.hooks).authorize_publish is not ChannelHooks.authorize_publish
         )
         #: Whether ``hooks`` filter what is POSTed without the key (``on_publish``).
-        self.custom_publish = type(hooks).on_publish is not ChannelHooks.on_publish
+        self.custom_publish = type(mount.hooks).on_publish is not ChannelHooks.on_publish
         # Publishes in progress: the loop keeps only weak references to tasks.
         self.tasks: set[asyncio.Task[None]] = set()
 

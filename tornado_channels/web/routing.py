@@ -19,12 +19,13 @@ from ..core.channels import is_reserved_path, path_below, path_text
 from ..node import Node
 from .config import ChannelConfig
 from .connection import Heartbeat
+from .context import InFlight, MountContext
 from .hooks import ChannelHooks
 from .metrics import NodeMetrics
 from .ops import HealthHandler, MetricsHandler, OpenAPIHandler, StatsHandler
 from .pages import ChannelHandler
 from .presence import PresenceHandler
-from .publishing import InFlight, PublishEndpoint, PublishShortcut
+from .publishing import PublishEndpoint, PublishShortcut
 from .sse import ChannelEventsHandler
 from .tokens import Guard
 from .websocket import ChannelSocketHandler
@@ -145,50 +146,39 @@ def mount(
     else:
         config = dataclasses.replace(config, prefix=prefix, **options)
     hooks = hooks if hooks is not None else ChannelHooks()
-    templates = tornado.template.Loader(str(PACKAGE_DIR / "templates"))
-    guard = Guard.from_config(config)
-    shared = {"node": node, "hooks": hooks, "config": config, "guard": guard}
-    in_flight = in_flight if in_flight is not None else InFlight()
-    metrics = NodeMetrics(node)
     # One timer pings every WebSocket of this mount point (none when disabled).
     heartbeat = (
         Heartbeat(config.ping_interval, config.ping_timeout) if config.ping_interval else None
     )
-    publishing = PublishEndpoint(node, hooks, config, in_flight, guard)
-    batch = PublishEndpoint(node, hooks, config, in_flight, guard, batch=True)
+    shared = MountContext(
+        node=node,
+        hooks=hooks,
+        config=config,
+        guard=Guard.from_config(config),
+        in_flight=in_flight if in_flight is not None else InFlight(),
+        heartbeat=heartbeat,
+        templates=tornado.template.Loader(str(PACKAGE_DIR / "templates")),
+    )
+    context = {"mount": shared}
+    publishing = PublishEndpoint(shared)
+    batch = PublishEndpoint(shared, batch=True)
     rules = [
         # First: a POST to a channel, the hottest request, is matched by the first rule tried
         # (the kinds are exclusive, and no channel lies under _/, so order is free).
         Rule(ChannelMatcher(prefix, kind="publish"), publishing),
         Rule(PathMatches(prefix + "_/health"), HealthHandler, {"node": node}),
         Rule(PathMatches(prefix + "_/publish"), batch),
-        Rule(PathMatches(prefix + "_/metrics"), MetricsHandler, {"metrics": metrics}),
-        Rule(
-            PathMatches(prefix + "_/stats"),
-            StatsHandler,
-            {"node": node, "config": config, "guard": guard},
-        ),
+        Rule(PathMatches(prefix + "_/metrics"), MetricsHandler, {"metrics": NodeMetrics(node)}),
+        Rule(PathMatches(prefix + "_/stats"), StatsHandler, context),
         Rule(PathMatches(prefix + "_/openapi.json"), OpenAPIHandler),
-        Rule(
-            PresenceMatcher(prefix),
-            PresenceHandler,
-            {"node": node, "config": config, "guard": guard, "hooks": hooks},
-        ),
+        Rule(PresenceMatcher(prefix), PresenceHandler, context),
         Rule(
             PathMatches(prefix + r"_/static/(.*)"),
             tornado.web.StaticFileHandler,
             {"path": str(PACKAGE_DIR / "static")},
         ),
-        Rule(
-            ChannelMatcher(prefix, kind="websocket"),
-            ChannelSocketHandler,
-            {**shared, "heartbeat": heartbeat},
-        ),
-        Rule(ChannelMatcher(prefix, kind="events"), ChannelEventsHandler, shared),
-        Rule(
-            ChannelMatcher(prefix, kind="http"),
-            ChannelHandler,
-            {**shared, "templates": templates},
-        ),
+        Rule(ChannelMatcher(prefix, kind="websocket"), ChannelSocketHandler, context),
+        Rule(ChannelMatcher(prefix, kind="events"), ChannelEventsHandler, context),
+        Rule(ChannelMatcher(prefix, kind="http"), ChannelHandler, context),
     ]
     return Mount(rules, PublishShortcut(prefix, publishing, batch))

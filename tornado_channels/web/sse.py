@@ -16,13 +16,10 @@ import tornado.web
 from tornado.ioloop import PeriodicCallback
 
 from ..core.frames import SSE_HEARTBEAT, Encoding, sse_control
-from ..node import Node
-from .config import ChannelConfig
+from .context import MountContext
 from .errors import JSONErrorsMixin
-from .hooks import ChannelHooks
 from .server_connection import connection_of
 from .subscribing import admit, start
-from .tokens import Guard
 
 
 class EventStream:
@@ -63,14 +60,9 @@ class ChannelEventsHandler(JSONErrorsMixin):
 
     SUPPORTED_METHODS = ("GET",)
 
-    def initialize(
-        self, node: Node, hooks: ChannelHooks, config: ChannelConfig, guard: Guard
-    ) -> None:
-        """Take the shared node, hooks, config and guard from the route table."""
-        self.node = node
-        self.hooks = hooks
-        self.config = config
-        self.guard = guard
+    def initialize(self, mount: MountContext) -> None:
+        """Take what the mount point's routes share (see context.py)."""
+        self.mount = mount
         self.stream = EventStream(self)
 
     async def get(self, path: str) -> None:
@@ -83,16 +75,13 @@ class ChannelEventsHandler(JSONErrorsMixin):
             path,
             since=since,
             encoding=Encoding.SSE,
-            node=self.node,
-            hooks=self.hooks,
-            config=self.config,
-            guard=self.guard,
+            mount=self.mount,
             trusted=self.settings.get("trusted_origins", ()),
         )
-        subscription = await start(admission, self.config.token_leeway)
+        subscription = await start(admission, self.mount.config.token_leeway)
         stream = self.stream
         heartbeat = PeriodicCallback(
-            lambda: stream.send(SSE_HEARTBEAT), self.config.sse_heartbeat * 1000
+            lambda: stream.send(SSE_HEARTBEAT), self.mount.config.sse_heartbeat * 1000
         )
         try:
             self.set_header("Content-Type", "text/event-stream; charset=utf-8")

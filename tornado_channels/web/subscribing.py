@@ -27,13 +27,11 @@ from ..core.channels import Channel, InvalidChannel, Subtree, Target, parse_targ
 from ..core.frames import CLOSE_TOKEN_EXPIRED, Encoding
 from ..core.grants import Claims
 from ..core.publication import InvalidPosition, Position
-from ..node import Node
 from ..subscription import Subscription
 from . import origins
-from .config import ChannelConfig
+from .context import MountContext
 from .errors import ApiError, authorize, broker_unavailable, invalid_channel
 from .hooks import Allow, ChannelHooks, Decision, Reject
-from .tokens import Guard
 
 log = logging.getLogger("tornado_channels.hooks")
 
@@ -56,16 +54,14 @@ async def admit(
     *,
     since: str | None,
     encoding: Encoding,
-    node: Node,
-    hooks: ChannelHooks,
-    config: ChannelConfig,
-    guard: Guard,
+    mount: MountContext,
     trusted: Collection[str] = (),
 ) -> Admission:
-    """Admit ``request`` to the channel at ``path``; raise the ApiError that refuses it.
+    """Admit ``request`` to ``mount``'s channel at ``path``; raise the ApiError that refuses it.
 
     ``trusted`` adds origins (a host application's own ``trusted_origins`` setting).
     """
+    node, hooks, config, guard = mount.node, mount.hooks, mount.config, mount.guard
     try:
         channel: Target = parse_target(path)
     except InvalidChannel as exc:

@@ -25,16 +25,13 @@ import logging
 from ..core.deflate import Agreement, negotiate
 from ..core.frames import CLOSE_INTERNAL_ERROR, Encoding
 from ..core.handshake import HandshakeError, client_key, switching_protocols
-from ..node import Node
 from . import _tornado
 from .chat import Chat
-from .config import ChannelConfig
-from .connection import Heartbeat, WebSocketConnection
+from .connection import WebSocketConnection
+from .context import MountContext
 from .errors import ApiError, JSONErrorsMixin
-from .hooks import ChannelHooks
 from .server_connection import connection_of
 from .subscribing import admit, start
-from .tokens import Guard
 
 log = logging.getLogger("tornado_channels.websocket")
 
@@ -44,20 +41,9 @@ class ChannelSocketHandler(JSONErrorsMixin):
 
     SUPPORTED_METHODS = ("GET",)
 
-    def initialize(
-        self,
-        node: Node,
-        hooks: ChannelHooks,
-        config: ChannelConfig,
-        guard: Guard,
-        heartbeat: Heartbeat | None = None,
-    ) -> None:
-        """Take the shared node, hooks, config, guard and heartbeat from the route table."""
-        self.node = node
-        self.hooks = hooks
-        self.config = config
-        self.guard = guard
-        self.heartbeat = heartbeat
+    def initialize(self, mount: MountContext) -> None:
+        """Take what the mount point's routes share (see context.py)."""
+        self.mount = mount
 
     async def get(self, path: str) -> None:
         """Check the handshake, admit and subscribe, answer 101 and hand the socket over."""
@@ -72,19 +58,14 @@ class ChannelSocketHandler(JSONErrorsMixin):
             path,
             since=since,
             encoding=Encoding.ENVELOPE if positions else Encoding.RAW,
-            node=self.node,
-            hooks=self.hooks,
-            config=self.config,
-            guard=self.guard,
+            mount=self.mount,
             trusted=self.settings.get("trusted_origins", ()),
         )
         agreement = self._compression()
         if agreement is not None:
             admission.subscription.deflate = agreement.outbound
-        subscription = await start(admission, self.config.token_leeway)
-        chat = Chat(
-            subscription, self.request, self.hooks, self.config, self.guard, admission.claims
-        )
+        subscription = await start(admission, self.mount.config.token_leeway)
+        chat = Chat(subscription, self.request, self.mount, admission.claims)
         answer = switching_protocols(key, agreement.response if agreement is not None else None)
         try:
             await self._take_over(answer, chat, agreement)
@@ -100,10 +81,10 @@ class ChannelSocketHandler(JSONErrorsMixin):
 
     def _compression(self) -> Agreement | None:
         """What the client's permessage-deflate offers come to (None: no compression)."""
-        if self.config.compression != "on":
+        if self.mount.config.compression != "on":
             return None
         offers = self.request.headers.get("Sec-WebSocket-Extensions")
-        return negotiate(offers, self.config.compression_threshold)
+        return negotiate(offers, self.mount.config.compression_threshold)
 
     async def _take_over(self, handshake: bytes, chat: Chat, agreement: Agreement | None) -> None:
         """Move the socket to a WebSocketConnection on the loop's transport; it answers 101."""
@@ -114,8 +95,8 @@ class ChannelSocketHandler(JSONErrorsMixin):
                 chat,
                 handshake,
                 leftover,
-                self.config.max_message_size,
-                self.heartbeat,
+                self.mount.config.max_message_size,
+                self.mount.heartbeat,
                 inflater,
             )
             return chat.connection
