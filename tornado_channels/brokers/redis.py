@@ -23,6 +23,7 @@ import os
 import secrets
 import socket
 from collections.abc import Awaitable, Callable, Sequence
+from functools import partial
 from typing import TypeVar
 
 from redis.asyncio import Redis
@@ -165,14 +166,13 @@ class RedisBroker(Broker):
         # One link per partition on a cluster (each on its slot's master); one otherwise.
         self._links: list[Link] = [
             Link(
-                lambda partition=partition: self.topology.describe(partition),  # type: ignore[misc]
-                lambda partition=partition: self.topology.open(partition),  # type: ignore[misc]
+                # Bound to the partition now (a lambda would see the loop's last value).
+                partial(self.topology.describe, partition),
+                partial(self.topology.open, partition),
                 self.layout.control(partition, node),
                 sharded=self.topology.sharded,
-                on_message=lambda key, data, partition=partition: self._received(  # type: ignore[misc]
-                    partition, key, data
-                ),
-                on_state=lambda up, partition=partition: self._link_changed(partition, up),  # type: ignore[misc]
+                on_message=partial(self._received, partition),
+                on_state=partial(self._link_changed, partition),
                 stray_pattern=self.layout.base(partition) + b"*",
                 probe_interval=probe_interval,
                 probe_timeout=probe_timeout,
@@ -318,6 +318,12 @@ class RedisBroker(Broker):
         partition = self.layout.home(target)
         return await self._reading(partition, lambda client: self.history.head(client, partition))
 
+    def _watch_in(
+        self, partition: int, prefixes: list[str], client: Redis
+    ) -> Awaitable[tuple[Position, list[bool]]]:
+        """The watch of subtrees ``prefixes`` in ``partition``, on that partition's ``client``."""
+        return self.history.watch(client, partition, prefixes, WATCH_TTL)
+
     async def _watch(self, subtree: Subtree) -> Position:
         """Watch ``subtree`` in every partition it needs; its home partition's head."""
         head: Position | None = None
@@ -325,9 +331,7 @@ class RedisBroker(Broker):
         for partition, _ in self.layout.subscriptions(subtree):
             position, _lapsed = await self._reading(
                 partition,
-                lambda client, p=partition: self.history.watch(  # type: ignore[misc]
-                    client, p, [subtree.prefix], WATCH_TTL
-                ),
+                partial(self._watch_in, partition, [subtree.prefix]),
             )
             if partition == home:
                 head = position
@@ -396,9 +400,7 @@ class RedisBroker(Broker):
                 try:
                     _head, lapsed = await self._reading(
                         partition,
-                        lambda client, p=partition, names=prefixes: self.history.watch(  # type: ignore[misc]
-                            client, p, names, WATCH_TTL
-                        ),
+                        partial(self._watch_in, partition, prefixes),
                     )
                 except BrokerUnavailable as exc:
                     log.debug("renewing subtree watches failed: %s", exc)
