@@ -102,10 +102,12 @@ def bind_unused_port(
     return sock, sock.getsockname()[1]
 
 
-#: A Redis Cluster node's bus port is its port + 10000: cluster nodes take their ports
-#: from CLUSTER_PORTS, and no other port is ever taken from the band their bus ports fall in.
+#: A Redis Cluster node's bus port is its port + BUS_OFFSET (Redis's own rule): cluster nodes
+#: take their ports from CLUSTER_PORTS, and no other port is ever taken from the band their
+#: bus ports fall in.
+BUS_OFFSET = 10000
 CLUSTER_PORTS = (LOWEST_PORT, 16000)
-BUS_BAND = (CLUSTER_PORTS[0] + 10000, CLUSTER_PORTS[1] + 10000)
+BUS_BAND = (CLUSTER_PORTS[0] + BUS_OFFSET, CLUSTER_PORTS[1] + BUS_OFFSET)
 
 
 def _share(start: int, stop: int) -> tuple[int, int]:
@@ -132,13 +134,13 @@ def port_blocks(cluster: bool = False) -> list[tuple[int, int]]:
 def free_port(cluster: bool = False) -> int:
     """A TCP port on 127.0.0.1, below the ephemeral range, that nothing listens on right now.
 
-    ``cluster``: for a Redis Cluster node, whose bus port (+10000) is then free too.
+    ``cluster``: for a Redis Cluster node, whose bus port (+BUS_OFFSET) is then free too.
     """
     blocks = port_blocks(cluster)
     for _ in range(1000):
         start, stop = random.choice(blocks)
         port = random.randrange(start, stop)
-        if port_is_free(port) and (not cluster or port_is_free(port + 10000)):
+        if port_is_free(port) and (not cluster or port_is_free(port + BUS_OFFSET)):
             _handed_out.add(port)
             return port
     raise AssertionError(f"no free port in {blocks}")
