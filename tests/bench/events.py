@@ -22,8 +22,8 @@ from tests.helpers import RedisServer, ServerProcess, free_port, until
 from tests.helpers.events_backend import EventsBackend
 from tornado_channels.brokers.events import encode
 from tornado_channels.brokers.keys import KeyLayout
-from tornado_channels.brokers.redis import PREFIX
 from tornado_channels.brokers.redis_events import RedisEventLog
+from tornado_channels.brokers.settings import BrokerSettings
 
 #: Events in the scenario.
 EVENTS = 50_000
@@ -47,7 +47,13 @@ async def events_delivery(
         async def run(partition: int, call: Callable[[Redis], Any]) -> Any:
             return await call(redis)
 
-        log = RedisEventLog(KeyLayout(PREFIX.encode()), "bench", run, max_backlog=count, lease=3)
+        log = RedisEventLog(
+            KeyLayout(BrokerSettings().redis_prefix.encode()),
+            "bench",
+            run,
+            max_backlog=count,
+            lease=3,
+        )
         for n in range(count):
             user = f"u{n % 5000}"
             log.append(0, encode("subscribe", f"room/{n % 1000}", user, "bench-host:1234:0a1b2c3d"))

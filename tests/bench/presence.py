@@ -27,8 +27,8 @@ from tests.bench.scenarios import fanout
 from tests.bench.target import Target
 from tests.helpers import RedisServer, ServerProcess, free_port
 from tornado_channels.brokers.keys import KeyLayout
-from tornado_channels.brokers.redis import PREFIX
 from tornado_channels.brokers.redis_presence import RedisPresence
+from tornado_channels.brokers.settings import BrokerSettings
 from tornado_channels.core.presence import PresenceTally
 
 #: Channels in the presence scenario (and users among their subscribers).
@@ -74,7 +74,9 @@ async def presence_query(
         async def run(partition: int, call: Callable[[Redis], Any]) -> Any:
             return await call(redis)
 
-        presence = RedisPresence(tally, KeyLayout(PREFIX.encode()), b"bench-node", run, ttl=3600)
+        presence = RedisPresence(
+            tally, KeyLayout(BrokerSettings().redis_prefix.encode()), b"bench-node", run, ttl=3600
+        )
         started = time.perf_counter()
         await presence.beat()
         beat_s = time.perf_counter() - started

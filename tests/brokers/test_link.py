@@ -8,44 +8,62 @@ import time
 from redis.asyncio import Redis
 
 from tornado_channels.brokers.link import Link
+from tornado_channels.brokers.settings import BrokerSettings, Reconnection
 
 from ..helpers import RedisServer, run, until
 
 
 class Recorder:
-    """What a link reports: messages by key, and its connection's ups and downs."""
+    """What a link reports (a LinkListener): messages by key, and its connection's ups and downs."""
 
     def __init__(self) -> None:
         self.messages: list[tuple[bytes, bytes]] = []
         self.states: list[bool] = []
+        #: The partitions named in reports: only the link's own.
+        self.partitions: set[int] = set()
 
-    def message(self, key: bytes, data: bytes) -> None:
+    def link_received(self, partition: int, key: bytes, data: bytes) -> None:
+        self.partitions.add(partition)
         self.messages.append((key, data))
 
-    def state(self, up: bool) -> None:
-        self.states.append(up)
+    def link_changed(self, partition: int, connected: bool) -> None:
+        self.partitions.add(partition)
+        self.states.append(connected)
+
+
+#: The partition the test link carries: not 0, so a link that mixed them up would show.
+PARTITION = 3
+
+
+class OneServer:
+    """The link's Master: one test Redis, whatever the partition."""
+
+    def __init__(self, server: RedisServer, client: Redis) -> None:
+        self.server = server
+        self.client = client
+        self.opened: list[int] = []
+
+    def describe(self, partition: int) -> str:
+        return f"test redis {self.server.port}"
+
+    async def open(self, partition: int) -> Redis:
+        self.opened.append(partition)
+        return self.client
 
 
 def make_link(server: RedisServer, recorder: Recorder) -> tuple[Link, Redis]:
     client = Redis.from_url(server.url, socket_timeout=2, socket_connect_timeout=2)
-
-    async def opener() -> Redis:
-        return client
-
     link = Link(
-        lambda: f"test redis {server.port}",
-        opener,
-        b"linktest:control",
-        sharded=False,
-        on_message=recorder.message,
-        on_state=recorder.state,
+        OneServer(server, client),
+        PARTITION,
+        recorder,
+        control_key=b"linktest:control",
         stray_pattern=b"linktest:*",
-        probe_interval=0.3,
-        probe_timeout=0.6,
-        check_interval=5.0,
-        subscribe_timeout=5.0,
-        backoff_base=0.05,
-        backoff_cap=0.5,
+        sharded=False,
+        settings=BrokerSettings(
+            redis_probe_interval=0.3, redis_timeout=0.6, redis_check_interval=5.0
+        ),
+        reconnection=Reconnection(subscribe_timeout=5.0, backoff_base=0.05, backoff_cap=0.5),
     )
     return link, client
 
@@ -70,6 +88,7 @@ def test_a_key_is_subscribed_confirmed_delivered_and_released(redis_server: Redi
         redis_server.cli("PUBLISH", "linktest:a", "hello")
         await until(lambda: recorder.messages, what="the message")
         assert recorder.messages == [(b"linktest:a", b"hello")]
+        assert recorder.partitions == {PARTITION}
         link.release([b"linktest:a"])
         await until(lambda: subscribers(redis_server, "linktest:a") == 0, what="unsubscribed")
         await link.stop()

@@ -7,11 +7,11 @@ from functools import partial
 
 import pytest
 
-from tornado_channels import Channel, MemoryBroker, Node, RedisBroker, Subtree
+from tornado_channels import Channel, MemoryBroker, Node, Subtree
 from tornado_channels.core.history import STREAM_GRACE, SWEEP_INTERVAL
 from tornado_channels.core.publication import Position
 
-from ..helpers import Inbox, run, until
+from ..helpers import Inbox, redis_broker, run, until
 
 #: Distinct channels in a burst: enough that a per-channel leak is plain in the counts.
 BURST = 2000
@@ -115,6 +115,6 @@ def test_a_history_that_could_keep_nothing_is_refused_by_every_broker(
 ) -> None:
     """--history-size 0 or --history-age 0 is a ValueError naming the flag, in both brokers."""
     flag = "--" + next(iter(options)).replace("_", "-")
-    make = MemoryBroker if broker == "memory" else partial(RedisBroker, "redis://127.0.0.1:1")
+    make = MemoryBroker if broker == "memory" else partial(redis_broker, "redis://127.0.0.1:1")
     with pytest.raises(ValueError, match=flag):
-        make(**options)  # type: ignore[arg-type]
+        make(**options)

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import signal
 
 import pytest
 
 from tornado_channels import BrokerUnavailable, Channel, Node, RedisBroker, Subtree
 
-from ..helpers import Inbox, RedisServer, run, until
+from ..helpers import FAST, Inbox, RedisServer, redis_broker, run, until
 
 pytestmark = pytest.mark.processes
 
@@ -43,13 +44,16 @@ def test_a_subscription_that_timed_out_leaves_no_waiter_behind(redis_server: Red
     """A subscribe whose confirmation timed out, then left, holds no per-channel waiter."""
 
     async def scenario() -> None:
-        broker = RedisBroker(
-            redis_server.url, subscribe_timeout=0.3, probe_interval=30, check_interval=30
+        broker = redis_broker(
+            redis_server.url,
+            dataclasses.replace(FAST, subscribe_timeout=0.3),
+            redis_probe_interval=30,
+            redis_check_interval=30,
         )
         node = Node(broker)
         await node.start()
         await until(lambda: node.connected, what="broker connected")
-        link = broker._links[0]
+        link = broker.links.of(0)
         baseline = link._ledger.held()  # its own probe channel
         assert redis_server.process is not None
         redis_server.process.send_signal(signal.SIGSTOP)
@@ -77,7 +81,7 @@ def test_subscribers_that_come_and_go_leave_no_subscription_state(
         node = Node(broker)
         await node.start()
         await until(lambda: node.connected, what="broker connected")
-        link = broker._links[0]
+        link = broker.links.of(0)
         baseline = link._ledger.held()  # its own probe channel
         targets: list[Channel | Subtree] = [Channel(f"users/{n}/feed") for n in range(300)]
         targets += [Subtree(f"users/{n}") for n in range(100)]

@@ -19,7 +19,7 @@ from tornado_channels.core.frames import CLOSE_TRY_AGAIN_LATER, encode_frame
 from tornado_channels.core.history import STREAM_GRACE
 from tornado_channels.core.publication import Position
 
-from ..helpers import Inbox, RedisServer, run, until
+from ..helpers import Inbox, RedisServer, redis_broker, run, until
 
 pytestmark = pytest.mark.processes
 
@@ -27,10 +27,9 @@ pytestmark = pytest.mark.processes
 KEYS = "tornado_channels:{0}[ct]:*"
 
 
-def fast_broker(url: str, **options: float) -> RedisBroker:
-    """A Redis broker with test-sized timeouts and backoff."""
-    settings = {"backoff_base": 0.05, "backoff_cap": 0.3, "connect_timeout": 0.5, **options}
-    return RedisBroker(url, **settings)  # type: ignore[arg-type]
+def fast_broker(url: str, **settings: float) -> RedisBroker:
+    """A Redis broker with test-sized reconnection and the ``settings`` a test names."""
+    return redis_broker(url, **settings)
 
 
 async def started(url: str, **options: float) -> Node:
@@ -181,7 +180,7 @@ def test_frozen_redis_is_detected_by_the_probe(redis_server: RedisServer) -> Non
     """A Redis that stops answering (SIGSTOP) is noticed by the liveness probe, not left deaf."""
 
     async def scenario() -> None:
-        node = await started(redis_server.url, probe_interval=0.3, probe_timeout=0.3)
+        node = await started(redis_server.url, redis_probe_interval=0.3, redis_timeout=0.3)
         inbox = Inbox()
         await node.subscribe(Channel("a"), inbox)
         assert redis_server.process is not None
@@ -201,7 +200,7 @@ def test_publish_timeout_is_reported_as_unknown_not_retried(redis_server: RedisS
     """A PUBLISH that Redis does not answer in time raises PublishOutcomeUnknown (no retry)."""
 
     async def scenario() -> None:
-        node = await started(redis_server.url, command_timeout=0.3, probe_interval=60)
+        node = await started(redis_server.url, redis_timeout=0.3, redis_probe_interval=60)
         assert redis_server.process is not None
         redis_server.process.send_signal(signal.SIGSTOP)
         try:

@@ -1,6 +1,7 @@
 """What every test shares: private Redis servers and real processes, clients, apps, deployments."""
 
 from .apps import NodeAppTestCase
+from .brokers import FAST, redis_broker
 from .browser import Browser, chromium_path
 from .deployment import DEPLOY, ROOT, Deployment, free_port_range, needs_nginx
 from .inbox import Inbox
@@ -35,6 +36,7 @@ from .support import (
 
 __all__ = [
     "DEPLOY",
+    "FAST",
     "ROOT",
     "SILENCE",
     "WAIT",
@@ -64,6 +66,7 @@ __all__ = [
     "raw_exchange",
     "raw_websocket",
     "receive",
+    "redis_broker",
     "run",
     "silent",
     "start_mode",

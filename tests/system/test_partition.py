@@ -10,10 +10,18 @@ from collections.abc import Iterator
 
 import pytest
 
-from tornado_channels import Channel, Node, RedisBroker
+from tornado_channels import Channel, Node
 from tornado_channels.core.frames import CLOSE_TRY_AGAIN_LATER
 
-from ..helpers import Inbox, NetnsUnavailable, TestHost, run, until, wait_for_host_port
+from ..helpers import (
+    Inbox,
+    NetnsUnavailable,
+    TestHost,
+    redis_broker,
+    run,
+    until,
+    wait_for_host_port,
+)
 
 # One network namespace at a time: every TestHost has the same addresses, so the
 # tests that make one run in the same pytest-xdist worker (--dist loadgroup).
@@ -70,12 +78,8 @@ def test_silent_partition_is_detected_and_healed(redis_across_a_link: TestHost) 
 
     async def scenario() -> dict[str, float]:
         loop = asyncio.get_running_loop()
-        broker = RedisBroker(
-            f"redis://{host.address}:{PORT}/0",
-            probe_interval=0.5,
-            probe_timeout=0.5,
-            connect_timeout=0.5,
-            backoff_base=0.05,
+        broker = redis_broker(
+            f"redis://{host.address}:{PORT}/0", redis_probe_interval=0.5, redis_timeout=0.5
         )
         node = Node(broker)
         await node.start()

@@ -15,7 +15,17 @@ from tornado_channels import Channel, MemoryBroker, Node, RedisBroker
 from tornado_channels.brokers.base import BrokerUnavailable
 from tornado_channels.web.metrics import NodeMetrics
 
-from ..helpers import WAIT, Inbox, RedisServer, ServerProcess, post, raw_websocket, run, until
+from ..helpers import (
+    WAIT,
+    Inbox,
+    RedisServer,
+    ServerProcess,
+    post,
+    raw_websocket,
+    redis_broker,
+    run,
+    until,
+)
 
 Start = Callable[..., ServerProcess]
 
@@ -117,15 +127,15 @@ def test_self_check_repairs_a_subscription_redis_dropped(redis_server: RedisServ
     """A key Redis no longer holds is found by the self-check, resubscribed, logged and counted."""
 
     async def scenario() -> None:
-        broker = RedisBroker(redis_server.url, check_interval=0.2)
+        broker = redis_broker(redis_server.url, redis_check_interval=0.2)
         node = Node(broker)
         await node.start()
         assert await node.wait_connected(WAIT)
         inbox = Inbox()
         await node.subscribe(Channel("fragile"), inbox)  # type: ignore[arg-type]
         # A fault from outside the ledger: the connection drops one key behind its back.
-        assert broker._links[0]._pubsub is not None
-        await broker._links[0]._pubsub.unsubscribe(b"tornado_channels:{0}c:fragile")
+        assert broker.links.of(0)._pubsub is not None
+        await broker.links.of(0)._pubsub.unsubscribe(b"tornado_channels:{0}c:fragile")
         await until(
             lambda: (
                 redis_server.cli("PUBSUB", "NUMSUB", "tornado_channels:{0}c:fragile").split()[-1]
@@ -154,13 +164,13 @@ def test_self_check_drops_a_subscription_nobody_wants(redis_server: RedisServer)
     """A key the connection holds unasked is found by the self-check and unsubscribed."""
 
     async def scenario() -> None:
-        broker = RedisBroker(redis_server.url, check_interval=0.2)
+        broker = redis_broker(redis_server.url, redis_check_interval=0.2)
         node = Node(broker)
         await node.start()
         assert await node.wait_connected(WAIT)
         # A fault from outside the ledger: an extra key on the connection.
-        assert broker._links[0]._pubsub is not None
-        await broker._links[0]._pubsub.subscribe(b"tornado_channels:{0}c:unwanted")
+        assert broker.links.of(0)._pubsub is not None
+        await broker.links.of(0)._pubsub.subscribe(b"tornado_channels:{0}c:unwanted")
         await until(lambda: broker.repairs >= 1, what="the self-check dropping it")
         await until(
             lambda: (

@@ -20,14 +20,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from collections.abc import Awaitable, Sequence
+from typing import Any, Protocol
 
 from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
 from redis.exceptions import RedisError
 
 from .ledger import SUBSCRIBE, UNSUBSCRIBE, SubscriptionLedger
+from .settings import BrokerSettings, Reconnection
 
 log = logging.getLogger("tornado_channels.redis")
 
@@ -51,46 +52,67 @@ class _Moved(Exception):
     """Redis took back a subscription it holds for us: its slot moved to another master."""
 
 
-#: Opens a client to the master this link should use now (resolving it afresh).
-Opener = Callable[[], Awaitable[Redis]]
+class Master(Protocol):
+    """Where a link connects: the topology (topology.py), or a test's stand-in."""
+
+    def describe(self, partition: int) -> str:
+        """Where ``partition``'s master is, for logs."""
+        ...
+
+    async def open(self, partition: int) -> Redis:
+        """A client of the master ``partition``'s link should use now (resolved afresh)."""
+        ...
+
+
+class LinkListener(Protocol):
+    """Who hears what a link receives: the broker."""
+
+    def link_received(self, partition: int, key: bytes, data: bytes) -> None:
+        """A message arrived on pub/sub channel ``key`` of ``partition``'s link."""
+        ...
+
+    def link_changed(self, partition: int, connected: bool) -> None:
+        """``partition``'s link now holds its subscriptions (True), or lost them (False)."""
+        ...
 
 
 class Link:
-    """A self-repairing pub/sub subscription to one Redis master."""
+    """A self-repairing pub/sub subscription to the master of one partition.
+
+    :param control_key: its own channel, where its liveness probes go.
+    :param stray_pattern: what this process's keys match, to find subscriptions
+        a connection holds unasked.
+    :param settings: the probe interval and timeout, and the self-check's interval.
+    """
 
     def __init__(
         self,
-        describe: Callable[[], str],
-        opener: Opener,
-        control_key: bytes,
+        master: Master,
+        partition: int,
+        listener: LinkListener,
         *,
-        sharded: bool,
-        on_message: Callable[[bytes, bytes], None],
-        on_state: Callable[[bool], None],
+        control_key: bytes,
         stray_pattern: bytes,
-        probe_interval: float,
-        probe_timeout: float,
-        check_interval: float,
-        subscribe_timeout: float,
-        backoff_base: float,
-        backoff_cap: float,
+        sharded: bool,
+        settings: BrokerSettings,
+        reconnection: Reconnection,
     ) -> None:
-        self._describe = describe
-        self._opener = opener
+        self._master = master
+        self.partition = partition
+        self._owner = listener
         self._control_key = control_key
         # Never subscribed: UNSUBSCRIBE of it reports the connection's true count.
         self._baseline_key = control_key + b":baseline"
         self._sharded = sharded
-        self._on_message = on_message
-        self._on_state = on_state
         self._stray_pattern = stray_pattern
-        self._probe_interval = probe_interval
-        self._probe_timeout = probe_timeout
-        self._tick = min(probe_interval, probe_timeout) / 2
-        self._check_interval = check_interval
-        self._subscribe_timeout = subscribe_timeout
-        self._backoff_base = backoff_base
-        self._backoff_cap = backoff_cap
+        self._probe_interval = settings.redis_probe_interval
+        # A probe is a command like any other: it has the command timeout.
+        self._probe_timeout = settings.redis_timeout
+        self._tick = min(self._probe_interval, self._probe_timeout) / 2
+        self._check_interval = settings.redis_check_interval
+        self._subscribe_timeout = reconnection.subscribe_timeout
+        self._backoff_base = reconnection.backoff_base
+        self._backoff_cap = reconnection.backoff_cap
 
         self._client: Redis | None = None
         self._pubsub: PubSub | None = None
@@ -119,7 +141,7 @@ class Link:
     @property
     def name(self) -> str:
         """Where this link connects, for logs (its master may change)."""
-        return self._describe()
+        return self._master.describe(self.partition)
 
     def start(self) -> None:
         """Start the listener task; it connects (and reconnects) on its own."""
@@ -232,7 +254,7 @@ class Link:
         while True:
             pubsub: PubSub | None = None
             try:
-                self._client = await self._opener()
+                self._client = await self._master.open(self.partition)
                 pubsub = self._client.pubsub()
                 await self._listen(pubsub)
             except asyncio.CancelledError:
@@ -311,7 +333,7 @@ class Link:
             if key == self._control_key:
                 return  # A probe came back; hearing it was the point.
             try:
-                self._on_message(key, message["data"])
+                self._owner.link_received(self.partition, key, message["data"])
             except Exception:
                 log.exception("delivering a publication failed")
         elif kind in _KINDS:
@@ -382,7 +404,7 @@ class Link:
                 log.info("Redis reconnected (%s) after %.1fs", self.name, down)
                 self.reconnects += 1
                 self._lost_at = None
-        self._on_state(connected)
+        self._owner.link_changed(self.partition, connected)
 
     def _spawn(self, coro: Awaitable[Any]) -> None:
         task = asyncio.ensure_future(_quietly(coro))

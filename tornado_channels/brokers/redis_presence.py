@@ -20,7 +20,7 @@ import logging
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Sequence
 from importlib import resources
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from redis.asyncio import Redis
 
@@ -46,14 +46,29 @@ log = logging.getLogger("tornado_channels.presence")
 
 T = TypeVar("T")
 Run = Callable[[int, Callable[[Redis], Awaitable[Any]]], Awaitable[Any]]
-#: Takes (or releases) pub/sub keys on a partition's link.
-Keys = Callable[[int, Sequence[bytes]], None]
-#: Waits for a partition's link to confirm keys: True, or False/None (lost, or too slow).
-Confirm = Callable[[int, Sequence[bytes]], Awaitable[bool | None]]
+
+
+class Subscriptions(Protocol):
+    """Pub/sub keys by partition: the broker's links (links.py)."""
+
+    def acquire(self, partition: int, keys: Sequence[bytes]) -> None:
+        """Take ``keys`` on ``partition``'s link."""
+        ...
+
+    def release(self, partition: int, keys: Sequence[bytes]) -> None:
+        """Release ``keys`` on ``partition``'s link."""
+        ...
+
+    async def confirm(self, partition: int, keys: Sequence[bytes]) -> bool | None:
+        """Wait for Redis to confirm ``keys``: True, or False/None (lost, or too slow)."""
+        ...
+
 
 PRESENCE_SCRIPT = (resources.files(__package__) / "presence.lua").read_bytes()
-#: Seconds a process's presence counts without being renewed (the default).
-PRESENCE_TTL = 10.0
+#: What a join or leave begins with (presence.lua's JSON object): a message
+#: on a link is either that or a publication's envelope, which begins with its
+#: version digit (publication.py), so the first byte tells them apart.
+PRESENCE_EVENT = b"{"
 #: Seconds a stopping process spends withdrawing its tally before it gives up.
 WITHDRAW_TIMEOUT = 2.0
 #: Seconds between a change and its publication: a burst of joins is one write.
@@ -76,11 +91,9 @@ class RedisPresence(PresenceStore):
         node: bytes,
         run: Run,
         *,
-        ttl: float = PRESENCE_TTL,
+        ttl: float,
         sharded: bool = False,
-        acquire: Keys | None = None,
-        release: Keys | None = None,
-        confirm: Confirm | None = None,
+        subscriptions: Subscriptions | None = None,
     ) -> None:
         super().__init__(tally)
         self.layout = layout
@@ -89,9 +102,7 @@ class RedisPresence(PresenceStore):
         self._run = run
         self._command = "SPUBLISH" if sharded else "PUBLISH"
         # Subscribing to a name's joins and leaves: the broker's links.
-        self._acquire = acquire
-        self._release = release
-        self._confirm = confirm
+        self._subscriptions = subscriptions
         self._script = LuaScript(PRESENCE_SCRIPT)
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -115,21 +126,21 @@ class RedisPresence(PresenceStore):
 
     def watch(self, name: str) -> None:
         """Subscribe to the joins and leaves presence.lua publishes for ``name``."""
-        if self._acquire is not None:
-            self._acquire(*self._one(name))
+        if self._subscriptions is not None:
+            self._subscriptions.acquire(*self._one(name))
 
     async def confirm_watch(self, name: str) -> None:
         """Wait for Redis to acknowledge that subscription, as for a channel's."""
-        if self._confirm is None:
+        if self._subscriptions is None:
             return
         partition, keys = self._one(name)
-        if not await self._confirm(partition, keys):
+        if not await self._subscriptions.confirm(partition, keys):
             raise BrokerUnavailable("Redis did not confirm the subscription to joins and leaves")
 
     def unwatch(self, name: str) -> None:
         """Unsubscribe from them."""
-        if self._release is not None:
-            self._release(*self._one(name))
+        if self._subscriptions is not None:
+            self._subscriptions.release(*self._one(name))
 
     def _one(self, name: str) -> tuple[int, list[bytes]]:
         partition, key = self.events_key(name)

@@ -1,4 +1,9 @@
-"""Which broker a process uses, and how: each setting declared once (see core/settings.py)."""
+"""Which broker a process uses, and how: each setting declared once (see core/settings.py).
+
+The defaults written here are the only ones: the Redis broker and its parts
+read this object (factory.py builds the broker from it), never a default of
+their own.
+"""
 
 from __future__ import annotations
 
@@ -7,10 +12,6 @@ from dataclasses import dataclass
 from ..core.history import HISTORY_AGE, HISTORY_SIZE
 from ..core.idempotency import IDEMPOTENCY_TTL
 from ..core.settings import setting
-from .base import Broker
-from .memory import MemoryBroker
-from .redis import CHECK_INTERVAL, CLUSTER_PARTITIONS, PREFIX, PROBE_INTERVAL, TIMEOUT, RedisBroker
-from .redis_presence import PRESENCE_TTL
 
 
 @dataclass(frozen=True)
@@ -39,7 +40,7 @@ class BrokerSettings:
         "history in partitions spread over the masters",
     )
     redis_partitions: int = setting(
-        CLUSTER_PARTITIONS,
+        16,
         "history partitions on a Redis Cluster (every process must use the same number; "
         "a channel's partition follows from its first segment)",
     )
@@ -54,26 +55,28 @@ class BrokerSettings:
         "it is answered with the first attempt's positions and publishes nothing",
         metavar="SECONDS",
     )
-    redis_prefix: str = setting(PREFIX, "namespace of every Redis key and pub/sub channel used")
+    redis_prefix: str = setting(
+        "tornado_channels:", "namespace of every Redis key and pub/sub channel used"
+    )
     redis_timeout: float = setting(
-        TIMEOUT,
+        2.0,
         "seconds Redis may take to answer a publish (beyond: 504, outcome unknown, never "
         "retried) or a liveness probe (beyond: reconnect)",
         metavar="SECONDS",
     )
     redis_probe_interval: float = setting(
-        PROBE_INTERVAL,
+        2.0,
         "seconds of silence on the Redis subscription before a liveness probe is sent",
         metavar="SECONDS",
     )
     redis_check_interval: float = setting(
-        CHECK_INTERVAL,
+        30.0,
         "seconds between self-checks of the subscriptions Redis holds for this process "
         "(repaired when wrong, logged, counted; 0: never)",
         metavar="SECONDS",
     )
     presence_ttl: float = setting(
-        PRESENCE_TTL,
+        10.0,
         "seconds a process's presence counts in Redis without being renewed (renewed every "
         "third of it): a process that dies stops counting within this long",
         metavar="SECONDS",
@@ -88,35 +91,31 @@ class BrokerSettings:
         metavar="SECONDS",
     )
 
+    @property
+    def uses_redis(self) -> bool:
+        """Whether these settings name a Redis (directly, or through Sentinels)."""
+        return bool(self.redis_url or self.redis_sentinel)
 
-def make_broker(settings: BrokerSettings) -> Broker:
-    """The broker ``settings`` ask for."""
-    if settings.redis_url or settings.redis_sentinel:
-        return RedisBroker(
-            # With Sentinel, the URL only brings credentials, db and TLS.
-            settings.redis_url or "redis://",
-            prefix=settings.redis_prefix,
-            sentinels=[_address(text) for text in settings.redis_sentinel],
-            sentinel_master=settings.redis_sentinel_master,
-            cluster=settings.redis_cluster,
-            partitions=settings.redis_partitions,
-            wait_replicas=settings.redis_wait_replicas,
-            idempotency_ttl=settings.idempotency_ttl,
-            command_timeout=settings.redis_timeout,
-            probe_timeout=settings.redis_timeout,
-            probe_interval=settings.redis_probe_interval,
-            check_interval=settings.redis_check_interval,
-            presence_ttl=settings.presence_ttl,
-            history_size=settings.history_size,
-            history_age=settings.history_age,
-        )
-    if settings.redis_cluster:
-        raise ValueError("--redis-cluster needs --redis-url (any node of the cluster)")
-    return MemoryBroker(
-        history_size=settings.history_size,
-        history_age=settings.history_age,
-        idempotency_ttl=settings.idempotency_ttl,
-    )
+    def sentinel_addresses(self) -> list[tuple[str, int]]:
+        """``redis_sentinel`` as ``(host, port)`` pairs (26379 when omitted); raise ValueError."""
+        return [_address(text) for text in self.redis_sentinel]
+
+
+@dataclass(frozen=True)
+class Reconnection:
+    """How the Redis broker's connections are made and come back after a loss.
+
+    Not on the command line (a deployment has no reason to change them);
+    tests shorten them to see a reconnection in a fraction of a second.
+    """
+
+    #: Seconds a TCP connection to Redis may take to open.
+    connect_timeout: float = 2.0
+    #: Seconds a link waits for Redis to confirm a SUBSCRIBE.
+    subscribe_timeout: float = 5.0
+    #: The first reconnection's delay, doubled per failed attempt up to the cap (jittered).
+    backoff_base: float = 0.1
+    backoff_cap: float = 1.0
 
 
 def _address(text: str) -> tuple[str, int]:

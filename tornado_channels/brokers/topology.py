@@ -12,7 +12,8 @@ import abc
 import asyncio
 import logging
 import random
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 from redis.asyncio import Redis
@@ -20,14 +21,19 @@ from redis.asyncio.connection import SSLConnection, parse_url
 from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel
 from redis.backoff import NoBackoff
-from redis.exceptions import RedisError
+from redis.exceptions import RedisError, ResponseError
 
 from .keys import KeyLayout
+from .settings import BrokerSettings, Reconnection
 
 log = logging.getLogger("tornado_channels.redis")
 
 #: Seconds between two cluster topology refreshes, at least.
 _REFRESH_GAP = 0.25
+#: The errors that say a command went to a master that no longer serves its slot: it did not run.
+_ELSEWHERE = ("MOVED", "CLUSTERDOWN", "TRYAGAIN")
+
+T = TypeVar("T")
 
 
 class TopologyUnknown(RedisError):
@@ -81,6 +87,36 @@ class Topology(abc.ABC):
         """Release every connection."""
         for client in self.masters():
             await client.aclose()
+
+    async def routed(self, partition: int, run: Callable[[Redis], Awaitable[T]]) -> T:
+        """Run on the master of ``partition``; once more after a ``MOVED`` (it did not run)."""
+        for attempt in (0, 1):
+            try:
+                return await run(self.client(partition))
+            except ResponseError as exc:
+                if attempt or not str(exc).startswith(_ELSEWHERE):
+                    raise
+                await self.refresh()
+        raise AssertionError("unreachable")  # pragma: no cover
+
+
+def topology_for(
+    settings: BrokerSettings, layout: KeyLayout, reconnection: Reconnection
+) -> Topology:
+    """The topology ``settings`` describe: a cluster, Sentinel's master, or one server.
+
+    With Sentinel, the URL only brings credentials, db and TLS.
+    """
+    url = settings.redis_url or "redis://"
+    connect, command = reconnection.connect_timeout, settings.redis_timeout
+    if settings.redis_cluster:
+        if settings.redis_sentinel:
+            raise ValueError("a Redis Cluster is not reached through Sentinel")
+        return Cluster(url, layout, connect, command)
+    if settings.redis_sentinel:
+        sentinels = settings.sentinel_addresses()
+        return SentinelMaster(url, sentinels, settings.redis_sentinel_master, connect, command)
+    return Standalone(url, connect, command)
 
 
 class Standalone(Topology):

@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 
 from ..brokers import base
 from ..brokers.redis import RedisBroker
-from ..brokers.settings import BrokerSettings, make_broker
+from ..brokers.settings import BrokerSettings
 from ..core.channels import InvalidChannel, Target, parse_target
 from ..core.idempotency import InvalidIdempotencyKey, idempotency_for
 from ..core.publication import Publication, Receipt
@@ -70,10 +70,9 @@ class RedisPublisher(AsyncClosing):
         **settings: Any,
     ) -> None:
         self.settings = BrokerSettings(redis_url=redis_url, **settings)
-        broker = make_broker(self.settings)
-        if not isinstance(broker, RedisBroker):
+        if not self.settings.uses_redis:
             raise ValueError("RedisPublisher needs redis_url (or redis_sentinel)")
-        self.broker = broker
+        self.broker = RedisBroker(self.settings)
         self.retry = retry or Retry()
         self._auto_idempotency = auto_idempotency
 

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from tornado.netutil import bind_sockets
 
-from ..brokers.settings import make_broker
+from ..brokers.factory import make_broker
 from ..node import Node
 from ..outbox.settings import OutboxSettings
 from ..web.app import make_app
