@@ -38,11 +38,11 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from tornado import httputil
-from tornado.iostream import StreamClosedError
 
 from ..core.http1 import END, BadRequest, RequestHead, RequestReader
 from ..web.server_connection import ProtocolFactory
 from .deadline import Deadline
+from .drain import Drain
 from .exchange import Exchange, WireContext, apply_xheaders, call_quietly, error_response
 
 log = logging.getLogger("tornado_channels.server")
@@ -77,8 +77,8 @@ class HTTPWire(asyncio.Protocol):
         #: The idle, body or linger deadline: one at a time.
         self.deadline = Deadline(self._loop)
         self._paused_reading = False
-        self._paused_writing = False
-        self._drained: list[asyncio.Future[None]] = []
+        #: Writers waiting for the transport to drain (the write side of flow control).
+        self.drain = Drain(self._loop)
         self._lingering = 0
         self._eof = False
         self._gone = False
@@ -121,11 +121,7 @@ class HTTPWire(asyncio.Protocol):
         exchange, self.exchange = self.exchange, None
         if exchange is not None and not exchange.detached:
             exchange.connection_lost()
-        for waiter in self._drained:
-            if not waiter.done():
-                waiter.set_exception(StreamClosedError())
-                waiter.exception()  # Retrieved: nobody may be waiting for it.
-        self._drained.clear()
+        self.drain.lost()
 
     def pause_writing(self) -> None:
         """The transport's buffer is above its high-water mark: stop reading, writers wait.
@@ -135,16 +131,12 @@ class HTTPWire(asyncio.Protocol):
         (pipelined refusals cost nothing to send).  Reading, and starting the
         next request, wait until the client has taken what was written.
         """
-        self._paused_writing = True
+        self.drain.pause()
         self._flow()
 
     def resume_writing(self) -> None:
         """The transport's buffer drained: release the writers, read on."""
-        self._paused_writing = False
-        waiters, self._drained = self._drained, []
-        for waiter in waiters:
-            if not waiter.done():
-                waiter.set_result(None)
+        self.drain.resume()
         if self.transport is not None and not self._lingering:
             self._advance()
 
@@ -157,19 +149,7 @@ class HTTPWire(asyncio.Protocol):
 
     def write(self, data: bytes) -> asyncio.Future[None]:
         """Write ``data``; the future resolves once the transport can take more."""
-        future: asyncio.Future[None] = self._loop.create_future()
-        transport = self.transport
-        if transport is None or transport.is_closing():
-            future.set_exception(StreamClosedError())
-            future.exception()
-            return future
-        if data:
-            transport.write(data)
-        if self._paused_writing:
-            self._drained.append(future)
-        else:
-            future.set_result(None)
-        return future
+        return self.drain.write(self.transport, data)
 
     # Reading requests
 
@@ -182,7 +162,7 @@ class HTTPWire(asyncio.Protocol):
             while self.transport is not None and not self._lingering:
                 exchange = self.exchange
                 if exchange is None:
-                    if self._paused_writing:
+                    if self.drain.paused:
                         break  # The next request waits until the answers drain.
                     head = self.reader.next()
                     if head is None:
@@ -211,7 +191,7 @@ class HTTPWire(asyncio.Protocol):
         transport = self.transport
         if transport is None or (self.exchange is not None and self.exchange.detached):
             return
-        full = self._paused_writing or self.reader.buffered > MAX_BUFFERED
+        full = self.drain.paused or self.reader.buffered > MAX_BUFFERED
         if full != self._paused_reading:
             self._paused_reading = full
             if full:
