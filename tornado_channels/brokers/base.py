@@ -67,12 +67,18 @@ class Broker(abc.ABC):
 
     #: Short name shown by health checks and logs.
     kind: str = "broker"
-    #: Times the broker reconnected after losing its connection (0 for one that cannot).
-    reconnects: int = 0
-    #: Subscriptions a self-check found wrong in the transport and repaired.
-    repairs: int = 0
     #: History partitions (see core/partitions.py): 1 unless sharded.
     partitions: int = 1
+
+    @property
+    def reconnects(self) -> int:
+        """Times the broker reconnected after losing its connection (0 for one that cannot)."""
+        return 0
+
+    @property
+    def repairs(self) -> int:
+        """Subscriptions a self-check found wrong in the transport and repaired."""
+        return 0
 
     def describe(self) -> str:
         """What this broker is and where, for logs (no password)."""

@@ -27,7 +27,7 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from typing import Any, cast
 
 import hiredis
 from redis.asyncio import Redis
@@ -124,7 +124,8 @@ class CommandPipe(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         """A new connection: a fresh reply parser (commands wait for the greeting)."""
-        self._wire = transport  # type: ignore[assignment]
+        # A stream connection's transport is a Transport (the signature is the base's).
+        self._wire = cast(asyncio.Transport, transport)
         self._reader = hiredis.Reader()
 
     def data_received(self, data: bytes) -> None:

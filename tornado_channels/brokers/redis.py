@@ -179,12 +179,12 @@ class RedisBroker(Broker):
         return self.links.connected
 
     @property
-    def reconnects(self) -> int:  # type: ignore[override]
+    def reconnects(self) -> int:
         """Times a link reconnected after losing its connection."""
         return self.links.reconnects
 
     @property
-    def repairs(self) -> int:  # type: ignore[override]
+    def repairs(self) -> int:
         """Subscriptions self-checks found Redis holding wrongly, and repaired."""
         return self.links.repairs
 

@@ -35,7 +35,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, cast
 
 from tornado import httputil
 
@@ -87,7 +87,8 @@ class HTTPWire(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         """Start waiting for the first request (within the idle timeout)."""
-        self.transport = transport  # type: ignore[assignment]
+        # A stream connection's transport is a Transport (the signature is the base's).
+        self.transport = cast(asyncio.Transport, transport)
         peer = transport.get_extra_info("peername")
         if isinstance(peer, tuple) and peer:
             self.peer = str(peer[0])
