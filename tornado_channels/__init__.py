@@ -18,6 +18,7 @@ __version__ = "0.1.0"
 from .brokers.base import Broker, BrokerUnavailable, PublishError, PublishOutcomeUnknown
 from .brokers.memory import MemoryBroker
 from .brokers.redis import RedisBroker
+from .brokers.settings import BrokerSettings
 from .core.channels import Channel, InvalidChannel, Subtree, Target, parse_channel, parse_target
 from .core.grants import Claims, Grants
 from .core.publication import Position, Publication, Recovery
@@ -32,6 +33,7 @@ from .web.tokens import claims_of
 __all__ = [
     "Allow",
     "Broker",
+    "BrokerSettings",
     "BrokerUnavailable",
     "Channel",
     "ChannelHooks",
