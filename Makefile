@@ -94,9 +94,11 @@ TEST_WORKERS ?= 2
 test: install test-deps
 	$(BIN)/python -m pytest -W error -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
-# No processes, private Redis servers, nginx or browser: seconds, for the edit-test loop.
+# No processes, nginx or browser: seconds, for the edit-test loop. Its tests mostly wait (for a
+# timeout, a silence, a private Redis), so it runs more pytest processes than there are cores.
+FAST_WORKERS ?= 4
 test-fast: install
-	$(BIN)/python -m pytest -W error -n $(TEST_WORKERS) -m "not processes" --ignore=tests/system $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -W error -n $(FAST_WORKERS) -m "not processes" --ignore=tests/system $(PYTEST_ARGS)
 
 lint: install
 	$(BIN)/ruff check tornado_channels tests
