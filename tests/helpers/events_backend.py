@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import json
-import socket
 import time
 from collections import Counter
 from typing import Any
 
-from tornado.httpserver import HTTPServer
-from tornado.web import Application, RequestHandler
+from tornado.web import RequestHandler
 
-from .support import bound_socket, until
+from .local_backend import LocalBackend
+from .support import until
 
 
 class _Receiver(RequestHandler):
@@ -34,16 +33,17 @@ class _Receiver(RequestHandler):
         self.finish({"ok": True})
 
 
-class EventsBackend:
+class EventsBackend(LocalBackend):
     """Receives event batches at ``url``; answers ``status`` (200 keeps them, else refuses).
 
     Its port is bound when made, so a process may be told the URL before the
     backend listens (connections are refused until :meth:`start`).
     """
 
+    path = "/events"
+
     def __init__(self) -> None:
-        self._socket: socket.socket | None = bound_socket()
-        self.port = self._socket.getsockname()[1]
+        super().__init__()
         self.status = 200
         self.attempts = 0
         self.batches: list[list[dict[str, Any]]] = []
@@ -53,28 +53,10 @@ class EventsBackend:
         self.offered: list[dict[str, Any]] = []
         #: Every event received, in arrival order, duplicates included.
         self.received: list[dict[str, Any]] = []
-        self._server: HTTPServer | None = None
 
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/events"
-
-    def start(self) -> EventsBackend:
-        """Listen (on the running loop)."""
-        assert self._socket is not None
-        sock, self._socket = self._socket, None
-        sock.setblocking(False)
-        sock.listen(128)
-        self._server = HTTPServer(Application([("/events", _Receiver, {"backend": self})]))
-        self._server.add_sockets([sock])
-        return self
-
-    async def stop(self) -> None:
-        if self._socket is not None:
-            self._socket.close()
-        if self._server is not None:
-            self._server.stop()
-            await self._server.close_all_connections()
+    def handler(self) -> tuple[type, dict[str, Any]]:
+        """Every batch goes to the receiver."""
+        return _Receiver, {"backend": self}
 
     def unique(self) -> dict[str, dict[str, Any]]:
         """The events by id, each once; fails if two deliveries of one id differ."""

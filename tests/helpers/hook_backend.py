@@ -1,7 +1,7 @@
 """A real HTTP backend for the hook tests: answers --auth-url and --publish-url as told, counting.
 
 It runs on the test's own event loop, on a port of our range (never an
-ephemeral one).  By default it allows every subscribe, naming the user
+ephemeral one: see local_backend.py).  By default it allows every subscribe, naming the user
 after the ``session`` cookie (``session=u42`` is user ``u42``), and passes
 every publish unchanged; ``answers[(kind, channel)]`` overrides one (a
 status and a JSON body or raw bytes), and ``hold`` makes it wait (a backend
@@ -12,23 +12,24 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 from http.cookies import SimpleCookie
 from typing import Any
 
 import tornado.web
-from tornado.httpserver import HTTPServer
 
-from .support import bound_socket
+from .local_backend import LocalBackend
 
 #: An answer: a status, and a JSON-able body (dict) or raw bytes.
 Answer = tuple[int, "dict[str, Any] | bytes"]
 
 
-class HookBackend:
+class HookBackend(LocalBackend):
     """The application's backend, as the hooks see it."""
 
+    path = "/hook"
+
     def __init__(self, port: int | None = None) -> None:
+        super().__init__(port)
         self.answers: dict[tuple[str, str], Answer] = {}
         #: Every request body received, in order.
         self.received: list[dict[str, Any]] = []
@@ -36,36 +37,15 @@ class HookBackend:
         self.hold = False
         self._released = asyncio.Event()
         self.expires_in: float | None = 600
-        self._port = port
-        self._server: HTTPServer | None = None
 
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/hook"
-
-    def start(self) -> HookBackend:
-        """Listen (on ``port`` if given, else a free one)."""
-        if self._port is None:
-            sock = bound_socket()
-        else:
-            sock = socket.socket()
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            sock.bind(("127.0.0.1", self._port))
-        sock.listen(128)
-        sock.setblocking(False)
-        self.port = sock.getsockname()[1]
-        app = tornado.web.Application([("/hook", _Hook, {"backend": self})])
-        self._server = HTTPServer(app)
-        self._server.add_sockets([sock])
-        return self
+    def handler(self) -> tuple[type, dict[str, Any]]:
+        """Every hook request goes to :meth:`answer`."""
+        return _Hook, {"backend": self}
 
     async def stop(self) -> None:
         """Release what waits, stop listening and close every connection."""
         self.release()
-        if self._server is not None:
-            self._server.stop()
-            await self._server.close_all_connections()
-            self._server = None
+        await super().stop()
 
     def release(self) -> None:
         """Let held requests answer."""
