@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
 
 import pytest
@@ -15,9 +16,11 @@ from tornado_channels import (
     RedisBroker,
     Subtree,
 )
+from tornado_channels.core.channels import Target
 from tornado_channels.core.frames import CLOSE_TRY_AGAIN_LATER, encode_frame
 from tornado_channels.core.history import STREAM_GRACE
-from tornado_channels.core.publication import Position
+from tornado_channels.core.presence import PresenceTally
+from tornado_channels.core.publication import Position, Publication, encode
 
 from ..helpers import Inbox, RedisServer, redis_broker, run, until
 
@@ -336,5 +339,70 @@ def test_idempotency_keys_are_scoped_per_caller_in_redis(redis_server: RedisServ
         assert not any("alice" in key or "bob" in key for key in stored)
         await a.stop()
         await b.stop()
+
+    run(scenario())
+
+
+class Heard:
+    """The node's side of a broker (BrokerEvents): what reached it."""
+
+    def __init__(self) -> None:
+        self.publications: list[Publication] = []
+        self.states: list[tuple[bool, int | None]] = []
+
+    def received(self, publication: Publication) -> None:
+        self.publications.append(publication)
+
+    def subscription_lost(self, target: Target) -> None:
+        raise AssertionError(f"lost {target}")
+
+    def broker_state_changed(self, connected: bool, partition: int | None = None) -> None:
+        self.states.append((connected, partition))
+
+
+def test_a_link_message_is_a_publication_or_a_presence_event_by_its_type() -> None:
+    """An envelope reaches the node once; presence.lua's JSON reaches presence; junk neither."""
+
+    async def scenario() -> None:
+        broker = redis_broker("redis://127.0.0.1:1/0")
+        heard, joins = Heard(), []
+        presence = broker.presence(PresenceTally())
+        presence.listener = lambda name, kind, user: joins.append((name, kind, user))
+        await broker.start(heard)
+        published = Publication(Channel("users/1"), b"hi", Position("e7", 1))
+        key = broker.layout.channel(0, Channel("users/1"))
+        broker.link_received(0, key, encode(published))
+        broker.link_received(0, key, encode(published))  # The same copy via a subtree's channel.
+        event = json.dumps({"presence": "join", "user": "u1", "channel": "users/1"}).encode()
+        broker.link_received(0, b"any channel at all", event)
+        broker.link_received(0, key, b"not an envelope")
+        await broker.stop()
+        assert [(p.target, p.payload, p.position) for p in heard.publications] == [
+            (Channel("users/1"), b"hi", Position("e7", 1))
+        ]
+        assert joins == [("users/1", "join", "u1")]
+
+    run(scenario())
+
+
+def test_a_lone_link_speaks_for_the_broker_and_a_clusters_for_its_partition() -> None:
+    """One link's ups and downs are the broker's; a cluster link's down names its partition."""
+
+    async def scenario() -> None:
+        alone, cluster = (
+            redis_broker("redis://127.0.0.1:1/0"),
+            redis_broker("redis://127.0.0.1:1", redis_cluster=True, redis_partitions=4),
+        )
+        heard_alone, heard_cluster = Heard(), Heard()
+        await alone.start(heard_alone)
+        await cluster.start(heard_cluster)
+        alone.link_changed(0, False)
+        cluster.link_changed(3, False)
+        cluster.link_changed(3, True)  # The others are still down: nothing to say yet.
+        await alone.stop()
+        await cluster.stop()
+        assert heard_alone.states[0] == (False, None)
+        assert heard_cluster.states[0] == (False, 3)
+        assert (True, 3) not in heard_cluster.states
 
     run(scenario())
