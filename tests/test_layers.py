@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import graphlib
 from pathlib import Path
 
 import pytest
@@ -115,3 +116,28 @@ def test_the_web_layer_never_probes_a_connection_for_what_it_offers() -> None:
             ):
                 probes.append(f"{path.name}:{node.lineno}: {ast.unparse(node)}")
     assert not probes, probes
+
+
+def module_name(path: Path) -> str:
+    """The dotted name of the package's module at ``path``."""
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def test_no_two_modules_import_each_other() -> None:
+    """The package's imports form no circle, however long (publish_request's pieces among them)."""
+    names = {module_name(path): path for path in PACKAGE.rglob("*.py")}
+    graph = {}
+    for name, path in names.items():
+        found = set()
+        for module, _ in imports(path):
+            while module and module not in names:
+                module = module.rpartition(".")[0]  # ``from .x import name``: the module x.
+            if module not in ("", name, "tornado_channels"):
+                found.add(module)
+        graph[name] = found
+    assert "tornado_channels.web.publish_body" in graph["tornado_channels.web.publish_request"]
+    try:
+        graphlib.TopologicalSorter(graph).prepare()
+    except graphlib.CycleError as exc:
+        pytest.fail(f"an import circle: {' -> '.join(exc.args[1])}")

@@ -42,14 +42,23 @@ class ApiError(tornado.web.HTTPError):
         #: More fields for the JSON body (e.g. which entry of a batch is at fault).
         self.details = details or {}
 
+    def document(self) -> dict[str, Any]:
+        """What the JSON body of this refusal holds."""
+        return error_document(self.error, self.message, **self.details)
+
     def body(self) -> bytes:
         """The JSON body of this refusal."""
         return error_body(self.error, self.message, **self.details)
 
 
+def error_document(error: str, message: str, **details: Any) -> dict[str, Any]:
+    """What the JSON body of every refusal holds."""
+    return {"error": error, "message": message, **details}
+
+
 def error_body(error: str, message: str, **details: Any) -> bytes:
     """The JSON body every refusal has."""
-    return json.dumps({"error": error, "message": message, **details}).encode()
+    return json.dumps(error_document(error, message, **details)).encode()
 
 
 def status_error(status: int) -> str:

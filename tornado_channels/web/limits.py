@@ -16,7 +16,7 @@ from typing import Any
 
 from ..core.http1 import MAX_HEAD
 from .config import ChannelConfig
-from .publish_request import DISCARD_LIMIT
+from .publish_body import DISCARD_LIMIT
 
 #: Seconds a connection may take to send a request's headers, or sit idle between requests.
 IDLE_TIMEOUT = 10.0

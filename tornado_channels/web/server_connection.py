@@ -44,7 +44,7 @@ class ServerConnection(abc.ABC):
 
         The standalone wire reads and drops the rest of the body, then closes
         gracefully; Tornado's server closes at once, so a refusal there waits
-        for the body (publish_request.DISCARD_LIMIT).
+        for the body (publish_body.DISCARD_LIMIT).
         """
 
     @property

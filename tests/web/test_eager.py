@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from tornado_channels.server.cli import event_loop_factory
-from tornado_channels.web.publish_request import run_eagerly
+from tornado_channels.web.eager import run_eagerly
 
 #: Both loops the server runs on (uvloop where it is installed, as in the test set-up).
 LOOPS = [
