@@ -40,7 +40,7 @@ from typing import Any, cast
 from tornado import httputil
 
 from ..core.http1 import END, BadRequest, RequestHead, RequestReader
-from ..web.server_connection import ProtocolFactory
+from ..web.server_connection import ProtocolFactory, tornado_head
 from .deadline import Deadline
 from .drain import Drain
 from .exchange import Exchange, WireContext, apply_xheaders, call_quietly, error_response
@@ -229,11 +229,7 @@ class HTTPWire(asyncio.Protocol):
                 exchange.delegate = delegate
                 exchange.maybe_continue()
                 return
-        headers = httputil.HTTPHeaders()
-        for name, value in head.fields:
-            headers.add(name, value)
-        target = _origin_form(head.target)
-        start_line = httputil.RequestStartLine(head.method, target, head.version)
+        start_line, headers = tornado_head(head, _origin_form(head.target))
         delegate = exchange.delegate = self.server.delegate.start_request(self, exchange)
         if self._call(exchange, delegate.headers_received, start_line, headers):
             exchange.maybe_continue()

@@ -27,7 +27,7 @@ from ..core.http1 import RequestHead
 from .context import MountContext
 from .hooks import ChannelHooks
 from .publish_request import PublishRequest
-from .server_connection import WireConnection, connection_of
+from .server_connection import WireConnection, connection_of, tornado_head
 
 
 class PublishEndpoint(Router):
@@ -104,10 +104,7 @@ class PublishShortcut:
             endpoint = self.channels
 
         def request() -> httputil.HTTPServerRequest:
-            headers = httputil.HTTPHeaders()
-            for name, value in head.fields:
-                headers.add(name, value)
-            start_line = httputil.RequestStartLine(head.method, head.target, head.version)
+            start_line, headers = tornado_head(head)
             return httputil.HTTPServerRequest(
                 start_line=start_line, headers=headers, connection=connection
             )

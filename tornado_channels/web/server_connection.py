@@ -21,6 +21,7 @@ from tornado import httputil
 from tornado.http1connection import HTTP1Connection
 from tornado.iostream import IOStream
 
+from ..core.http1 import RequestHead
 from . import _tornado
 from .connection import StreamTransport
 
@@ -156,3 +157,16 @@ def connection_of(request: httputil.HTTPServerRequest) -> ServerConnection:
     if isinstance(connection, HTTP1Connection):
         return TornadoServerConnection(connection, request)
     raise TypeError(f"requests on {type(connection).__name__} connections are not supported")
+
+
+def tornado_head(
+    head: RequestHead, target: str | None = None
+) -> tuple[httputil.RequestStartLine, httputil.HTTPHeaders]:
+    """Tornado's start line and header fields for a request the wire read (``target``: as given)."""
+    headers = httputil.HTTPHeaders()
+    for name, value in head.fields:
+        headers.add(name, value)
+    start_line = httputil.RequestStartLine(
+        head.method, head.target if target is None else target, head.version
+    )
+    return start_line, headers
