@@ -374,7 +374,7 @@ class Link:
         pubsub = self._pubsub
         try:
             if self._sharded:
-                held = await self._client.execute_command(  # type: ignore[no-untyped-call]
+                held = await self._client.execute_command(
                     "PUBSUB", "SHARDCHANNELS", self._stray_pattern
                 )
             else:
@@ -430,7 +430,7 @@ async def _drop_idle_connections(client: Redis) -> None:
 
 async def _close_pubsub(pubsub: PubSub) -> None:
     try:
-        await pubsub.aclose()  # type: ignore[no-untyped-call]
+        await pubsub.aclose()
     except (RedisError, OSError) as exc:
         log.debug("closing the Redis pub/sub connection failed: %s", exc)
 

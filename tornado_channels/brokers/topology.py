@@ -19,7 +19,7 @@ from urllib.parse import urlsplit, urlunsplit
 from redis.asyncio import Redis
 from redis.asyncio.connection import SSLConnection, parse_url
 from redis.asyncio.retry import Retry
-from redis.asyncio.sentinel import Sentinel
+from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError, ResponseError
 
@@ -162,7 +162,7 @@ class SentinelMaster(Topology):
         options = connection_options(url, connect_timeout, command_timeout)
         db = parse_url(url).get("db", 0)
         # The sentinels themselves are asked with the same timeouts, no password.
-        self._sentinel = Sentinel(  # type: ignore[no-untyped-call]
+        self._sentinel = Sentinel(
             sentinels,
             sentinel_kwargs={
                 "socket_connect_timeout": connect_timeout,
@@ -179,7 +179,9 @@ class SentinelMaster(Topology):
         """The master's client, once the sentinels have said where the master is now."""
         # Idle connections to a demoted master are dropped by the pool when
         # the address changes: ask before each reconnection.
-        await self._client.connection_pool.get_master_address()  # type: ignore[attr-defined]
+        pool = self._client.connection_pool
+        assert isinstance(pool, SentinelConnectionPool)  # master_for's own pool.
+        await pool.get_master_address()
         return self._client
 
     def describe(self, partition: int) -> str:
@@ -252,7 +254,7 @@ class Cluster(Topology):
             for address in seeds:
                 try:
                     node = self._node(address)
-                    slots = await node.execute_command("CLUSTER SLOTS")  # type: ignore[no-untyped-call]
+                    slots = await node.execute_command("CLUSTER SLOTS")
                 except (RedisError, OSError) as exc:
                     failure = exc
                     continue

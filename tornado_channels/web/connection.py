@@ -346,7 +346,7 @@ class Heartbeat:
                 connection.ping(now)
 
 
-class StreamTransport:
+class StreamTransport(asyncio.Transport):
     """A transport over a Tornado IOStream, for the streams the event loop cannot adopt (TLS).
 
     A TLS session lives in its SSLSocket, so an SSLIOStream cannot be handed
@@ -355,6 +355,7 @@ class StreamTransport:
     """
 
     def __init__(self, stream: IOStream, protocol: asyncio.Protocol) -> None:
+        super().__init__()
         self.stream = stream
         self.protocol = protocol
         self._closing = False
@@ -370,10 +371,10 @@ class StreamTransport:
         """Read again."""
         self._readable.set()
 
-    def write(self, data: bytes) -> None:
-        """Queue ``data`` on the stream."""
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        """Queue ``data`` on the stream (a bytearray copied: the writer may reuse it)."""
         if not self.stream.closed():
-            self.stream.write(data)
+            self.stream.write(bytes(data) if isinstance(data, bytearray) else data)
 
     def get_write_buffer_size(self) -> int:
         """Bytes queued on the stream."""
@@ -400,7 +401,7 @@ class StreamTransport:
         self.stream.close()
 
     async def _read(self) -> None:
-        self.protocol.connection_made(self)  # type: ignore[arg-type]
+        self.protocol.connection_made(self)
         try:
             while True:
                 await self._readable.wait()
