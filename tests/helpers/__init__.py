@@ -8,7 +8,6 @@ from .inbox import Inbox
 from .netns import NetnsUnavailable, TestHost
 from .redis_modes import RedisMode, start_mode
 from .support import (
-    IN_PROCESS_SILENCE,
     SILENCE,
     WAIT,
     EventStream,
@@ -38,7 +37,6 @@ from .support import (
 __all__ = [
     "DEPLOY",
     "FAST",
-    "IN_PROCESS_SILENCE",
     "ROOT",
     "SILENCE",
     "WAIT",

@@ -12,6 +12,12 @@ from tornado.web import Application
 from tornado.websocket import WebSocketClientConnection, websocket_connect
 
 from tornado_channels import MemoryBroker, Node, make_app
+from tornado_channels.core.channels import Target, parse_target, path_below
+
+from .support import WAIT
+
+#: What :meth:`NodeAppTestCase.quiet` publishes: nothing a test sends looks like it.
+MARKER = "\u2400 nothing before this"
 
 
 class NodeAppTestCase(AsyncHTTPTestCase):
@@ -21,6 +27,9 @@ class NodeAppTestCase(AsyncHTTPTestCase):
     teardown (the suite runs with warnings as errors, and an unclosed client
     is a ResourceWarning).  Override :meth:`make_node` or :meth:`make_app`.
     """
+
+    #: Where the channels are mounted (a subclass that mounts them elsewhere says so).
+    mount_prefix = "/"
 
     def make_node(self) -> Node:
         return Node(MemoryBroker())
@@ -35,6 +44,8 @@ class NodeAppTestCase(AsyncHTTPTestCase):
 
     def setUp(self) -> None:
         self.clients: list[WebSocketClientConnection] = []
+        # Each client's channel, for quiet().
+        self.targets: dict[WebSocketClientConnection, Target] = {}
         super().setUp()
 
     def tearDown(self) -> None:
@@ -67,4 +78,25 @@ class NodeAppTestCase(AsyncHTTPTestCase):
         """Open a WebSocket to ``path`` on the app; it is closed at teardown."""
         conn = await websocket_connect(f"ws://127.0.0.1:{self.get_http_port()}{path}")
         self.clients.append(conn)
+        below = path_below(self.mount_prefix, path.partition("?")[0])
+        if below is not None:
+            self.targets[conn] = parse_target(below)
         return conn
+
+    async def quiet(self, ws: WebSocketClientConnection) -> None:
+        """Assert that nothing has reached ``ws``: a marker published now is the next it gets.
+
+        The node delivers a channel's messages in the order it published them,
+        so anything published to ``ws``'s channel before the marker, or any
+        event sent before it, would arrive first: no waiting for a silence.
+        """
+        await self.node.publish(self.targets[ws], MARKER.encode())
+        message = await asyncio.wait_for(ws.read_message(), WAIT)
+        assert message is not None, "the connection closed instead"
+        text = message.decode() if isinstance(message, bytes) else message
+        if text != MARKER:  # A stream with positions wraps it: {"position", "data"}.
+            try:
+                data = json.loads(text).get("data")
+            except (ValueError, AttributeError):
+                data = None
+            assert data == MARKER, f"expected nothing before the marker, got {text!r}"

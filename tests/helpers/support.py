@@ -33,9 +33,6 @@ T = TypeVar("T")
 WAIT = 10.0
 #: How long silence must last to count as "not delivered".
 SILENCE = 0.5
-#: The same inside one process on the embedded broker, where a publish is written to its
-#: subscribers before its POST is answered: nothing could still be on its way after this.
-IN_PROCESS_SILENCE = 0.2
 
 
 #: Test ports are taken below the kernel's ephemeral range, which outgoing

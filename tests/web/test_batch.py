@@ -21,7 +21,7 @@ from tornado_channels import ChannelHooks, Node, make_app
 from tornado_channels.core.batch import InvalidBatch, parse_batch
 from tornado_channels.core.channels import Channel, Subtree, Target
 
-from ..helpers import IN_PROCESS_SILENCE, NodeAppTestCase, ServerProcess, receive, silent
+from ..helpers import NodeAppTestCase, ServerProcess, receive
 
 
 def parse(document: Any, **limits: int) -> list[tuple[Target, bytes]]:
@@ -200,7 +200,7 @@ class BatchPublishTest(BatchTestCase):
         self.assertEqual(seqs, list(range(seqs[0], seqs[0] + 4)))
         self.assertEqual([await receive(one) for _ in range(3)], ["a", "everyone", "c"])
         self.assertEqual([await receive(two) for _ in range(2)], ["b", "everyone"])
-        await silent(one, IN_PROCESS_SILENCE)
+        await self.quiet(one)
 
     @gen_test
     async def test_one_bad_entry_publishes_nothing(self) -> None:
@@ -210,7 +210,7 @@ class BatchPublishTest(BatchTestCase):
         self.assertEqual(response.code, 400)
         self.assertEqual(json.loads(response.body)["error"], "invalid_channel")
         self.assertEqual(json.loads(response.body)["index"], 1)
-        await silent(ws, IN_PROCESS_SILENCE)
+        await self.quiet(ws)
 
     @gen_test
     async def test_size_limits_answer_413(self) -> None:
@@ -261,7 +261,7 @@ class BatchAuthorizationTest(BatchTestCase):
         )
         self.assertEqual(response.code, 403)
         self.assertEqual(json.loads(response.body)["error"], "forbidden")
-        await silent(ws, IN_PROCESS_SILENCE)
+        await self.quiet(ws)
         allowed = await self.post_batch(
             batch(("open", "x")), headers={"Authorization": "Bearer k3y"}
         )

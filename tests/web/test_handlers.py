@@ -13,14 +13,12 @@ from tornado_channels import Node, make_app
 from tornado_channels.core.frames import CLOSE_MESSAGE_TOO_BIG
 
 from ..helpers import (
-    IN_PROCESS_SILENCE,
     NodeAppTestCase,
     RawResponse,
     closed,
     parse_responses,
     raw_websocket,
     receive,
-    silent,
 )
 
 MAX = 1024
@@ -59,7 +57,7 @@ class PublishTest(ChannelsTestCase):
         ws = await self.ws("/users/1")
         await self.post("/users/2", b"no")
         await self.post("/users", b"no")
-        await silent(ws, IN_PROCESS_SILENCE)
+        await self.quiet(ws)
 
     @gen_test
     async def test_subtree_publish_reaches_every_channel_below_only(self) -> None:
@@ -71,8 +69,8 @@ class PublishTest(ChannelsTestCase):
         self.assertEqual(json.loads(response.body)["subtree"], "users/")
         self.assertEqual(await receive(child), "everyone below")
         self.assertEqual(await receive(grandchild), "everyone below")
-        await silent(itself, IN_PROCESS_SILENCE)
-        await silent(sibling, IN_PROCESS_SILENCE)
+        await self.quiet(itself)
+        await self.quiet(sibling)
 
     @gen_test
     async def test_root_publish_reaches_every_channel(self) -> None:
@@ -108,7 +106,7 @@ class PublishTest(ChannelsTestCase):
         upper = await self.ws("/CAF%C3%A9")
         await self.post("/caf%c3%a9", b"coffee")
         self.assertEqual(await receive(ws), "coffee")
-        await silent(upper, IN_PROCESS_SILENCE)
+        await self.quiet(upper)
 
     @gen_test
     async def test_glob_characters_are_literal(self) -> None:
@@ -116,7 +114,7 @@ class PublishTest(ChannelsTestCase):
         star, other = await self.ws("/a*"), await self.ws("/ab")
         await self.post("/a*", b"star")
         self.assertEqual(await receive(star), "star")
-        await silent(other, IN_PROCESS_SILENCE)
+        await self.quiet(other)
 
 
 class ChatTest(ChannelsTestCase):
@@ -131,7 +129,7 @@ class ChatTest(ChannelsTestCase):
         await sender.write_message("hello room")
         self.assertEqual(await receive(sender), "hello room")
         self.assertEqual(await receive(peer), "hello room")
-        await silent(elsewhere, IN_PROCESS_SILENCE)
+        await self.quiet(elsewhere)
 
     @gen_test
     async def test_binary_client_message_stays_binary(self) -> None:
@@ -196,7 +194,7 @@ class BadInputTest(ChannelsTestCase):
         response = await self.post("/big", b"x" * (MAX + 1))
         self.assertEqual(response.code, 413)
         self.assertEqual(json.loads(response.body)["error"], "message_too_large")
-        await silent(ws, IN_PROCESS_SILENCE)
+        await self.quiet(ws)
 
     @gen_test
     async def test_oversized_chunked_body_is_refused_and_not_published(self) -> None:
@@ -210,7 +208,7 @@ class BadInputTest(ChannelsTestCase):
         request = HTTPRequest(self.get_url("/big"), method="POST", body_producer=produce)
         response = await self.http_client.fetch(request, raise_error=False)
         self.assertEqual(response.code, 413)
-        await silent(ws, IN_PROCESS_SILENCE)
+        await self.quiet(ws)
 
     @gen_test
     async def test_body_of_exactly_the_maximum_is_published(self) -> None:

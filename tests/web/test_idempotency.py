@@ -13,7 +13,7 @@ from tornado.web import Application
 
 from tornado_channels import MemoryBroker, Node, make_app
 
-from ..helpers import IN_PROCESS_SILENCE, NodeAppTestCase, receive, silent
+from ..helpers import NodeAppTestCase, receive
 from .test_tokens import SECRET, mint
 
 KEY = "the-backend-key"
@@ -41,7 +41,7 @@ class IdempotencyTest(NodeAppTestCase):
         self.assertNotIn("Idempotent-Replayed", first.headers)
         self.assertEqual(second.headers["Idempotent-Replayed"], "true")
         self.assertEqual(await receive(ws), "paid")
-        await silent(ws, IN_PROCESS_SILENCE)
+        await self.quiet(ws)
 
     @gen_test
     async def test_concurrent_retries_publish_once(self) -> None:
@@ -53,7 +53,7 @@ class IdempotencyTest(NodeAppTestCase):
         self.assertEqual({answer.code for answer in answers}, {202})
         self.assertEqual(len({json.loads(answer.body)["position"] for answer in answers}), 1)
         self.assertEqual(await receive(ws), "once")
-        await silent(ws, IN_PROCESS_SILENCE)
+        await self.quiet(ws)
 
     @gen_test
     async def test_a_key_reused_for_another_message_is_refused(self) -> None:
@@ -65,7 +65,7 @@ class IdempotencyTest(NodeAppTestCase):
             response = await self.post(path, body, headers={"Idempotency-Key": "k"})
             self.assertEqual(response.code, 422)
             self.assertEqual(json.loads(response.body)["error"], "idempotency_key_reused")
-        await silent(ws, IN_PROCESS_SILENCE)
+        await self.quiet(ws)
 
     @gen_test
     async def test_a_malformed_key_is_a_400_and_publishes_nothing(self) -> None:
@@ -75,7 +75,7 @@ class IdempotencyTest(NodeAppTestCase):
             response = await self.post("/a", b"x", headers={"Idempotency-Key": key})
             self.assertEqual(response.code, 400, key)
             self.assertEqual(json.loads(response.body)["error"], "invalid_idempotency_key")
-        await silent(ws, IN_PROCESS_SILENCE)
+        await self.quiet(ws)
 
     @gen_test
     async def test_a_batch_key_replays_the_whole_batch(self) -> None:
@@ -91,7 +91,7 @@ class IdempotencyTest(NodeAppTestCase):
         self.assertEqual(json.loads(first.body), json.loads(second.body))
         self.assertEqual(second.headers["Idempotent-Replayed"], "true")
         self.assertEqual([await receive(ws), await receive(ws)], ["1", "2"])
-        await silent(ws, IN_PROCESS_SILENCE)
+        await self.quiet(ws)
 
 
 class ForgettingTest(NodeAppTestCase):
@@ -150,7 +150,7 @@ class CallerScopeTest(NodeAppTestCase):
         self.assertEqual(json.loads(retry.body), json.loads(first.body))
         reused = await self.post_as(mint(publish=["a"], sub="u1"), b"u1 refunded")
         self.assertEqual(reused.code, 422)
-        await silent(ws, IN_PROCESS_SILENCE)
+        await self.quiet(ws)
 
     @gen_test
     async def test_the_key_holder_and_token_users_are_apart(self) -> None:
@@ -164,7 +164,7 @@ class CallerScopeTest(NodeAppTestCase):
         again = await self.post_as(KEY, b"from the backend")
         self.assertEqual(json.loads(again.body), json.loads(backend.body))
         self.assertEqual(again.headers["Idempotent-Replayed"], "true")
-        await silent(ws, IN_PROCESS_SILENCE)
+        await self.quiet(ws)
 
     @gen_test
     async def test_a_token_without_sub_is_its_own_caller(self) -> None:
@@ -181,7 +181,7 @@ class CallerScopeTest(NodeAppTestCase):
         retry = await self.post_as(one, b"one")
         self.assertEqual(retry.headers["Idempotent-Replayed"], "true")
         self.assertEqual(json.loads(retry.body), json.loads(first.body))
-        await silent(ws, IN_PROCESS_SILENCE)
+        await self.quiet(ws)
 
     @gen_test
     async def test_a_batch_key_is_scoped_too(self) -> None:
@@ -197,4 +197,4 @@ class CallerScopeTest(NodeAppTestCase):
             self.assertEqual(answer.code, 202)
             self.assertNotIn("Idempotent-Replayed", answer.headers)
             self.assertEqual(await receive(ws), "batch")
-        await silent(ws, IN_PROCESS_SILENCE)
+        await self.quiet(ws)

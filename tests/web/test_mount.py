@@ -25,7 +25,7 @@ from tornado_channels.core.http1 import MAX_HEAD
 from tornado_channels.server.settings import ServerSettings
 from tornado_channels.web.config import MiB
 
-from ..helpers import IN_PROCESS_SILENCE, WAIT, NodeAppTestCase, closed, receive, silent
+from ..helpers import WAIT, NodeAppTestCase, closed, receive
 
 
 class HostHome(RequestHandler):
@@ -58,6 +58,8 @@ class ModeratedHooks(ChannelHooks):
 
 
 class MountedTest(NodeAppTestCase):
+    mount_prefix = "/live/"
+
     def make_app(self, node: Node) -> Application:
         return Application(
             [(r"/", HostHome), *channel_routes(node, prefix="/live/", hooks=ModeratedHooks())]
@@ -123,7 +125,7 @@ class MountedTest(NodeAppTestCase):
         response = await self.post_as("/live/news", b"spam", token="wrong")
         self.assertEqual(response.code, 403)
         self.assertEqual(json.loads(response.body)["error"], "forbidden")
-        await silent(ws, IN_PROCESS_SILENCE)
+        await self.quiet(ws)
 
     @gen_test
     async def test_message_hook_transforms(self) -> None:
@@ -138,7 +140,7 @@ class MountedTest(NodeAppTestCase):
         """A message the hook maps to None is not published, and the sender stays connected."""
         sender, peer = await self.ws("/live/room"), await self.ws("/live/room")
         await sender.write_message("drop")
-        await silent(peer, IN_PROCESS_SILENCE)
+        await self.quiet(peer)
         await sender.write_message("after")
         self.assertEqual(await receive(peer), "AFTER")
 
@@ -148,7 +150,7 @@ class MountedTest(NodeAppTestCase):
         sender, peer = await self.ws("/live/room"), await self.ws("/live/room")
         await sender.write_message("bad")
         self.assertEqual(await closed(sender), (CLOSE_POLICY_VIOLATION, "no bad words"))
-        await silent(peer, IN_PROCESS_SILENCE)
+        await self.quiet(peer)
         await self.post_as("/live/room", b"still open")
         self.assertEqual(await receive(peer), "still open")
 
@@ -167,6 +169,8 @@ def test_the_server_options_default_to_the_standalone_servers_limits() -> None:
 
 
 class MountedLimitsTest(NodeAppTestCase):
+    mount_prefix = "/live/"
+
     """A host application listening with http_server_options(), its timeouts made short."""
 
     def make_app(self, node: Node) -> Application:
@@ -212,7 +216,7 @@ class MountedLimitsTest(NodeAppTestCase):
             self.assertEqual(await self.until_closed(reader), b"")
         finally:
             writer.close()
-        await silent(listener, IN_PROCESS_SILENCE)
+        await self.quiet(listener)
 
     @gen_test(timeout=WAIT * 2)
     async def test_a_body_over_the_message_limit_still_gets_the_routes_json_413(self) -> None:

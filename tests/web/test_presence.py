@@ -10,7 +10,7 @@ from tornado.web import Application
 
 from tornado_channels import Node, make_app
 
-from ..helpers import IN_PROCESS_SILENCE, NodeAppTestCase, receive, silent, until
+from ..helpers import NodeAppTestCase, receive, until
 from .test_tokens import KEY, SECRET, mint
 
 
@@ -144,7 +144,7 @@ class PresenceEventsTest(PresenceTestCase):
         }
         second = await self.ws(f"/room/1?token={token}")
         first.close()
-        await silent(watcher, IN_PROCESS_SILENCE)
+        await self.quiet(watcher)
         second.close()
         assert json.loads(await receive(watcher)) == {
             "presence": "leave",
@@ -158,7 +158,7 @@ class PresenceEventsTest(PresenceTestCase):
         plain = await self.ws("/room/2?positions=1")
         assert json.loads(await receive(plain))["recovered"] is True
         await self.ws(f"/room/2?token={mint(['/'], sub='u8')}")
-        await silent(plain, IN_PROCESS_SILENCE)
+        await self.quiet(plain)
         response = await self.http_client.fetch(
             self.get_url("/room/2?presence=1"),
             headers={

@@ -69,7 +69,7 @@ class RecoveryTest(NodeAppTestCase):
         )
         live = await self.publish("/users/1", b"live")
         self.assertEqual(await next_json(resumed), {"position": live, "data": "live"})
-        await silent(resumed)
+        await self.quiet(resumed)
 
     @gen_test
     async def test_a_position_beyond_the_history_is_reported(self) -> None:
@@ -169,7 +169,7 @@ class RecoveryRaceTest(NodeAppTestCase):
         during = await next_json(ws)
         self.assertEqual(during["data"], "during the recovery")
         self.assertGreater(Position.parse(during["position"]), Position.parse(outcome["position"]))
-        await silent(ws)
+        await self.quiet(ws)
 
 
 class LateCopies:
@@ -210,6 +210,7 @@ class LateCopyRaceTest(NodeAppTestCase):
         head = await next_json(fresh)
         during = await next_json(fresh)
         self.assertEqual(during["data"], "during the recovery")
+        # A silence, not a marker: a marker would join the history this test then replays.
         await silent(fresh)  # The late copy came and was dropped.
         resumed = await self.ws(f"/a?since={head['position']}")
         replayed = [await next_json(resumed) for _ in range(2)]

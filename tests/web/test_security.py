@@ -13,7 +13,7 @@ from tornado.websocket import websocket_connect
 from tornado_channels import Node, make_app
 from tornado_channels.core.frames import CLOSE_POLICY_VIOLATION
 
-from ..helpers import IN_PROCESS_SILENCE, NodeAppTestCase, closed, raw_websocket, receive, silent
+from ..helpers import NodeAppTestCase, closed, raw_websocket, receive
 from .test_tokens import SECRET, mint
 
 KEY = "s3cret-key"
@@ -38,7 +38,7 @@ class PublishKeyTest(PostingTestCase):
         self.assertEqual(response.code, 401)
         self.assertEqual(json.loads(response.body)["error"], "unauthorized")
         self.assertIn("Bearer", response.headers["WWW-Authenticate"])
-        await silent(ws, IN_PROCESS_SILENCE)
+        await self.quiet(ws)
 
     @gen_test
     async def test_post_with_a_wrong_key_is_403(self) -> None:
@@ -49,7 +49,7 @@ class PublishKeyTest(PostingTestCase):
                 response = await self.post_news({"Authorization": header})
                 self.assertIn(response.code, (401, 403))
                 self.assertIn(json.loads(response.body)["error"], ("unauthorized", "forbidden"))
-        await silent(ws, IN_PROCESS_SILENCE)
+        await self.quiet(ws)
 
     @gen_test
     async def test_a_channel_page_offers_no_send_box_a_browser_could_not_use(self) -> None:
@@ -88,7 +88,7 @@ class TokenOnlyPublishingTest(NodeAppTestCase):
                 self.assertEqual(json.loads(response.body)["error"], "unauthorized")
                 self.assertIn("publish grant", json.loads(response.body)["message"])
                 self.assertIn("Bearer", response.headers["WWW-Authenticate"])
-        await silent(everything, IN_PROCESS_SILENCE)
+        await self.quiet(everything)
 
     @gen_test
     async def test_a_post_needs_a_publish_grant_for_its_target(self) -> None:
@@ -111,7 +111,7 @@ class TokenOnlyPublishingTest(NodeAppTestCase):
                 self.assertEqual(response.code, status)
                 if status == 202:
                     self.assertEqual(await receive(everything), f"{grants}{path}")
-        await silent(everything, IN_PROCESS_SILENCE)
+        await self.quiet(everything)
 
     @gen_test
     async def test_a_batch_needs_a_publish_grant_for_every_target(self) -> None:
@@ -122,7 +122,7 @@ class TokenOnlyPublishingTest(NodeAppTestCase):
         )
         headers = {"Authorization": f"Bearer {mint(['/'], ['news'])}"}
         self.assertEqual((await self.post("/_/publish", root, headers=headers)).code, 403)
-        await silent(everything, IN_PROCESS_SILENCE)
+        await self.quiet(everything)
         headers = {"Authorization": f"Bearer {mint(['/'], ['/'])}"}
         self.assertEqual((await self.post("/_/publish", root, headers=headers)).code, 202)
         self.assertEqual([await receive(everything), await receive(everything)], ["a", "b"])
@@ -136,7 +136,7 @@ class TokenOnlyPublishingTest(NodeAppTestCase):
         code, reason = await closed(anonymous)
         self.assertEqual(code, CLOSE_POLICY_VIOLATION)
         self.assertEqual(reason, "no token grants publishing here")
-        await silent(listener, IN_PROCESS_SILENCE)
+        await self.quiet(listener)
         granted = await self.ws(f"/room?token={mint(['/'], ['room'])}")
         await granted.write_message("hello")
         self.assertEqual(await receive(listener), "hello")
@@ -156,7 +156,7 @@ class KeyOnlyChatTest(NodeAppTestCase):
         self.assertEqual(
             (code, reason), (CLOSE_POLICY_VIOLATION, "publishing needs the publish key")
         )
-        await silent(listener, IN_PROCESS_SILENCE)
+        await self.quiet(listener)
         request = HTTPRequest(
             f"ws://127.0.0.1:{self.get_http_port()}/room",
             headers={"Authorization": f"Bearer {KEY}"},
@@ -183,7 +183,7 @@ class CrossSiteTest(PostingTestCase):
                 response = await self.post_news(headers)
                 self.assertEqual(response.code, 403)
                 self.assertEqual(json.loads(response.body)["error"], "forbidden")
-        await silent(ws, IN_PROCESS_SILENCE)
+        await self.quiet(ws)
 
     @gen_test
     async def test_sec_fetch_site_decides_when_present(self) -> None:
@@ -200,7 +200,7 @@ class CrossSiteTest(PostingTestCase):
                 response = await self.post_news(headers)
                 self.assertEqual(response.code, 403)
                 self.assertEqual(json.loads(response.body)["error"], "forbidden")
-        await silent(ws, IN_PROCESS_SILENCE)
+        await self.quiet(ws)
         for headers in (
             {"Origin": "https://evil.example", "Sec-Fetch-Site": "same-origin"},
             {"Sec-Fetch-Site": "none"},
@@ -283,7 +283,7 @@ class ReadOnlyTest(NodeAppTestCase):
         code, reason = await closed(talker)
         self.assertEqual(code, CLOSE_POLICY_VIOLATION)
         self.assertIn("disabled", reason or "")
-        await silent(reader, IN_PROCESS_SILENCE)
+        await self.quiet(reader)
         await self.http_client.fetch(self.get_url("/news/1"), method="POST", body=b"real")
         self.assertEqual(await receive(reader), "real")
 

@@ -8,7 +8,7 @@ from tornado.testing import gen_test
 
 from tornado_channels.core.frames import CLOSE_POLICY_VIOLATION
 
-from ..helpers import IN_PROCESS_SILENCE, NodeAppTestCase, receive, silent
+from ..helpers import NodeAppTestCase, receive
 
 
 class SubtreeTest(NodeAppTestCase):
@@ -24,7 +24,7 @@ class SubtreeTest(NodeAppTestCase):
         for path in ("/users", "/userspace/1", "/other/"):
             await self.publish(path, "not below")
         assert [await receive(below) for _ in targets] == [f"m{n}" for n in range(5)]
-        await silent(below, IN_PROCESS_SILENCE)
+        await self.quiet(below)
 
     @gen_test
     async def test_the_root_subscriber_hears_every_publish(self) -> None:
@@ -34,7 +34,7 @@ class SubtreeTest(NodeAppTestCase):
         for number, path in enumerate(paths):
             await self.publish(path, str(number))
         assert [await receive(everything) for _ in paths] == ["0", "1", "2", "3", "4"]
-        await silent(everything, IN_PROCESS_SILENCE)
+        await self.quiet(everything)
 
     @gen_test
     async def test_positions_say_where_each_message_was_published(self) -> None:

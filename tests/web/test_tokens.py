@@ -25,7 +25,7 @@ from tornado_channels.core.frames import CLOSE_POLICY_VIOLATION, CLOSE_TOKEN_EXP
 from tornado_channels.web.errors import ApiError
 from tornado_channels.web.tokens import VERIFIED_CACHE, TokenVerifier, claims_of, looks_like_jwt
 
-from ..helpers import IN_PROCESS_SILENCE, EventStream, NodeAppTestCase, closed, receive, silent
+from ..helpers import EventStream, NodeAppTestCase, closed, receive
 
 SECRET = "a-test-secret-that-is-at-least-32-bytes-long"
 OTHER_SECRET = "another-secret-that-is-also-32-bytes-long!!"
@@ -159,7 +159,7 @@ class ChatTokenTest(TokenTestCase):
         code, reason = await closed(talker)
         self.assertEqual(code, CLOSE_POLICY_VIOLATION)
         self.assertIn("token", reason or "")
-        await silent(listener, IN_PROCESS_SILENCE)
+        await self.quiet(listener)
 
     @gen_test
     async def test_chat_with_a_publish_grant_is_published(self) -> None:
@@ -228,7 +228,7 @@ class PostTokenTest(TokenTestCase):
                         json.loads(response.body),
                         {"error": "forbidden", "message": "wrong publish key"},
                     )
-        await silent(listener, IN_PROCESS_SILENCE)
+        await self.quiet(listener)
 
     @gen_test
     async def test_a_batch_with_a_token_needs_every_target_granted(self) -> None:
