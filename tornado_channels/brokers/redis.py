@@ -10,9 +10,10 @@ per partition on a Redis Cluster (sharded: ``SSUBSCRIBE``, each on the
 master of its partition's slot).
 
 Publishing records history atomically, one script call per partition
-(partitioned_publish.py, redis_history.py).  It is never retried blindly; a publish with an idempotency key may be sent again safely,
-and one that Redis refused because it went to the wrong master (``MOVED``)
-is sent again to the right one, as it was not run.
+(partitioned_publish.py, redis_history.py).  It is never retried blindly;
+a publish with an idempotency key may be sent again safely, and one that
+Redis refused because it went to the wrong master (``MOVED``) is sent
+again to the right one, as it was not run.
 """
 
 from __future__ import annotations
