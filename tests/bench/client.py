@@ -60,6 +60,32 @@ def self_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def next_frame(buf: bytes | bytearray, pos: int) -> tuple[int, int, int] | None:
+    """The server frame at ``pos`` in ``buf``: (opcode, payload start, payload end), or None.
+
+    None while the frame is incomplete.  Server frames are never masked.
+    """
+    n = len(buf)
+    if n - pos < 2:
+        return None
+    length = buf[pos + 1] & 0x7F
+    header = 2
+    if length == 126:
+        if n - pos < 4:
+            return None
+        length = int.from_bytes(buf[pos + 2 : pos + 4], "big")
+        header = 4
+    elif length == 127:
+        if n - pos < 10:
+            return None
+        length = int.from_bytes(buf[pos + 2 : pos + 10], "big")
+        header = 10
+    start = pos + header
+    if n < start + length:
+        return None
+    return buf[pos] & 0x0F, start, start + length
+
+
 class Tally:
     """Deliveries shared by every subscriber of a scenario."""
 
@@ -136,29 +162,13 @@ class Subscriber(asyncio.Protocol):
             self.ready.set_result(None)
         now = time.monotonic_ns()
         pos = 0
-        n = len(buf)
-        while n - pos >= 2:
-            length = buf[pos + 1] & 0x7F
-            header = 2
-            if length == 126:
-                if n - pos < 4:
-                    break
-                length = int.from_bytes(buf[pos + 2 : pos + 4], "big")
-                header = 4
-            elif length == 127:
-                if n - pos < 10:
-                    break
-                length = int.from_bytes(buf[pos + 2 : pos + 10], "big")
-                header = 10
-            if n - pos < header + length:
-                break
-            opcode = buf[pos] & 0x0F
-            start = pos + header
-            pos = start + length
+        while (frame := next_frame(buf, pos)) is not None:
+            opcode, start, pos = frame
             if opcode == 1 or opcode == 2:
                 self.message(buf, start, pos, now)
             elif opcode == 9 and self.transport is not None:  # ping: masked pong, zero mask
-                self.transport.write(bytes((0x8A, 0x80 | length, 0, 0, 0, 0)) + buf[start:pos])
+                pong = bytes((0x8A, 0x80 | (pos - start), 0, 0, 0, 0))
+                self.transport.write(pong + buf[start:pos])
             elif opcode == 8:
                 self.closed = True
         if pos:

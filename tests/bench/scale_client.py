@@ -33,6 +33,8 @@ import time
 from array import array
 from typing import Any, cast
 
+from tests.bench.client import next_frame
+
 KEY = "dGhlIHNhbXBsZSBub25jZQ=="
 #: Linux's IP_BIND_ADDRESS_NO_PORT: bind() takes the source address only, and connect()
 #: picks the port for the whole 4-tuple (so ports are not reserved per source address).
@@ -92,29 +94,13 @@ class Conn(asyncio.Protocol):
             self.ready.set_result(None)
             data = data[end + 4 :]
         pos, n = 0, len(data)
-        while n - pos >= 2:
-            length = data[pos + 1] & 0x7F
-            header = 2
-            if length == 126:
-                if n - pos < 4:
-                    break
-                length = int.from_bytes(data[pos + 2 : pos + 4], "big")
-                header = 4
-            elif length == 127:
-                if n - pos < 10:
-                    break
-                length = int.from_bytes(data[pos + 2 : pos + 10], "big")
-                header = 10
-            start = pos + header
-            if n < start + length:
-                break
-            opcode = data[pos] & 0x0F
-            pos = start + length
+        while (frame := next_frame(data, pos)) is not None:
+            opcode, start, pos = frame
             if opcode == 1:
                 self.message(data, start, pos)
             elif opcode == 9 and self.t is not None:  # ping: a masked pong, zero mask
                 State.pings += 1
-                self.t.write(bytes((0x8A, 0x80 | length, 0, 0, 0, 0)) + data[start:pos])
+                self.t.write(bytes((0x8A, 0x80 | (pos - start), 0, 0, 0, 0)) + data[start:pos])
             elif opcode == 8:
                 self.closed = True
         if pos < n:
