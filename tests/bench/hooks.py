@@ -11,15 +11,14 @@ and ``handshakes-known-token``, on the same machine in the same run.
 
 from __future__ import annotations
 
-import asyncio
 import subprocess
 import sys
 import time
 from collections.abc import Callable
 from typing import Any
 
-from tests.bench.client import Meter, open_subscribers, proc_cpu
-from tests.bench.scenarios import tagged
+from tests.bench.client import proc_cpu
+from tests.bench.scenarios import handshakes_on
 from tests.bench.target import Target
 from tests.helpers import ServerProcess, free_port, wait_for_port
 
@@ -61,22 +60,9 @@ async def auth_handshakes(
 
 
 async def _handshakes(target: Target, paths: list[str], scenario: str) -> dict[str, Any]:
-    """As scenarios.handshakes, on ``paths``, with the backend's CPU reported apart."""
+    """As scenarios.handshakes_on, with the backend's CPU reported apart."""
     backend0 = sum(proc_cpu(pid) for pid in target.extra_pids)
-    meter = Meter(target.pids)
-    subscribers = await open_subscribers(target.sub_ports[0], paths, None, 0)
-    m = meter.stop()
-    for s in subscribers:
-        s.close()
-    await asyncio.sleep(0.5)
-    cpu = m["server_cpu_s"]
-    m.update(
-        {
-            "sizes": f"{len(paths)} handshakes, 64 at a time",
-            "handshakes_per_server_cpu_s": len(paths) / cpu if cpu else float("inf"),
-            "backend_cpu_s": sum(proc_cpu(pid) for pid in target.extra_pids) - backend0,
-        }
-    )
-    result = tagged(target, scenario, m)
+    result = await handshakes_on(target, paths, scenario)
+    result["backend_cpu_s"] = sum(proc_cpu(pid) for pid in target.extra_pids) - backend0
     print(result, flush=True)
     return result

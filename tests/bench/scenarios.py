@@ -274,6 +274,11 @@ async def handshakes(
     paths = [target.sub_path(f"{tag}/{i}") for i in range(count)]
     if tokens is not None:
         paths = [f"{path}?token={token}" for path, token in zip(paths, tokens, strict=True)]
+    return await handshakes_on(target, paths, scenario)
+
+
+async def handshakes_on(target: Target, paths: list[str], scenario: str) -> dict[str, Any]:
+    """Handshakes per server CPU-second, one to each of ``paths`` (64 at a time)."""
     meter = Meter(target.pids)
     subscribers = await open_subscribers(target.sub_ports[0], paths, None, 0)
     m = meter.stop()
@@ -283,8 +288,8 @@ async def handshakes(
     cpu = m["server_cpu_s"]
     m.update(
         {
-            "sizes": f"{count} handshakes, 64 at a time",
-            "handshakes_per_server_cpu_s": count / cpu if cpu else float("inf"),
+            "sizes": f"{len(paths)} handshakes, 64 at a time",
+            "handshakes_per_server_cpu_s": len(paths) / cpu if cpu else float("inf"),
         }
     )
     return tagged(target, scenario, m)
