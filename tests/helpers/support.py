@@ -20,7 +20,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Collection, Coroutine
+from collections.abc import Callable, Collection, Coroutine, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -329,6 +329,20 @@ class ServerProcess:
 
     def output(self) -> str:
         return self.log.read_text(errors="replace")
+
+
+def healthy_server(*args: str) -> Iterator[ServerProcess]:
+    """A started, healthy process with ``args``, ended (and its log removed) afterwards.
+
+    What a module-scoped ``server`` fixture yields from: one process shared by
+    the module's tests that restart nothing.
+    """
+    process = ServerProcess(*args).start().wait_healthy()
+    try:
+        yield process
+    finally:
+        process.terminate()
+        process.log.unlink(missing_ok=True)
 
 
 def run(coro: Coroutine[Any, Any, T], timeout: float = 60.0) -> T:

@@ -26,7 +26,7 @@ from ..helpers import (
     receive,
     run,
 )
-from ..helpers.support import WAIT, rss_mib, until
+from ..helpers.support import WAIT, healthy_server, rss_mib, until
 
 pytestmark = pytest.mark.processes
 
@@ -36,12 +36,7 @@ MiB = 1 << 20
 @pytest.fixture(scope="module")
 def server() -> Iterator[ServerProcess]:
     """One process on its embedded broker, shared by the tests that only talk to it."""
-    process = ServerProcess("--max-buffered-bytes", str(256 << 10)).start().wait_healthy()
-    try:
-        yield process
-    finally:
-        process.terminate()
-        process.log.unlink(missing_ok=True)
+    yield from healthy_server("--max-buffered-bytes", str(256 << 10))
 
 
 def request(method: str, path: str, body: bytes = b"", **headers: str) -> bytes:

@@ -24,6 +24,7 @@ import websockets
 from tornado_channels.core.inbound import mask
 
 from ..helpers import WAIT, Browser, ServerProcess, chromium_path, post, run
+from ..helpers.support import healthy_server
 
 pytestmark = pytest.mark.processes
 
@@ -42,12 +43,7 @@ PAYLOADS = [BIG, SMALL, BINARY, b"\xfe\x00"]
 @pytest.fixture(scope="module")
 def server() -> Iterator[ServerProcess]:
     """One process on its embedded broker, compression on by default."""
-    process = ServerProcess().start().wait_healthy()
-    try:
-        yield process
-    finally:
-        process.terminate()
-        process.log.unlink(missing_ok=True)
+    yield from healthy_server()
 
 
 class RawClient:

@@ -22,6 +22,7 @@ from tornado.websocket import WebSocketHandler
 
 from ..helpers import SILENCE, RedisServer, ServerProcess, free_port, post, run, until
 from ..helpers.node_client import NodeClient, install_driver, node_available
+from ..helpers.support import healthy_server
 
 pytestmark = [
     pytest.mark.processes,
@@ -44,12 +45,7 @@ def driver() -> Iterator[Path]:
 @pytest.fixture(scope="module")
 def server() -> Iterator[ServerProcess]:
     """One server on its embedded broker, shared by the tests that restart nothing."""
-    process = ServerProcess().start().wait_healthy()
-    try:
-        yield process
-    finally:
-        process.terminate()
-        process.log.unlink(missing_ok=True)
+    yield from healthy_server()
 
 
 def start_healthy(process: ServerProcess) -> None:
