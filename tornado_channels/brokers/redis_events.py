@@ -16,20 +16,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
 from importlib import resources
 from typing import Any
-
-from redis.asyncio import Redis
 
 from .base import BrokerUnavailable
 from .events import Event, EventLog
 from .keys import KeyLayout
-from .redis_history import LuaScript
+from .redis_history import LuaScript, Run
 
 log = logging.getLogger("tornado_channels.events")
-
-Run = Callable[[int, Callable[[Redis], Awaitable[Any]]], Awaitable[Any]]
 
 EVENTS_SCRIPT = (resources.files(__package__) / "events.lua").read_bytes()
 #: Events per append call: each call stays short.

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
@@ -58,6 +58,11 @@ class Group:
 
     publications: Sequence[Publication]
     idempotency: Idempotency | None = None
+
+
+#: Runs a command on a partition's master (the broker's reads: Redis errors become
+#: BrokerUnavailable), for the stores that share the broker's connections.
+Run = Callable[[int, Callable[[Redis], Awaitable[Any]]], Awaitable[Any]]
 
 
 class LuaScript:

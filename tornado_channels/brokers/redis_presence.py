@@ -18,11 +18,9 @@ import asyncio
 import json
 import logging
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from importlib import resources
 from typing import Any, Protocol, TypeVar
-
-from redis.asyncio import Redis
 
 from ..core.channels import Subtree, Target
 from ..core.presence import (
@@ -40,12 +38,11 @@ from ..core.presence import (
 from .base import BrokerUnavailable
 from .keys import KeyLayout
 from .presence import PresenceStore
-from .redis_history import LuaScript
+from .redis_history import LuaScript, Run
 
 log = logging.getLogger("tornado_channels.presence")
 
 T = TypeVar("T")
-Run = Callable[[int, Callable[[Redis], Awaitable[Any]]], Awaitable[Any]]
 
 
 class Subscriptions(Protocol):
