@@ -20,7 +20,7 @@ import logging
 from collections import defaultdict
 from collections.abc import Sequence
 from importlib import resources
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol
 
 from ..core.channels import Subtree, Target
 from ..core.presence import (
@@ -41,8 +41,6 @@ from .presence import PresenceStore
 from .redis_history import LuaScript, Run
 
 log = logging.getLogger("tornado_channels.presence")
-
-T = TypeVar("T")
 
 
 class Subscriptions(Protocol):
