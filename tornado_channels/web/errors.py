@@ -46,10 +46,6 @@ class ApiError(tornado.web.HTTPError):
         """What the JSON body of this refusal holds."""
         return error_document(self.error, self.message, **self.details)
 
-    def body(self) -> bytes:
-        """The JSON body of this refusal."""
-        return error_body(self.error, self.message, **self.details)
-
 
 def error_document(error: str, message: str, **details: Any) -> dict[str, Any]:
     """What the JSON body of every refusal holds."""
